@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalkit.cli._groups import REQUIRED, OptionGroup
+from evalkit.cli._groups import OptionGroup
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
     DEFAULT_GOLDSET_SPLIT,
@@ -28,53 +28,38 @@ GOLDSET_HELP = (
 )
 
 
-def _parse_goldset(
+GoldsetName = Annotated[str, typer.Option(help=GOLDSET_HELP)]
+GoldsetVersion = Annotated[
+    str | None, typer.Option(help="Stored goldset's version (default: newest).")
+]
+GoldsetFormat = Annotated[
+    str,
+    typer.Option("--goldset-format", help="Format of a --goldset path: jsonl, beir or trec."),
+]
+GoldsetSplit = Annotated[
+    str, typer.Option("--goldset-split", help="BEIR qrels split of a --goldset path.")
+]
+GoldsetTopics = Annotated[
+    Path | None,
+    typer.Option("--goldset-topics", help="TREC topics file of a --goldset qrels path."),
+]
+
+
+def _goldset(
     *,
-    goldset: str | None,
-    goldset_version: str | None = None,
-    goldset_format: str,
-    goldset_split: str,
-    goldset_topics: Path | None,
+    goldset: GoldsetName,
+    goldset_version: GoldsetVersion = None,
+    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
+    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
+    goldset_topics: GoldsetTopics = None,
 ) -> GoldsetSelection:
     return GoldsetSelection(goldset, goldset_version, goldset_format, goldset_split, goldset_topics)
 
 
-GOLDSET: OptionGroup[GoldsetSelection] = OptionGroup(
-    {
-        "goldset": (Annotated[str, typer.Option(help=GOLDSET_HELP)], REQUIRED),
-        "goldset_version": (
-            Annotated[str | None, typer.Option(help="Stored goldset's version (default: newest).")],
-            None,
-        ),
-        "goldset_format": (
-            Annotated[
-                str,
-                typer.Option(
-                    "--goldset-format", help="Format of a --goldset path: jsonl, beir or trec."
-                ),
-            ],
-            DEFAULT_GOLDSET_FORMAT,
-        ),
-        "goldset_split": (
-            Annotated[
-                str, typer.Option("--goldset-split", help="BEIR qrels split of a --goldset path.")
-            ],
-            DEFAULT_GOLDSET_SPLIT,
-        ),
-        "goldset_topics": (
-            Annotated[
-                Path | None,
-                typer.Option(
-                    "--goldset-topics", help="TREC topics file of a --goldset qrels path."
-                ),
-            ],
-            None,
-        ),
-    },
-    _parse_goldset,
-)
+GOLDSET = OptionGroup(_goldset)
 """``--goldset`` (required unless a command declares it otherwise), ``--goldset-version``,
-``--goldset-format``, ``--goldset-split`` and ``--goldset-topics``."""
+``--goldset-format``, ``--goldset-split`` and ``--goldset-topics``, parsed into a
+``GoldsetSelection``."""
 
 
 def resolve_selection(

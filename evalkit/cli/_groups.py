@@ -1,8 +1,9 @@
 """Option groups: the options that make one record, declared once and parsed once.
 
-A group (``OptionGroup``) holds its options, each a typer ``Annotated`` type with its
-default, and the function that parses their values into its record. A command takes the
-group as one parameter whose default is ``GROUP.use()``::
+A group is the function that parses its options into its record, its parameters the
+options (typer ``Annotated`` types with their defaults; a parameter without typer's
+metadata is no option, only given by a command that fixes it). A command takes the group
+as one parameter whose default is ``GROUP.use()``::
 
     @app.command("run")
     @grouped
@@ -16,25 +17,46 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
-__all__ = ["REQUIRED", "OptionGroup", "grouped"]
+from typer.models import ParameterInfo
+
+__all__ = ["OptionGroup", "grouped"]
 
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-REQUIRED: Any = inspect.Parameter.empty
-"""The default of an option that has none: the command line must give it."""
+
+def _parameters(
+    function: Callable[..., Any], skip: tuple[str, ...] = ()
+) -> list[inspect.Parameter]:
+    """``function``'s parameters, keyword-only, their annotations evaluated in its module
+    (those of ``skip`` left as written: they need not exist at run time)."""
+    parameters = []
+    for parameter in inspect.signature(function).parameters.values():
+        annotation = parameter.annotation
+        if isinstance(annotation, str) and parameter.name not in skip:
+            annotation = eval(annotation, function.__globals__)
+        parameters.append(
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+        )
+    return parameters
+
+
+def _is_option(parameter: inspect.Parameter) -> bool:
+    metadata = getattr(parameter.annotation, "__metadata__", ())
+    return typing.get_origin(parameter.annotation) is typing.Annotated and any(
+        isinstance(item, ParameterInfo) for item in metadata
+    )
 
 
 @dataclass(frozen=True)
 class OptionGroup(Generic[R]):
-    """``options``: parameter name -> (typer ``Annotated`` type, default); ``parse`` takes
-    their values as keywords and returns the record."""
+    """The group ``parse`` declares: its options are ``parse``'s typer-annotated parameters."""
 
-    options: Mapping[str, tuple[Any, Any]]
     parse: Callable[..., R]
 
     def use(
@@ -42,61 +64,51 @@ class OptionGroup(Generic[R]):
         *,
         omit: tuple[str, ...] = (),
         fixed: Mapping[str, Any] | None = None,
-        options: Mapping[str, tuple[Any, Any]] | None = None,
+        options: Mapping[str, Any] | None = None,
         **defaults: Any,
     ) -> Any:
         """The group as a command's parameter default. ``omit`` leaves options out (the
-        command does not offer them; ``parse`` gets their defaults), ``fixed`` passes
-        ``parse`` further keywords, ``options`` replaces options' declarations and
+        command does not offer them; ``parse`` takes their defaults), ``fixed`` gives
+        ``parse`` further keywords, ``options`` replaces options' typer types and
         ``defaults`` their defaults, for this command only."""
-        declared = {**self.options, **(options or {})}
+        declared = [p for p in _parameters(self.parse) if _is_option(p) and p.name not in omit]
         return _Use(
             self,
-            {
-                name: (annotation, defaults.get(name, default))
-                for name, (annotation, default) in declared.items()
-                if name not in omit
-            },
-            {
-                **{name: self.options[name][1] for name in omit},
-                **(fixed or {}),
-            },
+            [
+                p.replace(
+                    annotation=(options or {}).get(p.name, p.annotation),
+                    default=defaults.get(p.name, p.default),
+                )
+                for p in declared
+            ],
+            dict(fixed or {}),
         )
 
 
 @dataclass(frozen=True)
 class _Use:
     group: OptionGroup[Any]
-    options: Mapping[str, tuple[Any, Any]]
+    options: list[inspect.Parameter]
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def parse(self, values: dict[str, Any]) -> Any:
-        return self.group.parse(**{name: values.pop(name) for name in self.options}, **self.fixed)
+        given = {option.name: values.pop(option.name) for option in self.options}
+        return self.group.parse(**given, **self.fixed)
 
 
 def grouped(command: F) -> F:
     """``command`` with each parameter whose default is ``GROUP.use()`` replaced by the
     group's options (typer reads the new ``__signature__``), and called with the record
     they parse into."""
-    uses: dict[str, _Use] = {}
+    uses = {
+        p.name: p.default
+        for p in inspect.signature(command).parameters.values()
+        if isinstance(p.default, _Use)
+    }
     parameters: list[inspect.Parameter] = []
-    for parameter in inspect.signature(command).parameters.values():
-        use = parameter.default
-        if not isinstance(use, _Use):
-            annotation = parameter.annotation
-            if isinstance(annotation, str):
-                annotation = eval(annotation, command.__globals__)
-            parameters.append(
-                parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
-            )
-            continue
-        uses[parameter.name] = use
-        parameters.extend(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind
-            )
-            for name, (kind, default) in use.options.items()
-        )
+    for parameter in _parameters(command, skip=tuple(uses)):
+        use = uses.get(parameter.name)
+        parameters.extend(use.options if use is not None else [parameter])
 
     @functools.wraps(command)
     def parsed(**values: Any) -> Any:

@@ -40,35 +40,29 @@ def seed_option(help: str, *names: str) -> Any:
     return typer.Option(*names, min=0, max=MAX_SEED, help=help)
 
 
-PAIRED_TEST: OptionGroup[PairedTestSettings] = OptionGroup(
-    {
-        "alpha": (
-            Annotated[float, typer.Option(help="Family-wise error rate across the measures.")],
-            PAIRED_TEST_DEFAULTS.alpha,
-        ),
-        "min_effect": (
-            Annotated[
-                float,
-                typer.Option(
-                    help="Smallest drop that matters (in the measure's units, e.g. 0.01)."
-                ),
-            ],
-            PAIRED_TEST_DEFAULTS.min_effect,
-        ),
-        "resamples": (
-            Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")],
-            PAIRED_TEST_DEFAULTS.resamples,
-        ),
-        "seed": (
-            Annotated[int, seed_option("Seed of the resampling (recorded in the output).")],
-            PAIRED_TEST_DEFAULTS.seed,
-        ),
-    },
-    PairedTestSettings,
-)
-"""The paired test's options (``--alpha``, ``--min-effect``, ``--resamples``, ``--seed``) of
-``gate`` and ``compare``, parsed into a ``PairedTestSettings``; each command gives its
-defaults (``PAIRED_TEST.use(**asdict(GATE_DEFAULTS.paired_test))``)."""
+def _paired_test(
+    *,
+    alpha: Annotated[
+        float, typer.Option(help="Family-wise error rate across the measures.")
+    ] = PAIRED_TEST_DEFAULTS.alpha,
+    min_effect: Annotated[
+        float,
+        typer.Option(help="Smallest drop that matters (in the measure's units, e.g. 0.01)."),
+    ] = PAIRED_TEST_DEFAULTS.min_effect,
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")
+    ] = PAIRED_TEST_DEFAULTS.resamples,
+    seed: Annotated[
+        int, seed_option("Seed of the resampling (recorded in the output).")
+    ] = PAIRED_TEST_DEFAULTS.seed,
+) -> PairedTestSettings:
+    return PairedTestSettings(alpha=alpha, min_effect=min_effect, resamples=resamples, seed=seed)
+
+
+PAIRED_TEST = OptionGroup(_paired_test)
+"""The paired test's options of ``gate`` and ``compare``, parsed into a
+``PairedTestSettings``; each command gives its own defaults
+(``PAIRED_TEST.use(**asdict(GATE_DEFAULTS.paired_test))``)."""
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""

@@ -12,8 +12,7 @@ from evalkit.cli._groups import OptionGroup
 from evalkit.retrievers.kinds import built_in_kinds
 
 if TYPE_CHECKING:
-    # Re-exported for the annotations of the commands that take the group.
-    from evalkit.retrievers.factory import RetrieverOptions as RetrieverOptions  # noqa: PLC0414
+    from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
     "RETRIEVER",
@@ -73,15 +72,69 @@ def _option_value(text: str) -> Any:
     return text
 
 
-def _parse_retriever(
+Collection = Annotated[
+    str | None, typer.Option(help="Chroma collection to query (embedded store or --chroma-url).")
+]
+ChromaUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="Chroma server URL, e.g. http://127.0.0.1:8000 (default: the embedded store "
+        "under EVALKIT_HOME)."
+    ),
+]
+HttpUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--http-retriever",
+        help="URL of an HTTP JSON retriever endpoint (see docs/retrievers.md).",
+    ),
+]
+RetrieverSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--retriever",
+        help=f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's) or "
+        "module:factory of your own function returning a retriever (default: the "
+        "[retriever] table of evalkit.toml; see docs/retrievers.md).",
+    ),
+]
+RetrieverOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        metavar="KEY=VALUE",
+        help="An option of the retriever, repeatable: bm25's index=DIR, or a keyword argument "
+        "of a module:factory or plug-in (replacing the [retriever] options); a number or "
+        "true/false is passed as one, anything else as text.",
+    ),
+]
+WhereKey = Annotated[
+    str | None,
+    typer.Option(
+        help="Metadata key (pgvector: column) holding each document's tenant; a query with a "
+        "tenant sees only its tenant's documents (Chroma, pgvector, Qdrant, a LangChain "
+        "VectorStoreRetriever, a LlamaIndex VectorIndexRetriever; refused by retrievers "
+        "that cannot filter)."
+    ),
+]
+AllowMismatch = Annotated[
+    bool,
+    typer.Option(
+        help="Query a collection built with another embedding model anyway (results are "
+        "then meaningless; for diagnosis only)."
+    ),
+]
+
+
+def _retriever(
     *,
-    collection: str | None,
-    chroma_url: str | None,
-    http_retriever: str | None,
-    retriever_spec: str | None,
-    where_key: str | None,
-    allow_model_mismatch: bool,
-    option: list[str] | None,
+    collection: Collection = None,
+    chroma_url: ChromaUrl = None,
+    http_retriever: HttpUrl = None,
+    retriever_spec: RetrieverSpec = None,
+    option: RetrieverOption = None,
+    where_key: WhereKey = None,
+    allow_model_mismatch: AllowMismatch = False,
     defer_model_check: bool = False,
 ) -> RetrieverOptions:
     """The ``RetrieverOptions`` the retriever options name; a collection name Chroma
@@ -100,87 +153,8 @@ def _parse_retriever(
     )
 
 
-ChromaUrl = Annotated[
-    str | None,
-    typer.Option(
-        help="Chroma server URL, e.g. http://127.0.0.1:8000 (default: the embedded store "
-        "under EVALKIT_HOME)."
-    ),
-]
-
-RETRIEVER: OptionGroup[RetrieverOptions] = OptionGroup(
-    {
-        "collection": (
-            Annotated[
-                str | None,
-                typer.Option(help="Chroma collection to query (embedded store or --chroma-url)."),
-            ],
-            None,
-        ),
-        "chroma_url": (ChromaUrl, None),
-        "http_retriever": (
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--http-retriever",
-                    help="URL of an HTTP JSON retriever endpoint (see docs/retrievers.md).",
-                ),
-            ],
-            None,
-        ),
-        "retriever_spec": (
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--retriever",
-                    help=f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's) or "
-                    "module:factory of your own function returning a retriever (default: the "
-                    "[retriever] table of evalkit.toml; see docs/retrievers.md).",
-                ),
-            ],
-            None,
-        ),
-        "option": (
-            Annotated[
-                list[str] | None,
-                typer.Option(
-                    "--option",
-                    metavar="KEY=VALUE",
-                    help="An option of the retriever, repeatable: bm25's index=DIR, or a "
-                    "keyword argument of a module:factory or plug-in (replacing the [retriever] "
-                    "options); a number or true/false is passed as one, anything else as text.",
-                ),
-            ],
-            None,
-        ),
-        "where_key": (
-            Annotated[
-                str | None,
-                typer.Option(
-                    help="Metadata key (pgvector: column) holding each document's tenant; a "
-                    "query with a tenant sees only its tenant's documents (Chroma, pgvector, "
-                    "Qdrant, a LangChain VectorStoreRetriever, a LlamaIndex "
-                    "VectorIndexRetriever; refused by retrievers that cannot filter)."
-                ),
-            ],
-            None,
-        ),
-        "allow_model_mismatch": (
-            Annotated[
-                bool,
-                typer.Option(
-                    help="Query a collection built with another embedding model anyway "
-                    "(results are then meaningless; for diagnosis only)."
-                ),
-            ],
-            False,
-        ),
-    },
-    _parse_retriever,
-)
-"""The options that name a live retriever (``--collection``, ``--chroma-url``,
-``--http-retriever``, ``--retriever``, ``--option``, ``--where-key``,
-``--allow-model-mismatch``), parsed into a ``RetrieverOptions``."""
+RETRIEVER = OptionGroup(_retriever)
+"""The options that name a live retriever, parsed into a ``RetrieverOptions``."""
 
 Engine = Annotated[
     str,

@@ -21,7 +21,7 @@ from evalkit.errors import ConfigError
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest, human_seconds
 
 if TYPE_CHECKING:
-    from evalkit.cli._retriever import RetrieverOptions
+    from evalkit.retrievers.factory import RetrieverOptions
 
 BREACHED_EXIT_CODE = 1
 

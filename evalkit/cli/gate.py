@@ -53,17 +53,15 @@ Measures = Annotated[
 SCORING_GOLDSET = GOLDSET.use(
     omit=("goldset_version",),
     options={
-        "goldset": (
-            Annotated[
-                str | None,
-                typer.Option(
-                    help="Goldset whose judgments score run files (and that a live candidate "
-                    "replays). " + GOLDSET_HELP
-                ),
-            ],
-            None,
-        )
+        "goldset": Annotated[
+            str | None,
+            typer.Option(
+                help="Goldset whose judgments score run files (and that a live candidate "
+                "replays). " + GOLDSET_HELP
+            ),
+        ]
     },
+    goldset=None,
 )
 """The goldset options of ``gate`` and ``compare``: optional, a stored goldset's newest
 version or files."""

@@ -31,7 +31,7 @@ from evalkit.records.requests import (
 )
 
 if TYPE_CHECKING:
-    from evalkit.cli._retriever import RetrieverOptions
+    from evalkit.retrievers.factory import RetrieverOptions
 
 NEXT_STEPS = """\
 Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
