@@ -47,7 +47,7 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
@@ -597,29 +597,22 @@ def claim_scores(
     """One ``MetricScore`` per record from its claim-level analysis (or why it is unmeasured)."""
     scores = []
     for record, result in zip(records, results, strict=True):
+        score = partial(
+            MetricScore,
+            item_id=record.id,
+            metric=metric,
+            method=method,
+            judge_model=judge_model,
+            prompt_version=version,
+        )
         if isinstance(result, Unmeasured):
+            scores.append(score(value=None, unmeasured_reason=str(result)))
+        else:
             scores.append(
-                MetricScore(
-                    item_id=record.id,
-                    metric=metric,
-                    method=method,
-                    value=None,
-                    judge_model=judge_model,
-                    prompt_version=version,
-                    unmeasured_reason=str(result),
+                score(
+                    value=result.score,
+                    n_claims=len(result.claims),
+                    n_supported=int(result.supported.sum()),
                 )
             )
-            continue
-        scores.append(
-            MetricScore(
-                item_id=record.id,
-                metric=metric,
-                method=method,
-                value=result.score,
-                judge_model=judge_model,
-                prompt_version=version,
-                n_claims=len(result.claims),
-                n_supported=int(result.supported.sum()),
-            )
-        )
     return scores
