@@ -1139,3 +1139,29 @@ def test_schedules_are_described_and_next_cron_times_computed() -> None:
     assert config.jobs[1].next_cron_time("UTC", now) is None
     with pytest.raises(ConfigError, match=r"no job named 'nope' \(configured: nightly, often"):
         config.job("nope")
+
+
+def test_a_field_checked_by_a_stage_is_refused_with_the_stages_message() -> None:
+    """``checked_by``: the check runs when the job's fields are read, None passes, the
+    value is kept as given, and the stage's ConfigError is the field's ValueError."""
+    from typing import Annotated
+
+    from pydantic import ValidationError
+
+    from evalkit.scheduler.job_kinds.base import JobParams, checked_by
+
+    seen: list[str] = []
+
+    def check(value: str) -> None:
+        seen.append(value)
+        if value == "bad":
+            raise ConfigError("'bad' is not a window label")
+
+    class Params(JobParams):
+        window: Annotated[str | None, checked_by(check)] = None
+
+    assert Params(window="2026-11-21").window == "2026-11-21"
+    assert Params().window is None
+    with pytest.raises(ValidationError, match=r"window\n  Value error, 'bad' is not a window"):
+        Params(window="bad")
+    assert seen == ["2026-11-21", "bad"]
