@@ -88,6 +88,7 @@ class PoolGrade:
     """What the pair's text was flagged for when judged (``Assessment.flags``)."""
 
 
+_GRADE_COLUMNS = ", ".join(PoolGrade.__slots__)
 _POOL_COLUMNS = (
     "query_hash, content_hash, assessor, model, prompt_version, query_text, doc_id, grade,"
     " reason, unjudged_reason, detail, judged_at, flags"
@@ -156,24 +157,17 @@ def load_pool(
         return {}
     unique = list(dict.fromkeys(keys))
     rows = store.fetch(
-        "SELECT p.query_hash, p.content_hash, p.assessor, p.doc_id, p.grade, p.reason,"
-        " p.unjudged_reason, p.detail, p.judged_at, p.flags"
-        " FROM judged_pool p JOIN (SELECT unnest(?) AS q, unnest(?) AS c) k"
+        f"SELECT {qualified(_GRADE_COLUMNS, 'p')} FROM judged_pool p"
+        " JOIN (SELECT unnest(?) AS q, unnest(?) AS c) k"
         " ON p.query_hash = k.q AND p.content_hash = k.c WHERE p.assessor = ?",
         [[key[0] for key in unique], [key[1] for key in unique], assessor],
     )
     return {
-        (row[0], row[1]): PoolGrade(
-            query_hash=row[0],
-            content_hash=row[1],
-            assessor=row[2],
-            doc_id=row[3],
-            grade=row[4],
-            reason=row[5],
-            unjudged_reason=row[6],
-            detail=row[7],
-            judged_at=row[8],
-            flags=tuple(row[9].split(",")) if row[9] else (),
+        (row[0], row[1]): record_of(
+            PoolGrade,
+            _GRADE_COLUMNS,
+            row,
+            flags=lambda text: tuple(text.split(",")) if text else (),
         )
         for row in rows
     }
