@@ -308,15 +308,9 @@ def _duckdb_lock_conflict(error: StoreError) -> bool:
 
 
 class StoreAccess:
-    """Opens the store for one short piece of work at a time, one writer at a time.
-
-    ``writer(purpose)`` (also ``access(purpose)``, so it serves as an
-    ``evalkit.alerts.StoreSession``) waits up to ``wait`` seconds for the writer lock and
-    for DuckDB's own lock, then yields an open ``Store`` and closes it afterwards.
-    ``reader()`` opens the store read-only, waiting while a writer has it open.
-    ``memory_limit`` bounds DuckDB's memory (``Store.open``). It is a ``WriterAccess`` that
-    does not keep the store open.
-    """
+    """Opens the store for one short piece of work at a time, one writer at a time
+    (``writer``, also by calling the access; ``reader``): a ``WriterAccess`` that does not
+    keep the store open, with DuckDB's memory bounded by ``memory_limit``."""
 
     keeps_open = False
 

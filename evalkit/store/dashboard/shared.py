@@ -1,9 +1,5 @@
-"""What every dashboard query shares: plain frames, the tables a store holds, run pickers.
-
-Each query of ``evalkit.store.dashboard`` takes an open ``Store`` (the dashboard opens it
-read-only) and returns a DataFrame, or a small value, through ``read_frame``. Nothing here
-writes.
-"""
+"""What every dashboard query shares: plain frames (``read_frame``), the tables a store
+holds, run pickers."""
 
 from __future__ import annotations
 
