@@ -476,14 +476,6 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         except Exception:  # an unreadable collection fails the run's queries, not its record
             return None
 
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """The query embedder's fingerprint: the model the queries are embedded with, which
-        the collection's stored model was checked against. Not the stored one: queried with
-        another model (``allow_model_mismatch``) or a collection that records none, the
-        run would record a model its queries were not embedded with, and a change of query
-        model between runs would go unseen."""
-        return self._embedder.fingerprint
-
     def index_size(self) -> IndexSize | None:
         """The collection's record count (``count()``): each record is one document with its
         vector; None when the collection cannot be read."""

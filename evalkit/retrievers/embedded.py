@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic
 
-from evalkit.embedding import TextEmbedder, prefetch_queries
+from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import ClosesOnExit, Group, retrieve_in_batches, validate_k
@@ -52,6 +52,15 @@ class EmbeddedQueryRetriever(ClosesOnExit, Generic[Group]):
             batch_size=self._batch_size,
             retrieve_batch=lambda batch, group: self._retrieve_batch(batch, k, group),
         )
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """The query embedder's fingerprint, which ``verify_model`` checked the store against.
+
+        Not a model the store records: queried with another model (``allow_model_mismatch``)
+        or a store that records none, the run would record a model its queries were not
+        embedded with, and a change of query model between runs would go unseen.
+        """
+        return self._embedder.fingerprint
 
     def prefetch(self, texts: Sequence[str]) -> None:
         """Have the query embedder embed ``texts`` ahead of the batches that will need them."""

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from evalkit.config import DistanceMetric, PgvectorSettings, SearchMode
-from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding import TextEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
@@ -650,14 +650,6 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
         except psycopg.Error:
             return None
         return None if row is None else IndexSize(documents=int(row[0]), vectors=int(row[1]))
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """The query embedder's fingerprint: the model evalkit embedded the queries with.
-
-        The table records no model of its own; ``verify_model`` checked it against this one
-        (dimension, and re-embedded rows where a text column is set).
-        """
-        return self._embedder.fingerprint
 
     def close(self) -> None:
         """Close the connection to the server."""

@@ -39,7 +39,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
-from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding import TextEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
@@ -388,12 +388,6 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
         except Exception:  # an unreadable collection fails the run's queries, not its record
             return None
         return IndexSize(documents=count, vectors=count)
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """The query embedder's fingerprint: the collection records no model of its own;
-        ``verify_model`` checked it (dimension, and re-embedded points where
-        ``text_payload_key`` is set)."""
-        return self._embedder.fingerprint
 
     def close(self) -> None:
         """Close the client (a local store's lock is released)."""
