@@ -760,3 +760,34 @@ def test_a_reader_that_waited_in_vain_names_the_process_holding_the_store(
         access.reader(),
     ):
         pass
+
+
+def test_a_failed_write_is_rolled_back_and_said_as_what_failed(store: Store) -> None:
+    """``Store.writing``: a DuckDB error inside becomes a StoreError naming the work, and
+    nothing of the block stays."""
+
+    def write_two_tags() -> None:
+        with store.writing(f"cannot store the tags in {store.path}") as con:
+            con.execute("INSERT INTO run_tags (run_id, tag) VALUES ('r1', 'a')")
+            con.execute("INSERT INTO run_tags (run_id, tag) VALUES ('r1', NULL)")
+
+    with pytest.raises(StoreError, match=r"^cannot store the tags in .*: .*run_tags") as failed:
+        write_two_tags()
+    assert isinstance(failed.value.__cause__, duckdb.Error)
+    assert store.fetch("SELECT count(*) FROM run_tags") == [(0,)]
+
+
+def test_a_row_is_found_by_its_id_or_a_unique_prefix_of_it(store: Store) -> None:
+    for run_id in ("20261121T183500-3f9a1c", "20261121T183500-3f9a1d", "20261122T000000-000000"):
+        create_run(store, spec(), run_id=run_id)
+    sql = "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id"
+
+    def found(prefix: str) -> object:
+        return store.fetch_by_prefix(sql, prefix, missing="none", what="run")[0]
+
+    assert found("20261122") == "20261122T000000-000000"
+    assert found("20261121T183500-3f9a1d") == "20261121T183500-3f9a1d"
+    with pytest.raises(NotFoundError, match=r"^run id prefix '20261121' is ambiguous: 2026"):
+        found("20261121")
+    with pytest.raises(NotFoundError, match=r"^none$"):
+        found("1999")
