@@ -10,7 +10,7 @@ from evalkit.cli._output import with_flags
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset import load_goldset
 from evalkit.goldset.formats import export_goldset
-from evalkit.goldset.model import Goldset
+from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.records import Judgment, Query
 from evalkit.records.freshness import FreshnessRequest
 
@@ -68,3 +68,16 @@ def test_export_into_a_full_folder_names_the_setting_and_the_cli_its_flag(
 )
 def test_traffic_refusals_show_their_flags_in_the_cli(message: str, shown: str) -> None:
     assert with_flags(message) == shown
+
+
+def test_goldset_name_refusal_names_settings_and_the_cli_its_flags() -> None:
+    with pytest.raises(ConfigError) as raised:
+        check_goldset_name("a/b")
+    assert str(raised.value) == (
+        "goldset name 'a/b' is spelt as a path, so `goldset` would read it as one; "
+        "give a name such as 'support-faq' (`name`)"
+    )
+    assert with_flags(str(raised.value)) == (
+        "goldset name 'a/b' is spelt as a path, so --goldset would read it as one; "
+        "give a name such as 'support-faq' (--name)"
+    )

@@ -43,17 +43,18 @@ def unknown_documents(unknown: Iterable[str], known: Iterable[str]) -> str:
     return f"{', '.join(named)}; its documents: {', '.join(known)}"
 
 
-def check_goldset_name(name: str, *, option: str = "--name", advice: str | None = None) -> str:
+def check_goldset_name(name: str, *, option: str = "`name`", advice: str | None = None) -> str:
     """Return ``name`` when a goldset can be stored under it and named again by it
-    (``--goldset NAME``); raise ``ConfigError`` saying what is wrong if not, and that
-    ``option`` gives another (or, given, ``advice`` on what to do instead)."""
+    (the ``goldset`` setting); raise ``ConfigError`` saying what is wrong if not, and that
+    ``option`` (a setting, or the flag a command names it by) gives another (or, given,
+    ``advice`` on what to do instead)."""
     problem = None
     if not name.strip():
         problem = "is empty"
     elif name != name.strip():
         problem = "starts or ends with white space"
     elif "/" in name or "\\" in name or name in (".", ".."):
-        problem = "is spelt as a path, so --goldset would read it as one"
+        problem = "is spelt as a path, so `goldset` would read it as one"
     elif any(unicodedata.category(character) in ("Cc", "Cs") for character in name):
         problem = "holds a control character"
     elif len(name) > MAX_GOLDSET_NAME_LENGTH:
