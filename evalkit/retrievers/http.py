@@ -1,24 +1,7 @@
-"""Any retriever behind an HTTP JSON endpoint.
+"""Any retriever behind an HTTP JSON endpoint, one request per query.
 
-Each query is one request (see ``docs/retrievers.md``)::
-
-    POST <url>   {"query": "...", "query_id": "q1", "k": 10, "tenant": null}
-    200          {"results": [{"id": "doc7", "score": 0.83}, {"id": "doc2", "score": 0.79}]}
-
-``results`` is ranked best first. ``score`` may be left out of every result; the adapter
-then scores by rank (1/rank), so the order is kept. A RAG endpoint may add the answer it
-generated (``"answer": "..."``) and, per result, the passage it was given (``"text"``);
-they come back as the query's ``answer``, ``contexts`` and ``context_ids``.
-
-Requests run concurrently on a bounded thread pool. Connection errors, timeouts, 429 and
-5xx answers are retried with exponential back-off and jitter (``Retry-After`` is honoured,
-capped); other 4xx answers are not. Redirects are not followed: the error names the URL
-to use instead. A query that still fails is recorded with its error (status code, timeout,
-malformed JSON).
-
-A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``; with
-credentials in the URL as well it is refused (they would be sent instead). Header
-values never appear in ``describe()`` or in error messages.
+The request and response shapes, retries, redirects and the token: docs/retrievers.md,
+"HTTP endpoint" (``request_json_schema`` and ``response_json_schema`` give the shapes).
 """
 
 from __future__ import annotations

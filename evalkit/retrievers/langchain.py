@@ -1,43 +1,7 @@
 """Any LangChain retriever (``langchain_core.retrievers.BaseRetriever``), replayed as it runs.
 
-Queries go through the retriever's own ``abatch`` when it has an async path of its own (its
-class overrides ``_aget_relevant_documents``, or it is a ``VectorStoreRetriever`` whose store
-implements the async search it will call: a store such as PGVector with ``async_mode=True``
-answers only that way), else through its own ``batch``; either way with ``max_concurrency``
-(its callbacks, its tracing) and ``return_exceptions``, so that a query that raises is
-recorded with its error while the others are answered. Each query's latency is measured by a
-callback handler on the retriever's own start/end events. A retriever whose class replaces
-``invoke``/``batch`` (or ``ainvoke``/``abatch``) may send no such events: a query whose events
-were not seen gets its share of the batch's time, and ``describe()`` says so up front
-(``latency_timing`` ``batch_share``, which the latency checks refuse). ``abatch`` runs on an
-event loop of its own, in a worker thread when the caller already runs one (a notebook).
-
-``k`` is passed through: a ``VectorStoreRetriever`` receives it as the ``k`` search argument
-of each call; another retriever with a ``k`` field (BM25, most community retrievers) is
-copied with that field set, so the user's object is never changed; any other retriever's
-results are cut to ``k``. Document ids come from the metadata key ``id_key`` when set, else
-from ``Document.id``.
-
-Scores: a plain ``VectorStoreRetriever`` (its search methods not overridden) with search type
-``similarity`` or ``similarity_score_threshold`` over a store that gives relevance scores is
-replayed through a copy that makes the same search with the store's
-``similarity_search_with_relevance_scores`` (same ``k`` and ``search_kwargs``, filter
-included), so the documents and their order are the retriever's and the scores the store's.
-Any other retriever is scored from the documents' metadata when it leaves scores there
-(``relevance_score``, ``score``...), else by rank (see ``evalkit.retrievers.framework``).
-``describe()`` states which, before any query is sent.
-
-Tenants, as for Chroma, are filtered when a ``where_key`` is given: a
-``VectorStoreRetriever`` then passes ``filter={where_key: tenant}`` to the store, the dict
-filter of Chroma, PGVector, Pinecone, Qdrant and most LangChain stores, merged into the
-retriever's own dict filter (a filter that already sets ``where_key``, or one that is not a
-dict, is refused up front). LangChain's ``InMemoryVectorStore``, which filters with a
-function of the document, gets one that keeps the tenant's documents. Any other retriever
-cannot be told a tenant, so a ``where_key``
-for one is refused up front rather than risk returning another tenant's documents.
-
-The retriever embeds its queries itself: evalkit cannot fingerprint its model, and the run
-records that (``model_fingerprint()`` is None, ``describe()`` says why).
+How its queries are sent and timed, how ``k``, ids, scores and tenants are passed, and why
+its model is not fingerprinted: docs/retrievers.md, "LangChain".
 """
 
 from __future__ import annotations

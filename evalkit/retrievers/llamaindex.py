@@ -1,26 +1,7 @@
 """Any LlamaIndex retriever (``llama_index.core`` ``BaseRetriever``), replayed as it runs.
 
-Queries run through the retriever's own ``aretrieve`` when it has a real async path, at most
-``concurrency`` at a time on one event loop (in a worker thread when the caller already runs
-a loop, as a notebook does); a retriever whose async path is only the synchronous one in
-disguise runs on ``concurrency`` threads instead. A query that raises is recorded with its
-error while the others are answered.
-
-``k`` is passed through as ``similarity_top_k`` on a copy of a retriever that has it (the
-vector index retriever and most store retrievers), so the user's object is never changed;
-any other retriever's results are cut to ``k``. Node ids come from the metadata key
-``id_key`` when set (chunks usually carry their source document's id there), else from
-``node.node_id``; scores from ``NodeWithScore.score`` when every node has a finite one, else
-by rank.
-
-Tenants: with a ``where_key``, a ``VectorIndexRetriever`` (``index.as_retriever()``) is
-copied once per tenant with ``where_key == tenant`` ANDed into its metadata filters, which
-the vector store applies; queries are grouped by tenant, and a query without a tenant runs
-with the retriever's own filters. A retriever whose filters evalkit cannot reach is refused
-up front rather than risk returning another tenant's documents.
-
-The retriever embeds its queries itself: evalkit cannot fingerprint its model, and the run
-records that (``model_fingerprint()`` is None, ``describe()`` says why).
+How its queries are sent, how ``k``, ids, scores and tenants are passed, and why its model
+is not fingerprinted: docs/retrievers.md, "LlamaIndex".
 """
 
 from __future__ import annotations

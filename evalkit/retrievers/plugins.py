@@ -1,28 +1,7 @@
 """The user's own retrievers: a factory named ``module:attribute``, and plug-in packages.
 
-A plug-in package names its factory in the entry-point group ``evalkit.retrievers``::
-
-    [project.entry-points."evalkit.retrievers"]
-    mystore = "mypkg:make_retriever"
-
-and ``--retriever mystore`` (or ``[retriever] kind = "mystore"``) builds it. A factory given
-as ``--retriever mypkg.search:make`` (or ``[retriever] factory``) needs no package: its
-module is imported with the current directory (and the directory of ``evalkit.toml``) on
-``sys.path``, as ``python -m`` would. Either way the factory is called with the
-``[retriever] options`` as keyword arguments and may return
-
-- an evalkit ``Retriever`` (``retrieve(queries, k) -> list[QueryResult]``; ``describe``,
-  ``index_fingerprint``, ``model_fingerprint``, ``check`` and ``close`` are used when it has
-  them), used as it is;
-- a LangChain ``langchain_core.retrievers.BaseRetriever``, wrapped in ``LangChainRetriever``;
-- a LlamaIndex ``llama_index.core`` ``BaseRetriever``, wrapped in ``LlamaIndexRetriever``.
-
-``PluginRetriever`` keeps what it returned and records where it came from in ``describe()``
-(the factory, the plug-in and its distribution, the returned object's class, the options
-with secret-looking values masked). Every way this can go wrong is a ``ConfigError`` that
-names the module, the attribute and what the factory (or ``retrieve``) must return, except a
-factory or ``check()`` that cannot reach its store: that is a ``RetrieverError`` (exit 3),
-as for every retriever that cannot be reached.
+What a factory may return, how it is found and called, and what ``PluginRetriever`` records
+of it: docs/retrievers.md, "Your own retriever".
 """
 
 from __future__ import annotations

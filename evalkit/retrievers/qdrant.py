@@ -1,30 +1,7 @@
 """A Qdrant collection, on a server (``url``) or in a local on-disk store (``path``).
 
-Queries are embedded by evalkit (``[embedder]``) ``batch_size`` at a time and each is sent
-alone, so that its latency is its own (``latency_timing`` ``per_query``, embedding not
-included); a query that fails is recorded with its error (the run is then ``partial``). An
-unreachable server or a missing collection raises ``RetrieverError`` up front, in ``check()``.
-
-Scores are higher-is-better: Qdrant's own for Cosine and Dot; for Euclid and Manhattan,
-where Qdrant returns the distance, the negated distance (the order is kept). Ids are the
-point ids (integers or UUIDs, as text) or, with ``id_payload_key``, a payload field (chunks
-usually carry their source document's id there); a point without it fails its query, naming
-the key.
-
-Tenants, as for Chroma: with ``tenant_key`` (or ``--where-key``, which overrides it) a query
-that has a tenant only sees points whose payload field equals it (a match filter, served by
-Qdrant's payload index when there is one); without it tenants are ignored. A tenant written as
-an integer (``"1"``) also matches the integer ``1``, unless the key's payload index says which
-of the two the points hold. A key that no point holds is refused up front: every query would
-find nothing.
-
-A collection records no embedding model, so only its vector size is compared with the query
-embedder's (before the first query); the run records the query embedder's fingerprint. The
-index fingerprint, read when the run is recorded, hashes the exact point count, the
-collection's vector configuration and the first ``FINGERPRINT_SAMPLE`` points in id order
-(ids, payloads, vectors): cheap, and it changes when points are added or removed or the
-vectors are reconfigured, but a point overwritten in place changes it only when it is one of
-those first points (Qdrant keeps no content hash or version to read instead).
+Batches and latency, scores, ids, tenants, the checks before the run and what the index
+fingerprint covers: docs/retrievers.md, "Qdrant".
 """
 
 from __future__ import annotations
