@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError
 from evalkit.records.drift import DriftCheck
-from evalkit.store.columns import json_text, json_value, placeholders
+from evalkit.store.columns import json_text, json_value, placeholders, values_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,11 +56,7 @@ def save_drift_check(store: Store, check: DriftCheck) -> StoredDriftCheck:
         | {"details": dict(check.details)},
     )
     store.execute(
-        _INSERT,
-        [
-            json_text(stored.details) if name == "details" else getattr(stored, name)
-            for name in _COLUMNS
-        ],
+        _INSERT, values_of(stored, ", ".join(_COLUMNS), details=json_text(stored.details))
     )
     return stored
 
