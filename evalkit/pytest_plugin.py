@@ -15,30 +15,11 @@ so the decision, the JUnit XML and the Markdown summary are those of ``evalkit g
         )
 
 The marker ``@pytest.mark.evalkit_gate(...)`` takes the same arguments (``GateSpec`` lists
-them). On a test function that does not use the fixture, the gate runs before the test's
-body; on a module (``pytestmark``) or a class, and on a test that calls the fixture, its
-arguments are the defaults of the fixture's calls (the closest marker wins).
-
-- **pass**: the test goes on; the call returns the ``evalkit.pipeline.GateOutcome``.
-- **regression**: the test fails, listing per measure the baseline, candidate, delta,
-  interval and adjusted p-value, and the worst-regressed queries with the relevant
-  documents they lost.
-- **inconclusive**: skip (default), xfail, fail or pass, as ``evalkit_inconclusive`` says.
-- **no baseline yet** (the baseline file does not exist): the candidate's run is written
-  there and the test is skipped saying so (``evalkit_first_run``).
-- **an evalkit error** (a bad goldset, a retriever that failed queries): the test fails
-  with evalkit's message and the exit code ``evalkit gate`` would have given.
-
-Options (command line, or ini): ``--evalkit-store`` / ``evalkit_store`` (the DuckDB file;
-default a new one in the session's temporary directory), ``--evalkit-junit`` /
-``evalkit_junit`` and ``--evalkit-markdown`` / ``evalkit_markdown`` (written when the
-session ends, with every gate that compared: one ``<testsuite>`` per gate, as
-``evalkit gate --junit`` writes it, in one ``<testsuites>``; each gate's Markdown in turn),
-``--evalkit-inconclusive`` / ``evalkit_inconclusive`` and ``--evalkit-first-run`` /
-``evalkit_first_run`` (``skip``, ``xfail``, ``fail`` or ``pass``). Relative paths given to
-the fixture or the marker, and in the ini file, are relative to pytest's rootdir (the ini
-file's directory); on the command line, to the directory pytest was started in.
-See docs/ci.md, "pytest plugin".
+them); on a module, a class or a test that calls the fixture, its arguments are the defaults
+of the fixture's calls (the closest marker wins). Paths given to the fixture, the marker or
+the ini file are relative to pytest's rootdir; on the command line, to the directory pytest
+was started in. What each decision does to the test, and the options: docs/ci.md, "pytest
+plugin".
 
 Importing this module loads nothing heavy: a session that never gates pays nothing.
 """

@@ -2,46 +2,16 @@
 
 ``explain_runs`` compares a candidate run with its baseline (``evalkit.stats``, as the gate
 does) and ``explain_comparison`` joins an existing comparison with what else the store knows
-about the two runs: the index audits nearest the candidate, made since the baseline and
-before the index changed again (relevant documents missing from the index, or changed at the
-source, and copies of documents crowding the top k), the runs' own
-records (query embedding model, index fingerprint, goldset version, k, measures, the
-retriever's kind, factory, options and description), the model canary checks and the drift
-checks made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
-and ``explain_alert`` resolve a stored drift check or alert to the two runs it concerns
-first.
+about the two runs (index audits, the runs' records, model canary checks, drift checks,
+failed queries); ``explain_drift_check`` and ``explain_alert`` resolve a stored drift check
+or alert to the two runs it concerns first.
 
-Every cause is scored by the share of the regression it can account for, on the primary
-measure (the one that dropped most): the *loss* is the sum over queries of
-``max(0, baseline - candidate)``. Causes whose effect can be traced query by query are
-*measured*; each gives query q a fraction f_q of its loss:
-
-- ``missing_from_index``: the lost relevant documents of q that an audit reports as not in
-  the index (orphaned judgments, or source documents never indexed), over all lost ones;
-- ``stale_documents``: the same for documents changed at the source since indexing, or
-  whose stored text the index replaced since (``changed_in_index``);
-- ``unreflected_changes``: the same for documents a freshness check saw change at the
-  source after the baseline started and not reflected by the index when the candidate did;
-- ``failed_queries``: 1 when q's retrieval failed in the candidate (it counts as 0);
-- ``goldset_changed``: 1 when q's judgments differ between the two goldset versions;
-- ``k_changed``: the lost relevant documents of q that the baseline ranked deeper than the
-  candidate's k, over all lost ones;
-- ``crowded_by_duplicates``: the share of q's drop won back when each cluster of
-  duplicates an audit found holds one place in both runs' top k, the relevant documents
-  the candidate's extra copies pushed out put back (``duplicates``).
-
-Changes that touch every query at once (another retriever, a new query model, an index
-whose model does not match the query model, a rebuilt index, drift, changed settings) cannot
-be traced to a query: each can account for what no measured cause explains, so its score is
-the *residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss.
-
-One measured cause is a hint rather than evidence, and leaves the residual as it is:
-``absent_from_results``, the lost documents no audit accounts for that the candidate
-returned for no query at all (within its k, queries that did not fail), as documents that
-left the index would be; an audit confirms it. Causes are ranked
-by score, and causes with equal scores by the order of ``CAUSE_KINDS`` (the more direct the
-mechanism, the earlier). A score is an upper bound on what a cause explains, not a proof;
-each cause links to the dashboard page that shows its evidence.
+Every cause is scored by the share of the primary measure's loss (the sum over queries of
+``max(0, baseline - candidate)``) it can account for: a *measured* cause gives query q a
+fraction f_q of its loss; a change that touches every query at once scores the *residual*,
+the sum of ``(1 - max measured f_q) * loss_q``. Causes are ranked by score, ties by the
+order of ``CAUSE_KINDS``. Each kind, its evidence and its score: docs/cli.md, "Probable
+causes: `evalkit explain`". A score is an upper bound on what a cause explains, not a proof.
 """
 
 from __future__ import annotations
