@@ -124,18 +124,13 @@ class LatencyRegressionParams(RuleParams):
         return self
 
 
+_SERIES = {"quantile", "max_increase", "confidence", "warmup", "reference_runs"}
+"""The parameters that are ``judge_latency_series``'s keywords."""
+
+
 def _settings(params: LatencyRegressionParams) -> dict[str, Any]:
     """The parameters a verdict was reached with (a changed one means judging again)."""
-    return params.model_dump(
-        include={
-            "quantile",
-            "max_increase",
-            "confidence",
-            "warmup",
-            "reference_runs",
-            "min_queries",
-        }
-    )
+    return params.model_dump(include=_SERIES | {"min_queries"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,14 +218,8 @@ def _judge(
             not_measurable = {name: point, **not_measurable}
     if not points:
         return None
-    verdicts = judge_latency_series(
-        [point.quantile_ms for point in points],
-        quantile=params.quantile,
-        max_increase=params.max_increase,
-        confidence=params.confidence,
-        warmup=params.warmup,
-        reference_runs=params.reference_runs,
-    )
+    quantiles = [point.quantile_ms for point in points]
+    verdicts = judge_latency_series(quantiles, **params.model_dump(include=_SERIES))
     comparison = verdicts[-1].comparison
     if comparison is None:
         return None

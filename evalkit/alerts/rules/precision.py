@@ -105,6 +105,9 @@ class PrecisionRegressionParams(RuleParams):
         return self
 
 
+_DETECTOR = {"allowance", "h_warning", "h_alert", "warmup", "min_sd"}
+"""The parameters that are the sequential detector's keywords."""
+
 CAUSE_EVIDENCE_ROWS = 10
 """Evidence rows per probable cause in an alert (the statement carries the full counts)."""
 
@@ -350,15 +353,7 @@ def _sequential_series(
         if len(points) <= params.warmup:
             continue
         values = [value for _, value in points]
-        trace = sequential_trace(
-            params.method,
-            values,
-            allowance=params.allowance,
-            h_warning=params.h_warning,
-            h_alert=params.h_alert,
-            warmup=params.warmup,
-            min_sd=params.min_sd,
-        )
+        trace = sequential_trace(params.method, values, **params.model_dump(include=_DETECTOR))
         last = trace.state(len(values) - 1)
         latest_run = points[-1][0]
         change_run = points[last.change_point][0].run_id if last.change_point is not None else None

@@ -157,20 +157,8 @@ def _traffic_precision_drop(ctx: RuleContext, params: TrafficPrecisionDropParams
     if not has_tables(ctx.store, "judged_run_figures"):
         return closed
     try:
-        checks = watch_traffic_precision(
-            ctx.store,
-            measure=params.measure,
-            source=params.source,
-            assessor=params.assessor,
-            retriever=params.retriever,
-            baseline_window=params.baseline_window,
-            alpha=params.alpha,
-            min_effect=params.min_effect,
-            min_judged_share=params.min_judged_share,
-            h_warning=params.h_warning,
-            h_alert=params.h_alert,
-            save=False,
-        )
+        # The rule's fields are the watch's keywords, one for one.
+        checks = watch_traffic_precision(ctx.store, **params.model_dump(), save=False)
     except NoJudgedWindowError:
         return closed
     signals = closed
