@@ -1,43 +1,19 @@
 """Offline faithfulness: how much of an answer its contexts support, with no LLM at all.
 
 The method (``offline-embedding``, version ``OFFLINE_VERSION``), built on evalkit's own
-embedding model (all-MiniLM-L6-v2 by default):
+embedding model: the answer's claims (``split_claims``) are compared with the contexts'
+sentences and adjacent sentence pairs by three signals (``similarity``, ``coverage``,
+``salient``); a logistic model (``SupportModel``) and an isotonic map (``Calibration``),
+both fitted offline by ``benchmarks/faithfulness.py``, turn them into each claim's
+probability of being supported; the share of supported claims, weighted by content words,
+is ``offline-v2``'s value, and ``offline-v3`` (the default) maps it through
+``AnswerCalibration`` to the probability that a person rates the answer fully faithful.
+Each step and its fitted figures: docs/answers.md, "The offline method".
 
-1. The answer is split into claims (``split_claims``: its sentences that state something,
-   Markdown structure and list markers removed); each context into sentences. Each pair of
-   adjacent context sentences is a unit too (answers often fuse two sentences of a
-   passage), represented by the normalised sum of its two sentence vectors.
-2. For each claim, three signals of support:
-
-   * ``similarity``: the best cosine similarity between the claim and any context unit;
-   * ``coverage``: the share of the claim's content words (stopwords removed, words cut to
-     their first six letters as a light stemmer) found anywhere in the contexts;
-   * ``salient``: the share of the claim's numbers and capitalised words (names, places,
-     dates) found in the contexts, the details a hallucination typically gets wrong.
-
-3. A logistic model turns the three signals into a support score (``SupportModel``), and an
-   isotonic calibration map (``Calibration``) turns that score into the probability that
-   the claim is supported. Both were fitted offline by ``benchmarks/faithfulness.py`` on
-   labelled data (see ``offline_calibration.json`` for the provenance and
-   docs/answers.md for the reliability table on held-out data); nothing is fitted at run time.
-4. The expected share of supported claims: the mean of the calibrated claim
-   probabilities, each claim weighted by its number of content words. A claim counts as
-   supported (``n_supported``) when its probability reaches ``threshold`` (0.5).
-5. ``offline-v3`` (the default) maps that share through ``AnswerCalibration``, a logistic
-   map fitted by ``benchmarks/faithfulness_human.py`` on human faithfulness ratings (MTRAG,
-   ``offline_calibration_v3.json``): the stored value is the probability that a person
-   rates the answer fully faithful (4 of 4). ``offline-v2`` stores the share itself. The
-   map is increasing, so both versions rank answers alike; their levels differ, and the
-   version is stored with every score so that the two are never mixed.
-
-Speed: each distinct context is split and embedded once (``EmbeddingCache``: in memory
-within a scoring, in the store across scorings), and the claims of a whole batch of answers
-are embedded in one call. ``legacy_units=True`` computes the signals the ``offline-v1`` way
-(every sentence and adjacent pair of every answer's contexts embedded as text, no cache),
-kept so that ``benchmarks/faithfulness.py`` can measure the two side by side.
-
-An answer with no claim is unmeasured (``no_claims``), and so is one with no context
-(``empty_contexts``): neither is scored 0 or 1 by default.
+Speed: each distinct context is split and embedded once (``EmbeddingCache``), and the claims
+of a batch of answers are embedded in one call. ``legacy_units=True`` computes the signals
+the ``offline-v1`` way, kept so that ``benchmarks/faithfulness.py`` can compare the two.
+An answer with no claim (``no_claims``) or no context (``empty_contexts``) is unmeasured.
 """
 
 from __future__ import annotations

@@ -1,36 +1,13 @@
 """Sequential change detection on a series of per-run metric means (e.g. nDCG@10 per run).
 
-Both detectors watch for a sustained *drop* (or, with ``direction="rise"``, a rise: latency,
-error rate) and raise two levels, ``warning`` then ``alert``.
-
-Units. Values are standardised with a baseline mean and standard deviation, so ``k``,
-``delta`` and the thresholds are in standard deviations of one run's metric:
-
-* ``target`` (baseline mean) and ``sd`` may be given in metric units;
-* otherwise they are estimated from the first ``warmup`` values (mean and sample sd), and
-  monitoring starts after them. ``sd`` is floored at ``min_sd`` (metric units) so that a
-  perfectly repeatable warm-up (a deterministic retriever replaying a fixed golden set)
-  does not divide by zero. To give thresholds in metric units instead, pass ``sd=1``.
-
-Detectors (Lindley recursion ``S_t = max(0, S_{t-1} + z_t)``, reported as ``statistic``):
-
-* ``cusum`` (Page 1954): ``z_t = (target - x_t)/sd - k``. ``k`` is half the drop to detect
-  fastest (``k = 0.5`` targets one sd).
-* ``page_hinkley``: ``z_t = (mean(x_0..x_t) - x_t)/sd - delta``; the reference is the running
-  mean of every value so far, so no target is needed, at the cost of the reference slowly
-  following a drop.
-
-Each point also gets a change-point estimate: the first run after the statistic was last
-zero (the maximum-likelihood change time for a step).
-
-Recovery. Once the statistic has passed ``h_alert``, ``RECOVERY_RUNS`` consecutive values
-back at the baseline (each within the allowance of the warm-up's mean, or ``target``:
-``sign * (mean - x_t)/sd - allowance <= 0``, whatever Page-Hinkley's running mean) reset it
-to 0. Without it a statistic that climbed far during an outage fell by only the allowance
-per run once the retriever was fixed: a CUSUM of a deterministic retriever, whose sd is
-``min_sd``, stayed in alert for good. Nothing changes before the first alert, so
-false-alarm rates and detection delays are as without it. ``reset`` on the incremental
-detector also forgets the baseline.
+``cusum`` (Page 1954) and ``page_hinkley`` run the Lindley recursion
+``S_t = max(0, S_{t-1} + z_t)`` over values standardised by a baseline mean and sd (given,
+or estimated from the first ``warmup`` values, sd floored at ``min_sd``): CUSUM's
+``z_t = (target - x_t)/sd - k``; Page-Hinkley's reference is the running mean instead of
+``target``. Both watch for a sustained drop (``direction="rise"`` for a rise), raise
+``warning`` then ``alert``, estimate the change point (the first run after the statistic was
+last zero), and reset after ``RECOVERY_RUNS`` values back at the baseline once past
+``h_alert``. Units, levels and recovery: docs/drift.md.
 
 The pure functions (``cusum``, ``page_hinkley``) process a whole array at once; ``Cusum`` and
 ``PageHinkley`` take one value at a time (``update``) with the same arithmetic.

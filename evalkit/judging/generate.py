@@ -1,38 +1,22 @@
 """Questions written from corpus passages by an LLM, each anchored to the spans it rests on.
 
 A *task* is one question to write: its kind (``QuestionKind``) and the passage or passages
-it is written from. ``QuestionWriter`` sends each task to the ``[judge]`` OpenAI-compatible
-endpoint (``POST chat/completions`` through httpx, every request under the answer judge's
-``CallGuard``: concurrency, requests per minute, timeout, retries with back-off) with
-evalkit's own prompt for its kind, which asks for one JSON object::
+it is written from. ``QuestionWriter`` sends each task to the ``[judge]`` endpoint under the
+answer judge's ``CallGuard`` with evalkit's prompt for its kind, which asks for one JSON
+object::
 
     {"question": "...", "answer": "...", "evidence": ["exact quote", ...]}
 
 ``write_question`` (pure, over any ``AskFn``) turns the replies into a ``WrittenQuestion``
-or a ``DroppedTask`` with its reason:
-
-* a reply that is not such an object is asked again once (saying what was wrong); a second
-  bad reply drops the task (``malformed_reply``) with the reply's first 200 characters,
-  secrets masked;
-* every evidence quote must be found in a passage of the task, exactly or with whitespace
-  normalised (``locate_quote``); one quote found nowhere drops the task
-  (``evidence_not_in_passage``); a multi-passage question needs evidence in each passage
-  (``evidence_in_one_passage``);
-* a paraphrase question whose content words are more than ``max_overlap`` of them found in
-  the passage (``word_overlap``) is asked again once to rephrase, then dropped.
-
-The passages holding evidence become span-anchored judgments with the suggested grade
-``SUGGESTED_GRADE``: the span covers the evidence quoted from the passage, in the *source*
-text's offsets (the chunk's ``start`` plus the offset in the chunk).
+or a ``DroppedTask`` with its reason (a malformed reply, evidence not found in a passage,
+a paraphrase too close to its passage: docs/goldsets.md, "Generating a draft goldset").
+The passages holding evidence become span-anchored judgments with the grade
+``SUGGESTED_GRADE``, the span in the *source* text's offsets.
 
 The prompt version (``PROMPT_VERSION``) is a hash of every prompt text and of how much of
-a passage is shown, as the relevance assessor's is: editing a prompt names a new version.
-
-Replies are worth keeping: ``QuestionWriter.write`` takes the replies kept from an earlier
-pass (by ``judge_call_key``: the task's ``reply_key`` and the messages sent) and hands each
-new one to ``on_reply`` as it arrives, so a pass stopped part-way is resumed by the next
-without paying again for what it was told. A reply is only ever reused by the same task
-asking the same thing of the same model with the same sampling settings.
+a passage is shown: editing a prompt names a new version. ``QuestionWriter.write`` reuses
+the replies kept from an earlier pass (by ``judge_call_key``) and hands each new one to
+``on_reply``, so a stopped pass is resumed without paying again for what it was told.
 """
 
 from __future__ import annotations

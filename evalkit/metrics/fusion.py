@@ -13,33 +13,14 @@
 
 A run is a DataFrame (query_id, doc_id, score; other columns are ignored), as
 ``evalkit.store.runs.run_results`` gives it, or ``{query_id: {doc_id: score}}``. Each run's
-scores are first normalised per query (:data:`NORMALIZATIONS`), then a method
-(:data:`FUSION_METHODS`) combines them per (query, document). Both follow ranx 0.3
-(``ranx.fuse(runs, norm, method, params)``): the same formulas, the same defaults (rrf
-``k`` 60, logn_isr ``sigma`` 0.01, min-max normalisation) and the same treatment of a
-document that a run did not retrieve: it adds nothing to a sum, is not counted by CombMNZ,
-CombANZ, ISR and the other methods that count the runs holding a document, counts as
--1e9 for CombMAX and 1e9 for CombMIN, and gets the points left over under Borda. A query
-that a run has no rows for is one it retrieved nothing for (ranx asks every run to hold
-every query; an empty one behaves the same).
-
-Where ranx leaves an order to chance, evalkit fixes it:
-
-* a run's ranking, which the methods over positions (rrf, isr, rbc, bordafuse, ...) and
-  the rank and Borda normalisations read, is its scores in descending order with ties
-  broken by doc id in descending order, as trec_eval and :class:`Evaluator` rank. ranx
-  breaks such ties by the order its unstable sort leaves (the order the run was given in,
-  for queries of at most 15 documents);
-* the fused ranking likewise: fused score descending, ties by doc id descending, cut to
-  ``k`` documents a query;
-* after the Borda normalisation, the documents a run did not retrieve follow those it
-  did, by doc id descending (ranx: Python's set order, which changes between processes).
+scores are normalised per query (:data:`NORMALIZATIONS`), then a method
+(:data:`FUSION_METHODS`) combines them per (query, document), with ranx 0.3's formulas and
+defaults; where ranx leaves an order to chance, evalkit fixes it (docs/fusion.md, "What is
+decided, and where ranx leaves it to chance").
 
 Everything is vectorised over whole runs: the runs are laid out once as a (runs x
-candidates) grid, where the candidates of a query are every document any run retrieved
-for it (:class:`FusionRuns`), and each method is a few array operations over the grid, so
-fitting a method's parameters (:func:`optimize_fusion`, ranx's grid search) fuses the same
-grid many times.
+candidates) grid (:class:`FusionRuns`) and each method is a few array operations over it,
+so fitting a method's parameters (:func:`optimize_fusion`) fuses the same grid many times.
 """
 
 from __future__ import annotations
