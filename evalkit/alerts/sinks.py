@@ -553,28 +553,19 @@ def _build_webhook(config: SinkConfig, params: WebhookParams) -> Sink:
         min_severity=config.min_severity,
         secret=secret,
         body_format=params.format,
-        timeout=params.timeout,
-        retries=params.retries,
-        backoff=params.backoff,
-        max_backoff=params.max_backoff,
         headers=headers,
-        verify_tls=params.verify_tls,
         url_is_secret=params.url_env is not None,
+        **params.model_dump(include={"timeout", "retries", "backoff", "max_backoff", "verify_tls"}),
     )
 
 
+# The command and log sinks' fields are their constructors' keywords, one for one.
 def _build_command(config: SinkConfig, params: CommandParams) -> Sink:
-    return CommandSink(
-        name=config.name,
-        command=params.command,
-        min_severity=config.min_severity,
-        timeout=params.timeout,
-        cwd=params.cwd,
-    )
+    return CommandSink(name=config.name, min_severity=config.min_severity, **params.model_dump())
 
 
 def _build_log(config: SinkConfig, params: LogParams) -> Sink:
-    return LogSink(name=config.name, min_severity=config.min_severity, path=params.path)
+    return LogSink(name=config.name, min_severity=config.min_severity, **params.model_dump())
 
 
 SINK_KINDS: dict[str, SinkKind] = {}
