@@ -1,29 +1,15 @@
 """Caches of answer scoring: judge outputs, and the offline method's context embeddings.
 
-**Judge cache**: judge outputs keyed by a hash of everything that determines them.
-
-The key hashes (metric, judge model, prompt version, question, answer, contexts, repeat
-index). Re-scoring the same answers with the same judge and prompts therefore sends no
-request at all; changing any of them (a new model, an edited prompt, another context)
-misses the cache, as it must. Only judge *outputs* are cached, failures never are, so a
-timeout is retried on the next scoring.
-
-A judgment can take several LLM calls (ragas' faithfulness asks for the answer's statements,
-then for their verdicts), so the output of each call is kept too, under ``judge_call_key``
-(the judgment's key, the request and how many identical requests the judgment made before),
-until its judgment is cached: a scoring stopped between the two calls pays on its rerun only
-for the second.
-
-Caches live in the evalkit store (tables ``judge_cache`` and ``judge_calls``,
-``evalkit.store.answers.StoreJudgeCache``),
-in a DuckDB file of their own (``cache_path``), or, when there is no store, in memory for the
-life of the process.
+**Judge cache**: judge outputs keyed by a hash of everything that determines them (metric,
+judge model, prompt version, question, answer, contexts, repeat index), and each LLM call's
+output under ``judge_call_key`` until its judgment is cached; failures are never cached.
+They live in the evalkit store (``evalkit.store.answers.StoreJudgeCache``), in a DuckDB
+file of their own (``cache_path``), or in memory when there is no store.
 
 **Context embedding cache**: the sentence vectors of one context, keyed by the SHA-256 of
-(embedding model fingerprint, sentence-splitting version, context text). Answers that share a
-context (several answers to the same retrieved passages, or the same answers scored again)
-embed it once: within a scoring in memory, across scorings in the store (table
-``context_embeddings``, ``evalkit.store.answers.StoreEmbeddingCache``).
+(embedding model fingerprint, sentence-splitting version, context text), so a context is
+embedded once (``evalkit.store.answers.StoreEmbeddingCache`` across scorings).
+What each key covers and when it misses: docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

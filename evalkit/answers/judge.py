@@ -1,31 +1,15 @@
 """The LLM judge: ragas' own Faithfulness and AnswerRelevancy over any OpenAI-compatible API.
 
 ragas builds the prompts and parses the replies; this module adds what running a judge in
-production needs around every single LLM call (``CallGuard``):
-
-* **concurrency**: at most ``concurrency`` calls in flight;
-* **rate limit**: at most ``requests_per_minute`` calls started per minute;
-* **timeouts and retries**: a call that times out, fails with a retryable HTTP status
-  (408, 409, 429, 5xx) or a connection error, or whose reply is not the JSON asked for is
-  retried ``max_retries`` times with exponential back-off; after that it becomes a
-  ``JudgeCallError`` carrying the reason (``judge_timeout``, ``judge_error``,
-  ``judge_malformed_output``) and the answer is stored as unmeasured, never as NaN;
-* **reply size**: a reply body is read as it arrives and no further than
-  ``MAX_REPLY_BYTES`` (``ReplyTooLargeError``, a malformed output): a grade or a verdict is
-  a few hundred bytes, and a reply of megabytes is not what was asked for;
-* **call counting**: every request sent is counted, so a cached re-scoring can prove that
-  it cost nothing;
-* **call outputs kept**: each call's output is handed over as it arrives (``JudgmentCalls``)
-  and a call answered in an earlier scoring is not sent again, so a scoring stopped between
-  a judgment's calls pays on its rerun only for those not answered.
-
-Judgments are worked on at most ``concurrency`` at a time, in task order, so a judgment's
-second call follows its first instead of waiting behind every other judgment's first call.
-
-Every judgment is identified by the judge model and the *prompt version*: a hash of the
-instructions, few-shot examples and output schemas of the ragas prompts the metric uses
-(plus the ragas version), so a ragas upgrade that changes a prompt changes the version and
-misses the cache.
+production needs around every single LLM call (``CallGuard``): a bound on calls in flight
+and started per minute, a timeout, retries with back-off of timeouts, retryable statuses,
+connection errors and malformed replies (then a ``JudgeCallError`` with its ``Unmeasured``
+reason, never NaN), a reply read no further than ``MAX_REPLY_BYTES``, every request counted,
+and each call's output handed over as it arrives (``JudgmentCalls``) so that a stopped
+scoring pays on its rerun only for the calls not answered. Judgments are worked on in task
+order, at most ``concurrency`` at a time. Each is identified by the judge model and the
+*prompt version* (a hash of the ragas prompts the metric uses, and the ragas version).
+What the user sees of each: docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
 """Precision on production traffic over time: the series of judged traffic windows.
 
 A series is one assessor's figure (``precision@10`` of the replayed top-k, say) over the
-traffic windows of one retriever, oldest first; figures of two assessors (another model or
-prompt) are never one series, nor are two retrievers. Each series gets
-
-* the sequential detector of the goldset series (Page-Hinkley on the window means, in units
-  of the series' sd with a floor), and
-* a test of the newest window against a baseline window (default: the series' first). The
-  two windows hold different queries, so the test is unpaired: the difference of the two
-  means over the standard error each window's interval gives (its width over 2 x 1.96; a
-  normal approximation, one-sided for a drop), and it fails only for a drop of at least
-  ``min_effect``.
-
-A window's figure rests on the queries whose top-k is fully judged, a seeded random sample
-of the window when the judging budget ran out (``pipeline.traffic_labels``), so a partly
-judged window is unbiased and its interval only wider: the test holds its level on partly
-judged windows (a simulation under the null is in ``tests/test_traffic_precision.py``).
-Windows whose judged share is below ``min_judged_share`` are left out of the series, and so
-are partial figures stored before figures rested on fully judged queries only (their
-unjudged documents counted as not relevant, which read low by the unjudged share; judging
-the window again with ``--max-judgments 0`` recomputes them from the pool). Every check
-carries the assessor and the agreement its newest window was computed under. Labels are
-for window-level figures: a check never rests on one query's label.
+traffic windows of one retriever, oldest first; two assessors or two retrievers are never
+one series. Each series gets the sequential detector of the goldset series (Page-Hinkley on
+the window means) and an unpaired test of the newest window against a baseline window, from
+the standard errors the two windows' intervals give, failing only for a drop of at least
+``min_effect``. Windows judged below ``min_judged_share`` are left out, and so are partial
+figures stored before figures rested on fully judged queries only. Every check carries the
+assessor and the agreement its newest window was computed under. The test, its level on
+partly judged windows and the simulation behind it: docs/judging.md, "Over time: drift and
+alerts".
 """
 
 from __future__ import annotations
