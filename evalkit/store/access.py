@@ -403,13 +403,11 @@ class StoreAccess:
 
     __call__ = writer
 
-    @contextmanager
-    def first(self, purpose: str) -> Iterator[Store]:
+    def first(self, purpose: str) -> AbstractContextManager[Store]:
         """``writer`` for a short piece of work that goes before this access's other waiters
         (the outbox recording a delivery, ahead of the jobs of ``evalkit serve`` waiting to
         start); other processes are waited for as by ``writer``."""
-        with self.writer(purpose, first=True) as store:
-            yield store
+        return self.writer(purpose, first=True)
 
     @contextmanager
     def holding(

@@ -739,12 +739,7 @@ def _run_record(row: tuple[Any, ...], aggregates: dict[str, float | None]) -> Ru
 
 def run_aggregates(store: Store, run_id: str) -> dict[str, float | None]:
     """A run's mean per measure, in the order the run listed its measures."""
-    rows = store.fetch(
-        "SELECT a.measure, a.value FROM run_aggregates a JOIN runs r USING (run_id)"
-        " WHERE a.run_id = ? ORDER BY list_position(r.measures, a.measure), a.measure",
-        [run_id],
-    )
-    return dict(rows)
+    return _aggregates_of(store, [run_id]).get(run_id, {})
 
 
 def query_models(store: Store, run_ids: Sequence[str]) -> dict[str, ModelFingerprint | None]:
