@@ -1,32 +1,16 @@
 """A label-free estimate of precision@k from the retriever's own scores.
 
 Where no LLM assessor is configured, the precision of traffic nobody labelled is estimated
-from the scores the retriever returned, in two steps:
+from the scores the retriever returned: :func:`fit_calibration` fits P(relevant | score) on
+goldset runs of the *same* retriever configuration and model (isotonic by default, repeated
+on bootstrap resamples of the goldset queries), and :func:`estimate_precision` averages each
+window query's calibrated top-``k`` probabilities over ``k``, with a percentile bootstrap
+interval that also draws the calibration's replicates.
 
-1. **Calibrate** (:func:`fit_calibration`): on goldset runs of the *same* retriever
-   configuration and embedding model, where human judgments exist, fit P(relevant | score)
-   over the top-``k`` documents of every goldset query (isotonic regression by default,
-   optionally a one-variable logistic fit). The fit is repeated on bootstrap resamples of
-   the goldset *queries*, so the calibration carries its own sampling error.
-2. **Estimate** (:func:`estimate_precision`): a window query's expected precision@k is the
-   sum of the calibrated probabilities of its top-``k`` documents divided by ``k`` (as
-   trec_eval's P@k divides by ``k`` even when fewer documents came back); the window's
-   estimate is the mean over its queries. The interval is a percentile bootstrap over the
-   window's queries, each resample also drawing one of the calibration's replicates.
-
-The calibration is fitted at the same depth ``k`` as the precision it estimates: on BM25
-runs (benchmarks/estimate_validation.py) a calibration fitted on the top 100 documents put
-P@10 at two thirds of its value (0.056 against 0.086 on SciFact, 0.20 against 0.29 on
-Vaswani), because one retriever's scores are not equally comparable across queries and the
-top of a ranking is more often relevant than other documents with the same score.
-:func:`estimate_precision` therefore refuses a ``k`` other than the calibration's.
-
-What it assumes: P(relevant | score) on the traffic is what it was on the goldset. A shift
-of the query distribution, a new embedding model, a re-built index or a changed retriever
-configuration breaks that assumption, and the interval does not account for it; such a
-change needs a new goldset run and a new fit. ``fingerprint`` lets the caller tie a
-calibration to the retriever configuration and model it was fitted on, and
-:func:`estimate_precision` refuses a window from another one.
+The calibration is fitted at the depth ``k`` it estimates (one fitted deeper reads P@10 far
+low), so :func:`estimate_precision` refuses another ``k``; it assumes P(relevant | score) on
+the traffic is what it was on the goldset, so it refuses a window of another retriever
+configuration or model (``fingerprint``). The method and its validation: docs/judging.md.
 """
 
 from __future__ import annotations

@@ -4,32 +4,18 @@ The input is one row per query and one column per rank (the top ``k``): the asse
 grade 0-3, ``UNLABELLED`` (-1) where the document has no grade (no text, over the budget,
 left unjudged), or ``NO_DOCUMENT`` (-2) past the end of a ranking shorter than ``k``.
 
-The figures rest only on the queries whose top ``k`` is fully labelled; a query with any
-unlabelled document is left out, never scored with that document as not relevant. Counting
-it as not relevant (as trec_eval counts an unjudged document of a goldset run) would bias a
-partly labelled window low by about its unlabelled share, enough for a window test to call
-a drop that is not there. Left out at random (the caller decides which queries are labelled
-in a random order), the fully labelled queries are a random sample of the window and its
-figures are unbiased, with intervals as wide as the sample is small. The share of retrieved
-documents that have a grade is reported beside every figure (``judged_share``).
+The figures rest only on the queries whose top ``k`` is fully labelled: counting an
+unlabelled document as not relevant would bias a partly labelled window low by about its
+unlabelled share, while the fully labelled queries, labelled in a random order, are a random
+sample of the window. The share of retrieved documents that have a grade is reported beside
+every figure (``judged_share``).
 
-* ``precision@k``: documents graded ``threshold`` or more, divided by ``k``;
-* ``hit_rate@k``: 1 when any of them is;
-* ``ndcg_judged@k``: grades as gains, discount log2(rank + 1), the ideal from the same
-  query's labelled top k sorted by grade (the only judgments a traffic query has). Not
-  ``ndcg@k``, whose ideal comes from all of a goldset query's judgments: the two are never
-  one series.
-
-Each is the ``evalkit.metrics`` measure of that name over the labelled top k taken as the
-query's judgments (``RankedGrades.from_top_k``).
-
-Each figure's interval (``mean_interval``) is Korn and Graubard's for a proportion from a
-clustered sample: Clopper-Pearson at the window's effective sample size, adjusted for a
-variance estimated from few queries. It stays inside [0, 1] and keeps a width where every
-query has the same value (all hit, say) instead of shrinking to a point. A percentile
-bootstrap over queries, used before, covered 85-92 % at 10-50 queries and gave
-1.000 [1.000, 1.000] to a small window whose queries all hit.
-``benchmarks/window_intervals.py`` measures the coverage (docs/judging.md).
+The measures are ``precision@k``, ``hit_rate@k`` and ``ndcg_judged@k`` (the ideal from the
+query's labelled top k, never one series with a goldset's ``ndcg@k``), each the
+``evalkit.metrics`` measure of that name over the labelled top k taken as the query's
+judgments (``RankedGrades.from_top_k``). Each figure's interval (``mean_interval``) is Korn
+and Graubard's for a proportion from a clustered sample; why, and its measured coverage
+(``benchmarks/window_intervals.py``): docs/judging.md, "The interval of a window".
 """
 
 from __future__ import annotations
