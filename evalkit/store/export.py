@@ -190,7 +190,7 @@ def write_trec(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]:
     """
     queries: set[str] = set()
     lines = 0
-    for batch in _batches(store, _RESULTS_SQL, [run.spec.goldset_version, run.run_id]):
+    for batch in store.fetch_batches(_RESULTS_SQL, [run.spec.goldset_version, run.run_id]):
         handle.write(
             "".join(
                 f"{query_id} Q0 {doc_id} {rank} {_score_text(score)} {run.run_id}\n"
@@ -234,7 +234,7 @@ def write_jsonl(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]
     # A row is a whole query with its k results: batches are sized in results, or one batch
     # would hold every query of a 50,000-query run (3 GB of Python objects at k 100).
     per_batch = max(1, _BATCH_ROWS // max(run.spec.k, 1))
-    for batch in _batches(store, sql, parameters, rows=per_batch):
+    for batch in store.fetch_batches(sql, parameters, rows=per_batch):
         for query_id, latency_ms, error, n_duplicates, results, metrics in batch:
             record = {
                 "run_id": run.run_id,
@@ -771,12 +771,6 @@ def _replaced_file(path: Path) -> Iterator[TextIO]:
         os.replace(name, path)
     finally:
         Path(name).unlink(missing_ok=True)
-
-
-def _batches(
-    store: Store, sql: str, parameters: Sequence[object], *, rows: int = _BATCH_ROWS
-) -> Iterator[list[tuple[Any, ...]]]:
-    return store.fetch_batches(sql, parameters, rows=rows)
 
 
 def _identifier(name: str) -> str:
