@@ -69,6 +69,8 @@ SETTING_FLAGS: Mapping[str, str] = {
     "(`name`)": "(--name)",
     '(method = "probe")': "(--method probe)",
     '(engine = "ray")': "(--engine ray)",
+    "(`ray_actors`)": "(--ray-actors)",
+    "(`answers = false`)": "(--no-answers)",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

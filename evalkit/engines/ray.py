@@ -172,7 +172,7 @@ def actor_judge_settings(settings: JudgeSettings, actors: int) -> JudgeSettings:
             f"the judge's concurrency ({settings.concurrency}) is below the Ray engine's "
             f"{actors} actors, each of which judges at least one answer at a time: raise "
             "concurrency in [judge] (EVALKIT_JUDGE_CONCURRENCY), use fewer actors "
-            "(--ray-actors), or turn answer scoring off (--no-answers)"
+            "(`ray_actors`), or turn answer scoring off (`answers = false`)"
         )
     rate = settings.requests_per_minute
     return settings.model_copy(

@@ -247,7 +247,7 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
         if not isinstance(retriever, VectorStoreRetriever):
             raise ConfigError(
                 f"a LangChain {type(retriever).__name__} cannot be told a query's tenant: "
-                "--where-key works with a VectorStoreRetriever, so return "
+                "`where_key` works with a VectorStoreRetriever, so return "
                 "vectorstore.as_retriever() from your factory, or replay the store through an "
                 "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )
@@ -257,8 +257,8 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
                 raise ConfigError(
                     f"the retriever's search_kwargs filter is set, and its "
                     f"{type(retriever.vectorstore).__name__} takes one filter function: "
-                    f"--where-key {where_key} passes one for each query's tenant; drop the "
-                    "retriever's filter, or drop --where-key"
+                    f"`where_key` {where_key} passes one for each query's tenant; drop the "
+                    "retriever's filter, or drop `where_key`"
                 )
             return {}
         if own is None:
@@ -267,13 +267,13 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
             raise ConfigError(
                 f"the retriever's search_kwargs filter is a {type(own).__name__}, which evalkit "
                 f"cannot combine with the tenant filter {{{where_key!r}: tenant}} of "
-                "--where-key: give the retriever a dict filter, or drop --where-key"
+                "`where_key`: give the retriever a dict filter, or drop `where_key`"
             )
         if where_key in own:
             raise ConfigError(
                 f"the retriever's search_kwargs filter already sets {where_key!r} "
-                f"({own[where_key]!r}), which --where-key {where_key} sets to each query's "
-                "tenant: remove it from the retriever's filter, or drop --where-key"
+                f"({own[where_key]!r}), which `where_key` {where_key} sets to each query's "
+                "tenant: remove it from the retriever's filter, or drop `where_key`"
             )
         return dict(own)
 

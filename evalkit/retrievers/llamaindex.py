@@ -67,7 +67,7 @@ class LlamaIndexRetriever(FrameworkAdapter[BaseRetriever]):
         if self._where_key is not None and not isinstance(retriever, VectorIndexRetriever):
             raise ConfigError(
                 f"a LlamaIndex {type(retriever).__name__} has no metadata filters evalkit can "
-                "add a query's tenant to: --where-key works with a VectorIndexRetriever, so "
+                "add a query's tenant to: `where_key` works with a VectorIndexRetriever, so "
                 "return index.as_retriever() from your factory, or replay the store through an "
                 "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )

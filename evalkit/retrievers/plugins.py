@@ -255,10 +255,10 @@ def adapt_retriever(
             # evalkit cannot pass a key to a retriever of the user's own: filtering would be
             # asked for and silently not done, every tenant's documents reaching each query.
             raise ConfigError(
-                f"--where-key {where_key}: {source.label} returned a retriever of your own, "
+                f"`where_key` {where_key}: {source.label} returned a retriever of your own, "
                 "which evalkit cannot tell where the tenant is. Filter by each query's "
                 "tenant (Query.tenant) in its retrieve() and report the key as 'where_key' "
-                "in its describe(), or leave --where-key out"
+                "in its describe(), or leave `where_key` out"
             )
         return plain
     returned = type(made)
