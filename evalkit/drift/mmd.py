@@ -1,27 +1,13 @@
 """Maximum mean discrepancy (MMD²) drift detectors with an RBF kernel and permutation p-values.
 
-The statistic is the unbiased MMD² of Gretton et al. (2012) with the kernel
-``k(x, y) = exp(-||x - y||² / (2 σ²))``. ``σ`` defaults to the median heuristic: the median
-pairwise distance of the *pooled* sample (a seeded uniform subsample of at most
-``bandwidth_sample`` points). The pooled sample does not depend on which rows are labelled
-reference, so one bandwidth serves every relabelling and the permutation test stays exact.
-
-The p-value comes from a permutation test over the pooled reference + current sample.
-Two estimators share that contract:
-
-* ``exact``: kernel sums in row blocks of ``block_size`` (memory O(n·(block + permutations)),
-  never the full n x n matrix). Every permutation is a column of a 0/1 label matrix ``A``,
-  so all permutations cost one product ``K_block @ A`` per block.
-* ``rff``: random Fourier features (Rahimi & Recht, 2007): ``φ(x) = [cos(Wx), sin(Wx)]/√F``
-  with ``W ~ N(0, σ⁻² I)`` approximates the same kernel (``φ(x)·φ(x) = 1`` exactly, like
-  the RBF diagonal), and MMD² becomes a function of the windows' feature sums. The
-  permutation null then comes from ``permuted_label_sums``: for large pools, every cyclic
-  shift of the labels in a random row order, all at once by FFT. O(n·d·F + n·F·log n)
-  time and O(n·F) memory; single precision.
-
-``MMDDrift`` (method ``mmd``) uses ``exact`` while the pooled sample has at most
-``exact_max_pool`` rows and ``rff`` above; ``RFFMMDDrift`` (method ``mmd_rff``) always uses
-``rff``.
+The statistic is the unbiased MMD² of Gretton et al. (2012); the bandwidth defaults to the
+median pairwise distance of the *pooled* sample, so one bandwidth serves every relabelling
+and the permutation test stays exact. Two estimators share that contract: ``exact`` (kernel
+sums in row blocks, all permutations as one product per block) and ``rff`` (random Fourier
+features, Rahimi & Recht 2007, the null from ``permuted_label_sums``). ``MMDDrift`` (method
+``mmd``) uses ``exact`` while the pooled sample has at most ``exact_max_pool`` rows and
+``rff`` above; ``RFFMMDDrift`` (method ``mmd_rff``) always uses ``rff``. Their costs and
+the details: docs/drift.md, "How `mmd` works".
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
 """Drift in the first two moments of the embeddings, in linear time (method ``moments``).
 
-Two distances between the windows:
-
-* **mean**: ``‖mean(reference) − mean(current)‖²``, the move of the centre (the first-order
-  term of the RBF kernel's expansion, which dominates MMD on sentence embeddings);
-* **spread**: ``‖m₂(reference) − m₂(current)‖²`` with ``m₂`` the per-dimension mean
-  square about the pooled mean (the diagonal of the second-order term): a window that
-  widens or narrows.
-
-Each distance is standardised by its own permutation null (``z = (d − mean) / sd`` over
-the observed and permuted labellings) and the statistic is the larger ``z``, so a change in
-spread is not drowned by the mean term, which is orders of magnitude larger.
-
-The null relabels **blocks**. Rows are grouped, in their given order, into blocks of
-consecutive rows inside each window (``n_blocks`` blocks in all; rows left over when the
-block size does not divide a window stay in their window), and a relabelling moves whole
-blocks between the windows: with as many blocks on each side, it swaps a random subset of
-block pairs; otherwise it draws a random set of reference blocks. Either set of
-relabellings is a group containing the observed labelling, so with uniform random draws
-from it the test is exact under exchangeability (Hemerik & Goeman 2018). Every relabelled
-distance is a quadratic form in the block labels, so all of them come from the Gram
-matrix of the block sums: O(n·d) for the sums and O(K²·(d + P)) for K blocks and P
-relabellings, whatever n is. Blocks of consecutive rows (in arrival order) also keep a
-burst of related queries (shorter than a block) on one side, so a window made of bursts
-is not taken for drift as it is under row-by-row permutations.
+Two distances between the windows, the move of the **mean** and of the per-dimension
+**spread** (the first-order term and the diagonal of the second-order term of the RBF
+kernel's expansion), each standardised by its own permutation null; the statistic is the
+larger ``z``. The null relabels **blocks** of consecutive rows, which keeps the test exact
+under exchangeability (Hemerik & Goeman 2018) and a burst of related rows on one side, and
+every relabelled distance comes from the Gram matrix of the block sums, whatever the number
+of rows. How, and why blocks: docs/drift.md, "How `moments` works".
 """
 
 from __future__ import annotations
