@@ -1,25 +1,13 @@
 """The Ray engine's actors: a query table replayed by a pool of Ray Data actors, one shard per
 batch (``evalkit.engines.ray.RayEngine.replay`` drives it).
 
-``replay_on_ray`` reads the query table (Parquet, see ``evalkit.engines.tables``) as a Ray
-dataset and maps its batches over a pool of ``RayEngine.actors`` stateful actors
-(``map_batches`` with a callable class). Each actor builds one retriever (and with it one
-query embedder) from the engine's options and settings, and for each batch:
-
-- replays it with ``evalkit.engines.local.replay``, so a failing retriever call becomes
-  per-query errors exactly as in a local run;
-- scores the answered, judged queries with the metric kernels (``Evaluator``) on the
-  batch's own judgments: every measure is per query, so the values are those of a local
-  run;
-- when the run scores answers (a RAG endpoint that generates them), scores the batch's
-  answers with the actor's own scorer (``_AnswerScorer``: the offline method, or the LLM
-  judge with the pool's judge concurrency and rate split between the actors) and writes
-  its answer shards (``evalkit.engines.tables.ANSWER_SHARDS``) before the batch's shard;
-- writes one Parquet shard (``shard_schema``) under the run's shard directory, first to a
-  ``.tmp`` file and then renamed, so a shard is either whole or absent. A shard's name is
-  a digest of its query ids, so a batch Ray retries after an actor died rewrites the same
-  shard instead of adding one. The batch's shard is written last: a batch whose shard
-  exists has its answer shards too.
+``replay_on_ray`` maps the query table's batches over a pool of stateful actors, each of
+which builds one retriever (and query embedder) and, per batch, replays it with
+``evalkit.engines.local.replay``, scores it with ``Evaluator`` on the batch's own
+judgments, scores the batch's generated answers (``_AnswerScorer``) into answer shards, and
+writes the batch's Parquet shard (``shard_schema``) last, through a ``.tmp`` file and under
+a digest of its query ids, so a shard is whole or absent and a retried batch rewrites it.
+What runs where, and what a failure leaves: docs/scale.md, "What runs where".
 
 Nothing here touches the store: the pipeline's one writer loads the shards
 (``evalkit.store.shards``). Ray is imported by this module only; import it only when the
