@@ -1,23 +1,9 @@
 """Reading answer records from JSONL: ``{question, answer, contexts[, reference]}`` per line.
 
-Accepted fields (unknown fields are rejected, so a misspelt field is caught early):
-
-``id``                     optional record id (string or number); default: the line number
-``question``               the question asked (``user_input`` is accepted too)
-``answer``                 the generated answer (``response``)
-``contexts``               list of context strings given to the generator
-                           (``retrieved_contexts``)
-``context_ids``            optional list of the contexts' document ids
-                           (``retrieved_context_ids``)
-``reference``              optional reference answer (``ground_truth``, ``ground_truths``;
-                           a list of one answer, as older ragas datasets write it, is that
-                           answer)
-``reference_contexts``     optional list of reference context strings
-``reference_context_ids``  optional list of reference context ids
-
-The alternative names are ragas' own, so a ragas evaluation dataset reads unchanged. A
-key given twice in one object is refused (which value was meant is unknown). Every problem
-is reported with its file, line and field, every bad line at once.
+The fields (``id``, ``question``, ``answer``, ``contexts``, ``context_ids``, ``reference``,
+``reference_contexts``, ``reference_context_ids``) and the ragas names accepted for them:
+docs/answers.md, "Scoring a file". Unknown fields and a key given twice in one object are
+refused; every problem is reported with its file, line and field, every bad line at once.
 """
 
 from __future__ import annotations

@@ -1,25 +1,12 @@
 """Offline faithfulness with the user's own NLI / hallucination-detection cross-encoder.
 
-The method ``offline-nli`` (version ``NLI_VERSION``) needs a model the user downloaded
-themselves: a transformers sequence-classification model directory (``config.json``,
-weights, tokenizer), such as a MiniCheck or NLI cross-encoder export, configured as
-``nli_model_path`` in the ``[judge]`` table. evalkit loads it with ``local_files_only`` and
-never downloads anything; a directory that is missing or not such a model is a
-``ConfigError`` that says so. Models that need their own code (``trust_remote_code``, as
-HHEM-2.1-open does) are not run: evalkit executes no code shipped with weights.
-
-1. The answer is split into claims exactly as the embedding method does (``split_claims``).
-2. Each context is cut into premises: runs of whole sentences of at most
-   ``premise_words`` words.
-3. Every (premise, claim) pair of an answer goes through the model in batches; a claim's
-   support is its best entailment probability over the premises of its contexts. The
-   probability is read from the model's labels: the softmax share of the label named like
-   ``entailment`` / ``supported`` / ``consistent`` / ``faithful``; a one-logit model's
-   sigmoid; a two-label model without such names, label 1.
-4. The answer's faithfulness is the mean claim support, claims weighted by their content
-   words; ``n_supported`` counts claims whose support reaches ``threshold`` (0.5).
-
-The model's probabilities are used as they come: they are not calibrated by evalkit.
+The method ``offline-nli`` (version ``NLI_VERSION``) loads a transformers
+sequence-classification model directory the user downloaded (``nli_model_path`` in
+``[judge]``) with ``local_files_only``, never runs code shipped with weights, and scores
+an answer as the mean, weighted by content words, of each claim's best entailment
+probability over its contexts' premises (runs of whole sentences of at most
+``premise_words`` words). How the probability is read from the model's labels, and what is
+refused: docs/answers.md, "A local NLI model". The probabilities are not calibrated.
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
 """How far an assessor's labels can be trusted: agreement with human judgments.
 
-Two figures, as the IR literature measures LLM assessors:
-
-* **per pair**, weighted Cohen's kappa between the human grade and the assessor's grade of
-  the same (query, document) pairs, with a bootstrap interval over pairs and the confusion
-  matrix. Human grades on 0-3 (or any scale with more than two levels) are compared with
-  the assessor's on 0-3 with linear weights (grades clipped to 0-3); binary human
-  judgments are compared with the assessor's grades made binary at ``assessor_threshold``
-  (default 2, "highly relevant"), where weighted and plain kappa are the same.
-* **per system**, Kendall's tau between the ranking of runs by a measure computed from
-  human judgments and by the same measure computed from the assessor's labels.
-
-Published figures (docs/judging.md): LLM labels agree with humans only moderately pair by
-pair (kappa about 0.2-0.6; two human assessors about 0.5), yet rank systems almost as humans
-do (tau 0.77-0.94). So labels are for window- and system-level figures, never for one
-query's verdict.
+Two figures, as the IR literature measures LLM assessors: **per pair**, weighted Cohen's
+kappa between the human and the assessor's grade of the same (query, document) pairs (with
+a bootstrap interval and the confusion matrix; binary human judgments against the
+assessor's grades made binary at ``assessor_threshold``); **per system**, Kendall's tau
+between the rankings of runs by a measure under human and under assessor labels. LLM labels
+agree only moderately pair by pair yet rank systems almost as humans do, so labels are for
+window- and system-level figures, never one query's verdict (docs/judging.md, "Agreement").
 """
 
 from __future__ import annotations

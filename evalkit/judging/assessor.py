@@ -1,21 +1,13 @@
 """The relevance assessor: an LLM grades how relevant a document is to a query, 0 to 3.
 
-It calls the ``[judge]`` OpenAI-compatible endpoint (``POST chat/completions``, through
-httpx) with evalkit's own prompt on a four-grade scale (0 unrelated, 1 related, 2 highly
-relevant, 3 perfectly relevant) and asks for one JSON object ``{"grade": 0-3, "reason":
-"..."}``. Every call goes
-through the answer judge's guard (``evalkit.answers.judge.CallGuard``: concurrency, requests
-per minute, timeout, retries with back-off), so both judges honour the same limits.
-
-A reply that is not such an object is asked again once; a second bad reply leaves the pair
-*unjudged* (``Unjudged.malformed_reply``) with the reply's first 200 characters, secrets
-masked. A reply body larger than ``MAX_REPLY_BYTES`` is read no further and is malformed too
-(after the guard's retries), whatever it holds after that. An endpoint that errors or times
-out after its retries leaves the pair unjudged too. No grade is ever made up.
-
-An assessor is named ``MODEL@PROMPT_VERSION``; the prompt version is a hash of the prompt
-text and of how much of a document it shows, so editing either names a new assessor whose
-judgments are never mixed with the old one's.
+It sends evalkit's own four-grade prompt to the ``[judge]`` endpoint, every call under the
+answer judge's ``CallGuard`` (so both judges honour the same limits), and asks for one JSON
+object ``{"grade": 0-3, "reason": "..."}``. A reply that is not one is asked again once; a
+second bad reply, an oversized reply or an endpoint failing after its retries leaves the pair
+*unjudged* (``Unjudged``): no grade is ever made up. An assessor is named
+``MODEL@PROMPT_VERSION``, the version hashing the prompt and how much of a document it
+shows, so an edited prompt is a new assessor. The user's view: docs/judging.md, "The
+assessor".
 """
 
 from __future__ import annotations
