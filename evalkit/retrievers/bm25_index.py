@@ -1,21 +1,14 @@
 """Building a BM25 index of a corpus with bm25s, saved to a directory that runs load.
 
-``build_bm25_index`` reads the documents of a corpus (any layout ``evalkit index`` reads),
-tokenises each one's title and text (``Document.content``) as bm25s does: lower case,
-words of two or more letters or digits, stopwords dropped and the rest stemmed
-(``Bm25Parameters``: English stopwords and PyStemmer's Snowball English stemmer unless
-told otherwise). bm25s weighs every (term, document) pair when the index is built, so
-the variant (``method``), ``k1``, ``b`` and ``delta`` are fixed then; a query only adds up
-the weights of its terms.
+``build_bm25_index`` tokenises each document's title and text as bm25s does
+(``Bm25Parameters``) and lets bm25s weigh every (term, document) pair, so the variant and
+its parameters are fixed when the index is built (docs/retrievers.md, "BM25"). Documents are
+stored in the order of their ids (code point order), so the retriever breaks a tie by doc
+id, descending, as trec_eval ranks, without looking the ids up.
 
-Documents are stored in the order of their ids (code point order, which is UTF-8 byte
-order), so the retriever breaks a tie between equal scores by doc id, descending, as
-trec_eval ranks them, without looking the ids up.
-
-The directory holds bm25s's own files (``bm25s.BM25.load`` reads them) and two of
-evalkit's: ``MANIFEST`` (format, parameters, document and term counts, the index
-fingerprint, bm25s's version, when it was built) and ``DOC_IDS`` (the corpus's ids in
-index order). It is written beside its destination and renamed onto it, so a run never
+The directory holds bm25s's own files and evalkit's ``MANIFEST`` (format, parameters,
+counts, the index fingerprint, bm25s's version, when it was built) and ``DOC_IDS`` (the ids
+in index order). It is written beside its destination and renamed onto it, so a run never
 loads a half-written index; a directory that holds anything but an evalkit BM25 index is
 never overwritten.
 """

@@ -2,22 +2,11 @@
 
 evalkit always embeds with its own model and hands Chroma vectors: collections are opened
 with ``embedding_function=None``, so Chroma's default embedding function, which would
-download an ONNX model, is never built or called.
-
-What evalkit writes into a collection's metadata (see ``docs/retrievers.md``):
-
-- the embedding model's fingerprint (``evalkit_model_*``, from ``ModelFingerprint``), so a
-  retriever refuses to query the index with another model;
-- ``evalkit_index_fingerprint``: a hash of every (document id, content hash) pair and the
-  model fingerprint, which changes exactly when what is indexed changes;
-- ``evalkit_indexed_at``: when the index last changed (UTC, ISO 8601).
-
-A run records ``contents_fingerprint``, not the stored fingerprint alone: it also covers what
-was written to the collection without evalkit (see its docstring for what it can see).
-
-and into each document's metadata ``evalkit_content_hash`` (so re-indexing embeds only
-the documents that changed), ``evalkit_title`` when the document has a title, and the
-document's own metadata.
+download an ONNX model, is never built or called. What evalkit writes into a collection's
+and each document's metadata (the model fingerprint, ``evalkit_index_fingerprint``,
+``evalkit_indexed_at``, ``evalkit_content_hash``, ``evalkit_title``): docs/retrievers.md,
+"What evalkit writes into Chroma". A run records ``contents_fingerprint``, which also covers
+what was written to the collection without evalkit.
 """
 
 from __future__ import annotations
