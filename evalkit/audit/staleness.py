@@ -1,21 +1,11 @@
 """Staleness: how the index differs from its source corpus, by content hash and stored text.
 
-The source is read with ``evalkit.goldset.iter_corpus`` (JSONL, BEIR folder, TREC file) and
-hashed twice per document: ``content_hash`` (title, text and metadata), the hash indexing
-records per document (``evalkit_content_hash``), and ``embedded_text_hash`` (the text its
-vector embeds). The index's side of each comes from ``read_snapshot``: the recorded hash (for
-a document written without one, the hash of its stored text), and the hash of the text it
-stores now. A document is
-
-- *changed at the source* when the recorded hash differs from the source's: the source moved
-  on since indexing;
-- *changed in the index* when the recorded hash still matches the source but the stored text
-  does not: the index was written to after indexing (``collection.update(documents=...)``
-  leaves the recorded hash as it was), and re-indexing skips it since its hash matches;
-- *not in the source* when only the index holds it, and a *duplicate of a source document*
-  among those when it stores the text of a source document under another id (the corpus
-  ingested again under new ids);
-- *missing* when only the source holds it.
+The source (``evalkit.goldset.iter_corpus``) is hashed twice per document, ``content_hash``
+(what indexing records as ``evalkit_content_hash``) and ``embedded_text_hash``, and compared
+with ``read_snapshot``'s recorded hash and the hash of the text the index stores now. A
+document is *changed at the source*, *changed in the index* (rewritten in place after
+indexing, which re-indexing skips), *not in the source* (and among those a *duplicate of a
+source document* under another id) or *missing*: docs/audit.md, "Staleness".
 """
 
 from __future__ import annotations

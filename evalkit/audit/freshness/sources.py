@@ -1,16 +1,10 @@
 """Reading what changed at the source since a subject's last check.
 
-Two kinds of source:
-
-- **Change tables**: one row per change, ``doc_id``, ``updated_at`` (ISO 8601, naive meaning
-  UTC, or epoch seconds) and ``content`` (the document's new text, as the index stores it;
-  ``text`` is accepted too). JSON Lines files (or folders of them) are read as traffic logs
-  are: each file is known by its device, inode and a hash of its first bytes, and read on
-  from the byte offset just past its last complete line, so a renamed file keeps its place
-  and a replaced one is read afresh; Parquet files by the rows read; a table of a DuckDB
-  file (``.duckdb``, ``.db``) from the newest ``updated_at`` read.
-- **A corpus** (a JSONL, BEIR or TREC file, or a folder of files): every document whose
-  ``updated_at`` metadata (files: modification time) is at or after the newest one read.
+Two kinds of source, each read on from where the last check stopped: **change tables**
+(one row per change: ``doc_id``, ``updated_at``, ``content``; JSON Lines files or folders
+read as traffic logs are, Parquet files, a DuckDB table) and **a corpus** (every document
+whose ``updated_at`` is at or after the newest one read). The fields and how each is read:
+docs/freshness.md, "Where the changes come from".
 
 Every malformed row is reported (file, line, field) in one ``InputError``; nothing of a
 source with bad rows is read, so the check can be run again once it is fixed.
