@@ -68,7 +68,8 @@ SETTING_FLAGS: Mapping[str, str] = {
     "so `goldset` would read": "so --goldset would read",
     "(`name`)": "(--name)",
     '(method = "probe")': "(--method probe)",
-    '(engine = "ray")': "(--engine ray)",
+    'engine = "ray"': "--engine ray",
+    'engine = "local"': "--engine local",
     "(`ray_actors`)": "(--ray-actors)",
     "(`answers = false`)": "(--no-answers)",
 }

@@ -160,9 +160,9 @@ def _qdrant_on_ray(options: RetrieverOptions, settings: Settings) -> str | None:
     # Qdrant's local mode locks its folder for one client: every actor (and the driver)
     # opens its own, so all but one would fail after the replay started.
     return (
-        f"--engine ray cannot search Qdrant's local store ({qdrant.path}): one process at a "
+        f'engine = "ray" cannot search Qdrant\'s local store ({qdrant.path}): one process at a '
         "time may open it, and every Ray actor opens its own retriever. Serve the collection "
-        "with a Qdrant server ([retriever.qdrant] url), or replay with --engine local"
+        'with a Qdrant server ([retriever.qdrant] url), or replay with engine = "local"'
     )
 
 
