@@ -273,35 +273,6 @@ def test_ctrl_c_or_sigterm_of_a_json_command_prints_the_error_object(
     assert "what was stored before is kept" in error["message"]
 
 
-def _block_stop_signals() -> None:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
-@pytest.mark.parametrize(("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_command_started_with_the_stop_signals_blocked_still_stops_on_them(
-    workspace: Workspace, sent: signal.Signals, code: int
-) -> None:
-    """A blocked signal mask is inherited across exec: a parent that spawned evalkit while it
-    had SIGINT and SIGTERM blocked (as Python's multiprocessing resource tracker does while
-    it starts) left a replay that Ctrl-C or SIGTERM could not stop."""
-    (workspace.folder / "stalling_retriever.py").write_text(stalling_retriever_source())
-    replay = subprocess.Popen(
-        [*EVALKIT, "run", "--goldset", "demo", "--retriever", "stalling_retriever:make"],
-        cwd=workspace.folder,
-        env=workspace.env(),
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_block_stop_signals,  # noqa: PLW1509 (sets the mask only; no lock taken)
-    )
-    assert replay.stderr is not None
-    while (line := replay.stderr.readline()) and line.strip() != "stalling":
-        pass
-    replay.send_signal(sent)
-    _, err = output_once_ended(replay, timeout=30)
-    assert replay.returncode == code, err
-    assert "what was stored before is kept" in err
-
-
 def _terminate() -> None:
     raise Terminated("SIGTERM")
 

@@ -220,10 +220,6 @@ def _listed() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and exit with its code. SIGTERM (a CI job cancelled, ``timeout``, a
     container stopped) ends the command as Ctrl-C does, with exit code 143."""
-    # A signal mask is inherited across exec: a parent that spawned us with these blocked
-    # (multiprocessing's resource tracker blocks them while it starts) would leave a
-    # command that Ctrl-C and SIGTERM never reach.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     signal.signal(signal.SIGTERM, _raise_terminated)
     code = invoke(argv)
     from evalkit.cli._app import teardown_needed
