@@ -380,7 +380,7 @@ def collection_name(settings: QdrantSettings, collection: str | None) -> str:
     name = collection or settings.collection
     if not name:
         raise ConfigError(
-            "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
+            "name the Qdrant collection: `collection` NAME or collection in [retriever.qdrant]"
         )
     return name
 
