@@ -5,15 +5,8 @@ reads where evalkit can read the index itself.
 ``content_hash`` (evalkit's hash of title, text and metadata, as ``evalkit index`` stores
 it), ``text_hash`` (``text_hash`` of the stored text) and ``indexed_at`` (when it was
 written, naive UTC, or missing). A document held as several rows (chunks) is one row with no
-hashes (a chunk's text is not the document's) and the earliest write time of its chunks.
-
-- Chroma: ``evalkit_content_hash`` and ``evalkit_indexed_at`` of each document's metadata
-  (``evalkit index`` writes both); a collection written by another tool gives the hash of
-  its stored text and no time.
-- pgvector: the table's ``text_column`` and, with ``[freshness] indexed_at_field``, the
-  column holding each row's write time.
-- Qdrant: the payload's ``text_payload_key`` and ``indexed_at_field``; the id is the point
-  id or ``id_payload_key``.
+hashes and the earliest write time of its chunks. Where each kind (Chroma, pgvector, Qdrant)
+keeps them: docs/freshness.md, "Telling that the index reflects a change".
 """
 
 from __future__ import annotations
