@@ -1,14 +1,7 @@
-"""A fused run: stored runs of one goldset version fused into a new run (``evalkit fuse``),
-scored on the goldset's judgments and stored through the run lifecycle like a replayed run,
-so that ``runs show``, ``compare``, the gate and the dashboard take it as any other run.
-
-The fused run records where it came from in its retriever configuration (kind ``fusion``):
-the method, normalisation, parameters and weights, the source run ids, and with
-``optimize`` the split, the training figure and that it holds the held-out queries only.
-Its per-query latency is not measured (NULL): fusing stored rankings takes no retrieval
-time, and the sources' latencies added or maxed would describe a deployment that was
-never run. A query that failed in a source run fails in the fused run too (the fused run
-is then ``partial``), since its fusion would lack that run's ranking.
+"""A fused run (``evalkit fuse``, docs/fusion.md): stored runs of one goldset version fused
+into a new run, scored and stored like a replayed run, with its provenance in its retriever
+configuration (kind ``fusion``). Its latency is not measured (NULL), and a query that failed
+in a source run fails in the fused run too.
 """
 
 from __future__ import annotations

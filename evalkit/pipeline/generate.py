@@ -1,27 +1,13 @@
 """Generate a draft goldset from a corpus: questions that cover it evenly, written by the
 ``[judge]`` LLM endpoint, each anchored to the spans of the passages it rests on.
 
-``generate_goldset`` reads the corpus, embeds its documents with the local model, clusters
-them and plans the questions over the clusters (``evalkit.judging.coverage``), has them
-written and checked (``evalkit.judging.generate``), drops near-duplicate questions by the
-cosine similarity of their embeddings, and writes a *draft folder*:
-
-- ``queries.jsonl``: each question, its reference answer and passages, tagged ``generated``,
-  ``generator:<model>``, ``prompt:<version>``, ``kind:<kind>``;
-- ``judgments.jsonl``: one line per question and passage holding its evidence, with the
-  suggested grade and the span (``source_id``, ``start``, ``end``, ``text``);
-- ``corpus.jsonl``: the passages the questions were written from;
-- ``candidates.jsonl``: each question's provenance (generator, prompt version, kind,
-  sources, cluster, evidence quotes) and review priority;
-- ``README.md``: what the draft is and how to review it.
-
-The folder is written beside its destination and renamed onto it in one step, so a run
-killed at any point leaves either no folder or the whole one. A dry run sends nothing and
-writes nothing: it says how many calls the plan takes and roughly how many tokens.
-
-Given the store (``replies``), each reply is kept in ``judge_calls`` within a second of
-arriving and kept replies are used instead of asking again (free of ``max_calls``): the same
-command resumes a stopped run, pays only for what it lacks and writes the uninterrupted draft.
+``generate_goldset`` embeds and clusters the corpus, plans questions over the clusters
+(``evalkit.judging.coverage``), has them written and checked (``evalkit.judging.generate``),
+drops near-duplicates, and writes a draft folder beside its destination, renamed onto it in
+one step (a killed run leaves no folder or the whole one). A dry run sends and writes
+nothing. With a store, replies are kept in ``judge_calls`` as they arrive and reused, so the
+same command resumes a stopped run. The folder's files: docs/goldsets.md, "Generating a
+draft goldset".
 """
 
 from __future__ import annotations

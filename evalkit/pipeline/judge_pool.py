@@ -1,13 +1,7 @@
-"""The judged pool as the judging workflows share it: judge pairs through the cache and the
-budget, storing each judgment within a second of arriving, and read document texts from a
-corpus file or a Chroma collection.
-
-``judge_pairs``: pairs the judged pool holds already cost nothing, at most
-``max_judgments`` new pairs are sent (with ``whole_queries``, only queries whose missing
-pairs all fit), and each judgment is stored within a second of arriving
-(``evalkit.batches.BatchWriter``, from a thread of its own), so a process killed while
-judging loses the requests in flight and the judgments of its last second at most, and the
-next pass judges only what is missing.
+"""The judged pool as the judging workflows share it (docs/judging.md, "The judged pool"):
+``judge_pairs`` judges pairs through the cache and the ``max_judgments`` budget, storing
+each judgment within a second of arriving, so a killed pass loses at most its last second;
+document texts come from a corpus file or a Chroma collection.
 """
 
 from __future__ import annotations

@@ -1,27 +1,10 @@
 """The review queue's workflows: queue drafts and disagreements, and review them
-(``evalkit.pipeline.review_publish`` measures how far reviewers agree and publishes the
-accepted items as a new goldset version).
+(``evalkit.pipeline.review_publish`` measures reviewer agreement and publishes).
 
-The CLI (``evalkit review``, ``evalkit goldset publish``), the dashboard's review page and
-the tests call these functions with a ``WriterAccess``; each opens the store only for one
-short block, so a reviewer's save never holds it for long.
-
-**Priority** (highest first; ``review_priority``): what a review would change most,
-
-    priority = 0.7 * signal + 0.3 * volume
-
-- *signal*, from 0 to 1: for a disagreement, its size (``|human - assessor| / 3`` on a graded
-  goldset, 1 when a binary judgment flips; the largest of the item's documents); for a
-  promoted traffic query, the draft's own priority (the retriever's uncertainty and how far
-  its results moved from production's, ``evalkit traffic promote``); for a generated
-  question, the generator's priority; 0.5 when the draft gives none;
-- *volume*, from 0 to 1: how often production asked the query (traffic records with the
-  same text up to case and whitespace and the same tenant; an untenanted query counts the
-  untenanted records),
-  ``log(1 + n) / log(1 + 1000)``, capped at 1; 0 for a query never logged.
-
-``evalkit review list`` puts items that enough reviewers have reviewed already after all the
-others, whatever their priority.
+Each function takes a ``WriterAccess`` and opens the store only for one short block, so a
+reviewer's save never holds it for long. Items are ranked by ``review_priority``
+(``0.7 * signal + 0.3 * volume``); items reviewed by enough reviewers come last. The
+priority's terms: docs/goldsets.md, "Review queue".
 """
 
 from __future__ import annotations

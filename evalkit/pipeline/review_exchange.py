@@ -1,15 +1,9 @@
 """The review queue and Label Studio: export a goldset's queued items as Label Studio tasks
 with their labeling config, and import a Label Studio export back as reviews.
 
-The formats are ``evalkit.goldset.label_studio``'s. An import is checked whole before anything
-is saved (every item and document it names must be in the queue) and saved in one
-transaction. An annotation imported before (same item, Label Studio annotation id and time;
-for reviews imported without that id, same item and time) is not saved twice,
-whatever export format or ``--annotator`` name it comes with, and an annotation repeated in
-one export is saved once, so importing a newer export of the same project adds only what is
-new. A Label Studio user keeps the name their annotations were first imported under, known
-by their user id (the JSON export's) or their email (JSON-MIN's): one person never counts as
-two reviewers of an item.
+An import is checked whole, then saved in one transaction; an annotation imported before or
+repeated in one export is saved once, and a Label Studio user keeps the name first imported
+under (docs/goldsets.md, "Label Studio").
 """
 
 from __future__ import annotations

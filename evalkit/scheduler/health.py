@@ -1,16 +1,8 @@
 """The service's figures and its small HTTP endpoint: ``/healthz``, ``/metrics``, ``/jobs``.
 
-``ServiceState`` keeps what monitoring asks for in memory (it is refreshed from the store
-after every job and outbox pass), so a scrape never waits for the store, which a job may
-be holding. ``/metrics`` is the Prometheus text format (0.0.4), or OpenMetrics when the
-scraper's ``Accept`` header asks for it (prometheus_client's negotiation): the figures
-``metric_families`` builds (each with its help text; docs/scheduler.md lists them), then
-the process's own ``process_*`` and ``python_info``.
-
-``/healthz`` gives the service's status, running jobs, pending alerts and, with the OTLP
-receiver on, its ``otlp`` spool (batches, bytes and lag waiting for the store, the last
-commit and commit error). ``POST /jobs/NAME/run[?wait=SECONDS]`` runs a job now (409
-while it runs); it is refused unless the endpoint listens on a loopback address.
+``ServiceState`` keeps the figures in memory (refreshed after every job and outbox pass), so
+a scrape never waits for the store. What each path answers and the metrics:
+docs/scheduler.md, "Health endpoint".
 """
 
 from __future__ import annotations

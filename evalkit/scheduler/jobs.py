@@ -1,15 +1,9 @@
 """Job kinds: what a ``[[jobs]]`` entry can run.
 
-A kind is registered in ``JOB_KINDS`` with the model of its fields and a function
-``(JobContext, params) -> JobOutcome``; ``register_job_kind`` adds more (from a module
-listed in ``[scheduler] plugins``, for example), so each area of evalkit plugs in by name.
-Importing this module registers the built-in kinds, defined in the modules of
-``evalkit.scheduler.job_kinds`` (its docstring lists them by module; each module's says
-what its kinds do).
-
-A job that takes long checks ``JobContext.check_cancelled`` (the pipeline's progress
-callback does it after every batch), so a shutdown interrupts it between batches and the
-run it was writing is marked failed, never left looking complete.
+``JOB_KINDS`` maps a name to the model of its fields and a function ``(JobContext, params)
+-> JobOutcome``; ``register_job_kind`` adds more (``[scheduler] plugins``). Importing this
+module registers the built-in kinds of ``evalkit.scheduler.job_kinds``. A long job checks
+``JobContext.check_cancelled`` between batches, so a shutdown interrupts it there.
 """
 
 from __future__ import annotations

@@ -1,21 +1,11 @@
 """Running one job: never two copies at once, always recorded, stoppable.
 
-``JobRunner.run(name)`` records a ``job_runs`` row as ``running`` (committed before the work
-starts), runs the job's kind (inside that store session if the kind holds the store; with an
-access that opens it for short stretches if it uses the store without holding it,
-``JobKind.holds_store``), then records how it ended and calls ``after_job`` in the same
-session (the service evaluates alert rules there). A second call for a job that is still
-running returns at once without running it: with APScheduler's ``max_instances = 1`` this is
-what keeps a job that overruns its interval from starting a second copy, whatever triggered
-it.
-
-If the job cannot even get the store (another process kept it longer than the wait), the
-failure is kept in memory and written with the next session, so nothing is lost.
-
-Once ``closing`` is set (the service is stopping) no job starts: a run that has not
-started yet, including one still waiting for the store, is given up without a trace in
-the store (no job run, so no failure and no alert); it is only logged. A job uses the
-store in the same session that records its start, so "started" means "its work began".
+``JobRunner.run(name)`` commits a ``running`` job run before the work, runs the kind
+(``JobKind.holds_store`` says in which session), records how it ended and calls
+``after_job`` in the same session; a second call while the job runs returns at once. A job
+that cannot get the store has its failure written with the next session. Once ``closing``
+is set no job starts, and one not started is only logged (docs/scheduler.md, "Crashes and
+shutdown").
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """``evalkit serve``: the long-running scheduler, its outbox deliverer and health endpoint.
 
-Start-up, in order: take the service lock (one service per store); start the OTLP
-receiver (``evalkit.traffic.receiver``) when ``[otlp] receiver`` is on (it spools what it
-receives, so it takes spans without the store, and commits what an earlier process left in
-its spool); recover what a stopped process left behind (job runs still ``running`` whose
-process is gone are marked ``interrupted``, runs still ``running`` are marked ``failed``);
-evaluate the alert rules; schedule the jobs (APScheduler ``BackgroundScheduler``: cron and
-interval triggers, one instance per job, missed runs coalesced, a misfire grace time); serve
-``/healthz`` and ``/metrics``; start the outbox deliverer, which sends at once whatever was
-left undelivered.
-
-The service opens the store only for short pieces of work (``StoreAccess``), so CLI
-commands and the read-only dashboard can use it between jobs (``docs/scheduler.md``).
-
-Shutdown (SIGTERM or SIGINT): no new runs start, not even one already waiting for the
-store (it is given up, logged, and not recorded, so it raises no alert); running jobs get
-``shutdown_grace`` seconds to finish, then are interrupted between batches (their runs are
-marked failed, their job runs ``interrupted``). A second signal interrupts at once.
+``SchedulerService.start`` takes the service lock, starts the OTLP receiver when ``[otlp]
+receiver`` is on, recovers what a stopped process left, evaluates the alert rules, schedules
+the jobs (APScheduler), serves ``/healthz`` and ``/metrics`` and starts the outbox
+deliverer. The store is opened only for short pieces of work (``StoreAccess``). Shutdown
+and recovery: docs/scheduler.md, "Crashes and shutdown".
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
-"""Job kinds that check the index and the traffic, and store the check.
-
-- ``drift_check``: test the newest traffic window's query embeddings against a reference
-  window (``stream = "queries"``), a goldset measure's series of run means with a
-  sequential detector (``stream = "metric"``), a Chroma collection's stored embeddings
-  against a reference snapshot (``"documents"``), or the query model against the
-  collection's (``"model"``: its fingerprint and re-embedded stored documents); a finding is
-  a stored check of a job that succeeded;
-- ``audit``: audit a Chroma collection's health and store the findings (the checks run
-  without the store, as ``evalkit audit``'s do);
-- ``freshness``: measure how long changes at the source take to become retrievable
-  (docs/freshness.md), probing the index without the store, as ``evalkit freshness`` does.
+"""Job kinds that check the index and the traffic, and store the check: ``drift_check``
+(its ``stream``s as docs/drift.md describes), ``audit`` and ``freshness`` (the checks run
+without the store, as ``evalkit audit`` and ``evalkit freshness`` do); docs/scheduler.md
+lists their fields.
 """
 
 from __future__ import annotations
