@@ -1,25 +1,10 @@
 """evalkit's pytest plugin: gate retrieval quality from your own test suite.
 
-Installed with evalkit (entry point ``pytest11``, name ``evalkit``); ``-p no:evalkit``
-turns it off. A test replays a goldset against your retriever and gates it against a
-baseline with the workflow ``evalkit gate`` runs (``evalkit.pipeline.gate_against_baseline``),
-so the decision, the JUnit XML and the Markdown summary are those of ``evalkit gate``::
-
-    def test_retrieval_does_not_regress(evalkit_gate):
-        evalkit_gate(
-            goldset="goldsets/demo",              # goldset files, or a stored goldset's name
-            retriever="mysearch:make",            # any --retriever spec, a URL, or an object
-            baseline="retrieval-baseline.run",    # a TREC run file, run export or run id
-            measures=["ndcg@10"],
-            min_effect=0.01,
-        )
-
-The marker ``@pytest.mark.evalkit_gate(...)`` takes the same arguments (``GateSpec`` lists
-them); on a module, a class or a test that calls the fixture, its arguments are the defaults
-of the fixture's calls (the closest marker wins). Paths given to the fixture, the marker or
-the ini file are relative to pytest's rootdir; on the command line, to the directory pytest
-was started in. What each decision does to the test, and the options: docs/ci.md, "pytest
-plugin".
+Installed with evalkit (entry point ``pytest11``, name ``evalkit``); ``-p no:evalkit`` turns
+it off. The ``evalkit_gate`` fixture and the ``@pytest.mark.evalkit_gate(...)`` marker
+(arguments: ``GateSpec``) run the workflow of ``evalkit gate``
+(``evalkit.pipeline.gate_against_baseline``), so decisions and reports are the same. Usage
+and options: docs/ci.md, "pytest plugin".
 
 Importing this module loads nothing heavy: a session that never gates pays nothing.
 """

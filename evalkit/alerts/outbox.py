@@ -1,28 +1,13 @@
 """Delivering the durable outbox: every stored alert reaches every sink it was routed to.
 
-An alert is in the store (``alerts`` + ``alert_outbox``) before any delivery is tried.
-``deliver_due`` sends the rows that are due and records each attempt as soon as it ends:
-a row becomes ``delivered`` only when its sink accepted it (a 2xx for a webhook, exit 0
-for a command). A failed row waits ``RedeliverySchedule.next_attempt`` (doubling, with jitter, up
-to a maximum), and never less than the receiver asked for (``Retry-After``), and is tried
-again by a later pass, in this process or after a restart, so a
-receiver that is down for an hour gets every alert once it is back.
-
-Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
-failure, so a *resolved* notification never overtakes the *firing* one it resolves. A row
-the sink refused for good (``DeliveryResult.permanent``: a webhook's 400, 404, 413, 422, a
-redirect...) is abandoned at once, with the resolution of it that the sink was never told
-about, and the sink's later rows go on. Each sink is served by its own thread during a
-pass, so a receiver that hangs until its timeout delays only its own rows, never another
-sink's.
-
-Exactly once: a row is marked delivered in its own transaction right after the sink
-accepted it; while the store is held by other work, the attempt is kept in memory and
-recorded once the store is free, before anything more goes to that sink. Only a crash in the
-instant between the two (or a stop while the store stays held) can send a row again, and it
-then carries the same ``X-Evalkit-Alert-Id`` for the receiver to drop. Only one deliverer
-may work on a store at a time (``evalkit serve`` and ``evalkit alerts deliver`` take the
-outbox lock of ``evalkit.store.access`` around ``deliver_due``).
+``deliver_due`` sends the due rows and records each attempt as soon as it ends; a row is
+``delivered`` only when its sink accepted it. A sink's rows go oldest first and a pass stops
+at its first failure, so a resolution never overtakes its firing; each sink has its own
+thread, so a hanging receiver delays only its own rows. A delivery is recorded in its own
+transaction right after the sink accepted it (kept in memory while the store is held), so
+only a crash in between can resend, with the same ``X-Evalkit-Alert-Id``. One deliverer per
+store: callers hold the outbox lock of ``evalkit.store.access``. Retries and abandoning:
+docs/alerts.md, "The durable outbox".
 """
 
 from __future__ import annotations

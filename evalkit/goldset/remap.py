@@ -1,32 +1,10 @@
 """Moving span-anchored judgments onto the chunks of a re-chunked corpus.
 
-A judgment anchored to a span of its source (``Judgment.span``) outlives the chunking: when
-the corpus is split again, ``remap_judgments`` finds the span in the new chunks' source and
-gives the judgment's grade to every new chunk it overlaps enough. The rule
-(docs/goldsets.md, Re-chunking):
-
-- a chunk is a ``Document`` with ``source_id`` and ``start``/``end`` offsets into its
-  source's text; a document without ``source_id`` is its own source, whole;
-- the source's text is rebuilt from its new chunks, each placed at its offsets
-  (``SourceText``: only the chunks' characters are held, never a stretch their offsets
-  skip); where two chunks overlap with different text, it reads as the one that starts
-  first, and the pair is reported (``ChunkConflict``);
-- a span with offsets and quoted text is kept where it is when the text there still reads
-  the same (whitespace aside); otherwise the text is searched for in the source: one
-  occurrence moves the span there (``moved``), none or several make it ``stale``;
-- a span with only text is searched for the same way; a span with only offsets is taken as
-  it is (nothing tells whether its text changed); in a source with conflicting chunks, the
-  text of each of them is read too, so a span stays where a chunk's text holds it;
-- a new chunk of the same source receives the judgment when
-  ``overlap characters / min(len(span), len(chunk)) >= min_overlap`` (a chunk whose text
-  differs from the passage where they overlap does not), and a chunk that
-  several spans reach keeps the HIGHEST of their grades (grade 0 included: a chunk judged
-  not relevant stays judged);
-- a judgment without a span goes through the old corpus: the old chunk's source and offsets
-  (and its text, to notice a change) make its span, and an old document without a source
-  is its own source, whole; a chunk with a source but no offsets, or a document the old
-  corpus lacks, leaves the judgment ``unmapped``;
-- a source that no new chunk comes from makes the judgment ``unmapped`` (``source gone``).
+``remap_judgments`` finds each judgment's span in the new chunks' source text (rebuilt from
+the chunks' offsets, reporting overlapping chunks that disagree as ``ChunkConflict``) and
+gives its grade to every new chunk it overlaps by ``min_overlap``; a chunk several spans
+reach keeps the highest grade (0 included). Each judgment ends ``mapped``, ``stale`` or
+``unmapped``. The rules: docs/goldsets.md, "Re-chunking".
 """
 
 from __future__ import annotations

@@ -1,38 +1,11 @@
 """Comparing two runs' latency distributions: how much a quantile rose, with an interval.
 
-``compare_latency(baseline, candidate)`` takes each run's per-query latencies (a Series
-indexed by query id) and reports, for one quantile (``p50``, ``p95``, ``p99``, any ``pNN``),
-the candidate's quantile over the baseline's as a relative increase, a seeded bootstrap
-interval of that increase, and a decision in the gate's vocabulary
-(``evalkit.stats.decision.Decision``), against the largest increase allowed
-(``max_increase``, 0.2 for +20 %):
-
-* ``regression``: the interval's lower bound is above ``max_increase``: the quantile rose
-  by more than allowed, beyond the noise;
-* ``pass``: the upper bound is at or below ``max_increase``: a rise of that size is ruled
-  out;
-* ``inconclusive``: neither; more queries (or a lower quantile) would tell.
-
-The bootstrap, paired where it can be. A query both runs answered is one draw: the shared
-queries are resampled jointly, the same draw giving the baseline and the candidate that
-query's latency, so a query that is slow in both runs (a long query, a large tenant) moves
-both quantiles together and its slowness is not mistaken for a change. Queries only one
-run has are resampled apart, each run's with its own draw of the same size. Each
-replicate's quantile is numpy's linear one (``np.quantile``'s default) of the resampled
-latencies, and the interval is the percentile interval of the replicates' relative
-increases (its bounds taken outward: ``floor`` and ``ceil`` of the positions).
-
-Computed without materialising the resamples. A resample is a count per query; a quantile
-only depends on the counts near it, so each run's sorted latencies are split into the
-queries below a window around the quantile's position, the window (six standard
-deviations of the resampled order statistic's rank either side, at least two places) and
-those above. Each replicate draws multinomial counts of the few cells that split makes
-(joint for the shared queries: below/in/above the baseline's window x the candidate's),
-then spreads only the draws that fall into a window over that window's queries. The
-quantile is exact; its cost is ``resamples x window`` instead of ``resamples x queries``
-(about 1,900 places a run at 100,000 queries and p50, 830 at p95). A replicate whose
-quantile falls outside the window (probability below 1e-8) is drawn again with the whole run
-as the window.
+``compare_latency`` gives the relative increase of one quantile, a seeded bootstrap interval
+paired by query (a query slow in both runs moves both quantiles together), and a ``Decision``
+against ``max_increase``. The bootstrap never materialises the resamples: it draws counts for
+a window around the quantile's position, so its cost is ``resamples x window``, not
+``resamples x queries``. The decision rule and the computation: docs/gate.md, "Latency" and
+"How it is computed".
 """
 
 from __future__ import annotations

@@ -1,35 +1,13 @@
 """OpenTelemetry retrieval spans as traffic records, from OTLP/JSON or OTLP protobuf.
 
-Two conventions are read (docs/traffic.md has the whole mapping table):
-
-- **OpenTelemetry GenAI**: a span with ``gen_ai.operation.name = "retrieval"`` is a query;
-  ``gen_ai.retrieval.query.text`` its text (opt-in: it may be missing),
-  ``gen_ai.retrieval.documents`` its results (``[{"id", "score", "content"}]``, structured or
-  a JSON string), ``gen_ai.data_source.id`` and ``gen_ai.retrieval.top_k`` tags. Spans with
-  ``gen_ai.operation.name`` ``chat``, ``text_completion`` or ``generate_content`` are
-  generations: their ``gen_ai.output.messages`` give the answer.
-- **OpenInference**: ``openinference.span.kind = "RETRIEVER"`` is a query, ``input.value``
-  its text, ``retrieval.documents.N.document.id|score|content`` its results; ``LLM`` spans
-  are generations (``llm.output_messages.N.message.content``, else ``output.value``).
-
-Each retrieval span becomes one record whose query id is ``<trace id>-<span id>`` (hex), so
-a span sent twice is stored once. A generation span gives its answer to the retrieval spans
-of its trace (see ``evalkit.store.traffic.commit_ingest_batch``); the contexts are the
-documents the generation span records, else the retrieval span's document contents. Other
-spans are counted and ignored. A span that cannot be read (no ids, a documents attribute
-that is not JSON, a score that is not a number) is rejected with a message naming where it
-is in the request and which attribute is wrong; the rest of the request is kept. Messages
-never quote attribute values (they may be personal data that redaction has not seen).
-
-OTLP/JSON is read leniently, as the protobuf JSON mapping allows: camelCase or snake_case
-field names, 64-bit integers as strings or numbers, enums as numbers or names, trace and
-span ids as hex (OTLP) or base64 (plain protobuf JSON).
-
-Where OTLP ingest lives: this module maps spans to records; ``evalkit.traffic.otlp_wire``
-decodes protobuf requests and writes the answers; ``evalkit.traffic.receiver`` is the
-OTLP/HTTP listener of ``evalkit serve``, ``evalkit.traffic.spool`` where it keeps what it
-accepted and ``evalkit.traffic.committer`` what moves that into the store;
-``evalkit.traffic.ingest`` reads Collector files; ``evalkit.config.otlp`` is ``[otlp]``.
+Reads the OpenTelemetry GenAI and OpenInference conventions (the mapping table:
+docs/traffic.md, "The mapping"). A retrieval span becomes one record with query id
+``<trace id>-<span id>``, so a span sent twice is stored once; a generation span gives its
+answer to its trace's retrieval spans. A span that cannot be read is rejected with a message
+naming where it is and which attribute is wrong, never quoting values (they may be personal
+data redaction has not seen); the rest of the request is kept. OTLP/JSON is read as leniently
+as the protobuf JSON mapping allows. Protobuf decoding is in ``otlp_wire``, the listener in
+``receiver``, durability in ``spool`` and ``committer``.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """The OTLP/HTTP receiver of ``evalkit serve``: ``POST /v1/traces`` into the traffic tables.
 
-A listener of its own (``[otlp] host:port``, 4318 by default as for any OTLP/HTTP receiver),
-beside the health endpoint, so exporters use the standard port and path, and the health
-endpoint keeps its own address and access rules. Requests are
-``application/x-protobuf`` or ``application/json`` ExportTraceServiceRequests, optionally
-``gzip`` or ``deflate`` encoded; the retrieval spans become traffic records
-(``evalkit.traffic.otlp``).
-
-Durability: a request is answered 200 once its batch is in the spool
-(``evalkit.traffic.spool``: ``<store>.otlp-spool/``, the file and its directory fsynced), so
-a ``kill -9`` right after the answer loses nothing, and a job holding the store never makes
-the receiver refuse traffic. The batch is mapped and redacted before it is spooled. The
-spool's committer (``evalkit.traffic.committer``) moves spooled batches into the store, in
-order, whenever the service's jobs leave it free; at start it commits whatever an earlier
-process left in the spool. A record's query id comes from its trace and span ids, so a
-batch committed twice (a crash between commit and deletion) or a request sent again stores
-nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
-spool cannot be written (a full disk), requests are answered 503 with ``Retry-After``.
-
-Every request is answered (a payload of a shape no check foresaw is still a 400, never a
-closed socket); the status codes and the ``/metrics`` counters (``ReceiverCounters``) are
-listed in docs/traffic.md, "Answers" and "/metrics".
+A listener of its own (``[otlp] host:port``), beside the health endpoint. A request is
+answered 200 once its batch, mapped and redacted, is in the spool (``evalkit.traffic.spool``),
+so a ``kill -9`` after the answer loses nothing and a job holding the store never makes the
+receiver refuse traffic; the committer moves batches into the store when it is free. A full
+or unwritable spool answers 503 with ``Retry-After``. Every request is answered (an
+unforeseen payload is a 400, never a closed socket). Status codes and ``/metrics``:
+docs/traffic.md, "Receiving spans".
 """
 
 from __future__ import annotations

@@ -1,39 +1,14 @@
 """A durable spool of received span batches, committed to the store when it is free.
 
-The OTLP receiver of ``evalkit serve`` answers 200 once a request's batch is here, not once
-it is in the store, so a job holding the store never makes it refuse traffic. One file per
-request, in a directory of its own (``<store>.otlp-spool/``)::
-
-    00000000000000000042-3f9c2a1b7d4e.batch
-
-named by a sequence number (the commit order) and the request id. A file holds the batch
-already mapped and redacted (nothing unredacted is ever written to disk)::
-
-    magic  b"EVKSPL01"
-    >IQQ   header length, records length, generations length
-    header JSON: format version, request id, received_at, span counts, problems
-    records      Arrow IPC stream (RECORD_SCHEMA plus trace_id and span_id)
-    generations  Arrow IPC stream (trace_id, span_id, started_at, answer, contexts)
-    >I     CRC-32 of everything before it
-
-Writing: the bytes go to ``NAME.batch.tmp``, which is fsynced, renamed to ``NAME.batch``,
-and the directory is fsynced; only then is the request acknowledged. So a ``.batch`` file
-is complete and acknowledged, and a ``.tmp`` file is a write that was cut short (a crash,
-a full disk) and was never acknowledged: ``recover`` removes it and reports it.
-
-Reading: the committer takes the ready batches in sequence order (a batch whose write is
-still under way holds back those after it), commits each in its own transaction and only
-then deletes its file. A crash between the commit and the deletion commits the batch again
-on the next start, which stores nothing twice: records and answers are keyed by trace and
-span ids, and problems by their message, which names the request. A file that fails its
-checksum is renamed ``NAME.batch.corrupt``, kept for inspection and reported, and the batches
-after it carry on; so is a batch the store keeps refusing (``NAME.batch.failed``, set aside
-by the committer), so that one batch cannot hold back all the traffic after it.
-
-Bounds: beyond ``max_bytes`` (the sum of the files waiting) ``append`` raises
-``SpoolFullError`` (the receiver answers 503 with Retry-After), except into an empty spool,
-so a batch larger than the bound is not refused forever; a write that fails (a full disk)
-raises ``SpoolWriteError`` and leaves nothing behind.
+The OTLP receiver answers 200 once a batch is here, not in the store, so a job holding the
+store never makes it refuse traffic. A file is written to ``.tmp``, fsynced and renamed
+(then the directory fsynced) before the request is acknowledged: a ``.batch`` file is
+complete, a ``.tmp`` one was never acknowledged. Batches are stored already redacted:
+nothing unredacted ever reaches disk. Committing a batch twice stores nothing twice (records
+are keyed by trace and span ids). A file, ``<sequence>-<request id>.batch``: magic
+``EVKSPL01``, ``>IQQ`` lengths, a JSON header, records and generations as Arrow IPC streams,
+and a CRC-32 of everything before it. Set-aside batches and bounds: docs/traffic.md,
+"Receiving spans".
 """
 
 from __future__ import annotations

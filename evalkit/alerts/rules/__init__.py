@@ -2,30 +2,9 @@
 
 A kind is registered in ``RULE_KINDS`` with the model of its ``[[alerts.rules]]`` fields
 and an evaluator ``(RuleContext, params) -> list[Signal]``; ``register_rule_kind`` adds
-more, so a new area of evalkit plugs its findings in by name. Evaluators only read the
-store; the engine (``evalkit.alerts.engine``) turns signals into notifications.
-
-Kinds, by module (``base`` holds the context, the registry and the parameter base):
-
-- ``precision_regression`` (``precision``): the newest goldset run against a pinned
-  baseline run with the gate's paired statistics (``method = "gate"``), or the series of
-  per-run means with a sequential detector (``page_hinkley``, ``cusum``).
-- ``embedding_drift`` (``embeddings``): the newest stored drift check of each watched
-  stream and subject.
-- ``model_mismatch`` (``embeddings``): drift checks that found a model mismatch, and audit
-  findings of vectors made by another model.
-- ``audit_findings`` (``audit``): findings of the newest audit of each collection (duplicates,
-  staleness, ANN recall, coverage...), with the finding's own severity.
-- ``job_failure`` (``jobs``): jobs whose last runs failed or were interrupted.
-- ``low_confidence_rate`` (``traffic``): the share of replayed traffic queries whose top
-  score is low.
-- ``faithfulness_drop`` (``answers``): the newest answer scoring against a pinned (or the previous)
-  scoring, item by item, with the gate's paired statistics.
-- ``latency_regression`` (``latency``): a latency quantile of the newest goldset run or
-  production window rose by more than allowed beyond the spread of the quiet runs (windows)
-  before it, and stays risen.
-- ``freshness_lag`` (``freshness``): the freshness objective of each subject's newest check
-  (p95 lag, and the age of the oldest change not yet retrievable).
+more. Evaluators only read the store; the engine (``evalkit.alerts.engine``) turns signals
+into notifications. ``base`` holds the context, the registry and the parameter base; each
+other module holds the kinds of one area. The kinds and their fields: docs/alerts.md, "Rules".
 """
 
 from evalkit.alerts.rules.answers import FAITHFULNESS_DROP, FaithfulnessDropParams
