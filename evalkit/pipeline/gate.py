@@ -157,30 +157,18 @@ def gate_against_baseline(
     progress: Callable[[int, int], None] | None = None,
 ) -> GateOutcome:
     """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
-    share: score ``baseline``, get the candidate, score it, compare the two.
+    share: score ``baseline``, get the candidate, score it, compare the two (docs/gate.md).
 
-    ``baseline`` is a stored run id, a run export (imported first: ``resolve_run``) or a
-    TREC run file, parsed (``RunReference.parse``) when given as a string; so is
-    ``candidate`` when it is a string or a ``RunReference``, else it is a live retriever (a
-    ready one, or ``RetrieverOptions`` built with ``settings``, default the loaded settings)
-    replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
-    ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
-    (``comparison_judgments``; a stored run without either uses its own goldset's). A
-    judged query the baseline does not hold is left out of the comparison (listed as only in
-    the candidate), a baseline run file's missing queries included: such a file cannot tell
-    a query added since from one it retrieved nothing for, and counting it as 0 would credit
-    the candidate with every added query. A candidate run file's missing queries score 0.
-    ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring;
-    a live candidate is replayed as ``evalkit run`` replays (``run_goldset``: a
-    ``StoreAccess`` is given back during the replay), and the store is given back before
-    the statistics run; None when only run files are compared. The
-    comparison (``compare_scored``) follows ``policy``: its measures, significance level,
-    minimum effect and resampling; it refuses runs with failed queries unless the policy's
-    ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
-    With the policy's ``max_latency_increase`` the two runs' replay latencies are compared
-    as well (``check_latency``, with the policy's resamples and seed; skipped with a note for
-    a run file or an imported run), an index that grew between them noted as a probable
-    cause, and the verdict is the more severe of the two.
+    ``baseline`` and a string or ``RunReference`` ``candidate`` are run references
+    (``RunReference.parse``, ``resolve_run``); any other candidate is a live retriever (or
+    ``RetrieverOptions`` built with ``settings``) replayed on ``goldset`` as ``evalkit run``
+    replays (``replay_candidate``) and stored labelled ``label``. Both are scored with the
+    judgments of ``qrels`` or ``goldset`` (``comparison_judgments``); a judged query the
+    baseline lacks is left out, a candidate run file's missing queries score 0. ``store`` (a
+    ``WriterAccess``; None for run files only) is held for the scoring and given back before
+    the statistics. The comparison (``compare_scored``) and the latency check
+    (``check_latency``, with ``max_latency_increase``) follow ``policy``; the verdict is the
+    more severe of the two. ``progress`` follows a live candidate's replay.
     """
     started = time.perf_counter()
     measures = policy.measures

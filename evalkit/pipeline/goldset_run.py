@@ -194,38 +194,15 @@ def evaluate_goldset(
     """Replay a goldset against a live retriever as ``request`` says (depth, measures,
     relevance threshold, batch size, label, answers), score it and store everything.
 
-    ``store`` is a ``WriterAccess``, held as the run lifecycle says (``runs._record_run``):
-    one that does not keep the store open (``evalkit run``'s, the ``goldset_replay``
-    job's) is not held during the replay, so other processes are not kept out of DuckDB
-    for as long as a slow retriever takes; an open ``Store`` (tests) stores the results
-    batch by batch. A store still busy past the access's wait after the replay raises
-    StoreBusyError saying that the replayed results are not stored.
-
-    Queries whose retrieval failed are left out of the averages (never scored as zero), and
-    the run is ``partial``; the aggregates record how many queries they cover. Any crash
-    marks the run ``failed`` and re-raises.
-
-    When the retriever generated answers (a RAG endpoint) and ``answers`` is true, they are
-    scored once the run is recorded, after its stretch of the store (``score_run_answers``,
-    which does not hold it while the judge works: faithfulness by the LLM judge of
-    ``judge_settings``, default the ``[judge]`` settings, or by the offline method) and
-    the scores are stored under the run id. The judge settings are checked before the
-    first query is sent. A scoring that fails or is stopped leaves the run recorded as it
-    finished, without answer scores. With ``close_retriever`` the retriever is closed on
-    the way out, whatever happens (for callers that built it for this one run).
-
-    The goldset is stored with the run as an import stores it, which makes it its name's
-    current version (goldset files: running an older checkout makes it current again). A
-    version read from the store (an older one picked with ``--goldset-version``, a job's or
-    a sweep's ``goldset_version``) is run with ``make_current`` false: it is stored only if
-    its name does not hold it, and the name's current version stays the one ``goldset
-    publish`` and ``goldset remap`` build on.
-
-    With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``sharded_run``):
-    ``retriever`` then only describes the run (its kind, configuration and model), each
-    actor builds its own from ``engine.retriever``; the per-query figures are those of a
-    local run, and so are the scores of the answers a RAG endpoint generates (the actors
-    score them, unless ``request.answers`` is off).
+    ``store`` is a ``WriterAccess``, held as the run lifecycle says (``runs._record_run``; an
+    access that does not keep the store open is not held during the replay). Failed queries
+    are left out of the averages and the run is ``partial``; a crash marks it ``failed`` and
+    re-raises. With ``answers``, generated answers are scored after the run is recorded
+    (``score_run_answers``, with ``judge_settings`` checked before the first query; a scoring
+    that fails leaves the run as it finished). ``close_retriever`` closes the retriever on the
+    way out. The goldset is stored as an import stores it, becoming current unless
+    ``make_current`` is false (a stored older version). With an ``engine`` (``RayEngine``) the
+    replay runs on Ray (``sharded_run``), each actor building its own retriever.
     """
     k, measures, answers = request.k, request.measures, request.answers
     relevance_threshold = request.relevance_threshold

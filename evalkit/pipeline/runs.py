@@ -358,26 +358,15 @@ def sharded_run(
     nothing_answered: str,
     answers: JudgeSettings | None = None,
 ) -> RunOutcome:
-    """A run replayed by an engine that leaves its results as Parquet shards (``RayEngine``:
-    ``evaluate_goldset`` and ``evaluate_query_table`` with an ``engine``), through the run
-    lifecycle (``_record_run``).
+    """A run replayed by an engine that leaves its results as Parquet shards (``RayEngine``),
+    through the run lifecycle (``_record_run``).
 
-    The engine replays and scores ``queries`` and reports its shards; the one writer then
-    records the queries no shard holds (an actor lost more often than Ray retries it, an
-    engine that stopped) as failed with the reason, and loads every shard and the run's
-    final status in one transaction (``evalkit.store.shards.load_engine_report``): the
-    store holds a run with all its rows or none of them, and never a run that looks
-    complete with rows missing. The shards and the query table are removed once loaded.
-
-    When ``store`` keeps the store open, the run row is created ``running`` before the
-    replay; otherwise (a ``StoreAccess``) the store is opened only once the engine has
-    finished, as a local replay does. A crash (or an interruption through ``progress``)
-    marks the run ``failed`` and re-raises; its shards stay on disk.
-
-    With ``answers`` (judge settings) the actors score the answers the retriever generates
-    (reading a snapshot of the judge cache taken before the replay, when a judge scores
-    them); their scores, the answers and the judge's new outputs are loaded with the
-    run's shards, in the same transaction, as one answer scoring of the run.
+    The one writer records the queries no shard holds as failed, then loads every shard and
+    the final status in one transaction (``evalkit.store.shards.load_engine_report``): a run
+    has all its rows or none. Shards and the query table are removed once loaded; a crash (or
+    an interruption through ``progress``) marks the run ``failed``, re-raises and keeps them.
+    With ``answers`` (judge settings) the actors score the generated answers, loaded in the
+    same transaction as one answer scoring of the run.
     """
     engine.preflight()
     started_at = utc_now()

@@ -84,24 +84,15 @@ def replay_traffic_window(
 ) -> TrafficReplay:
     """Replay the traffic sample ``sample_id`` against ``retriever`` as ``request`` says;
     store the run (kind ``traffic``), the comparison with logged results and the window
-    summary.
+    summary (``evalkit.traffic.replay`` says what is compared and summarised).
 
-    ``store`` is a ``WriterAccess``, held as for a goldset run (``runs._record_run``): one
-    that does not keep the store open (``evalkit traffic replay``'s, the ``traffic``
-    job's) only to read the sample and, after the replay, to record the run, its
-    comparison with logged results and the window summary (``evalkit.traffic.replay``
-    says what is compared and summarised) in one short stretch. With
-    ``setup.embedder`` (``prepare_traffic_replay``), up to ``request.embedding_sample_size``
-    distinct queries of the window are embedded (without the store, before the replay) and
-    stored with the summary; without it none are. Raises ConfigError when the sample holds
-    tenants but the retriever does not filter by tenant (unless the request turns
-    ``tenant_isolation`` off). A crash marks the run failed and re-raises.
-
-    With ``request.answers``, the answers production logged for the replayed queries are
-    scored once the run is stored, after its stretch of the store (``score_answers_for_run``,
-    which does not hold it while the judge works), with ``setup.judge_settings``
-    (default: the ``[judge]`` settings, checked before the first query is sent). With
-    ``close_retriever`` the retriever is closed on the way out, whatever happens.
+    ``store`` is held as for a goldset run (``runs._record_run``). With ``setup.embedder``
+    (``prepare_traffic_replay``), up to ``request.embedding_sample_size`` distinct queries are
+    embedded before the replay and stored with the summary. Raises ConfigError when the sample
+    holds tenants but the retriever does not filter by tenant (unless ``tenant_isolation`` is
+    off). A crash marks the run failed and re-raises. With ``request.answers`` the logged
+    answers are scored after the run is stored (``score_answers_for_run``, with
+    ``setup.judge_settings``). ``close_retriever`` closes the retriever on the way out.
     """
     setup = setup or ReplaySetup()
     embedder = setup.embedder
