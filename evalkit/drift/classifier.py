@@ -1,22 +1,13 @@
 """Domain-classifier drift: can a classifier tell the current window from the reference?
 
-A logistic regression learns to separate reference rows (label 0) from current rows
-(label 1); the statistic is the ROC AUC of its scores on rows it was not trained on
-(0.5 = indistinguishable). ``effect_size`` is AUC - 0.5. Two designs (``null``):
-
-* ``"holdout"`` (default): one seeded, stratified split; the model is trained on
-  ``1 - test_share`` of the rows and scores the rest. Given the training part, the held-out
-  labels are exchangeable under no drift, so the one-sided Mann-Whitney test on the
-  held-out scores is a valid p-value (AUC = U / (m·n)). Fast: one fit.
-* ``"permutation"``: stratified, seeded ``n_splits``-fold cross-validation gives every row
-  an out-of-fold score; the p-value relabels the pooled rows ``n_permutations`` times and
-  redoes the whole cross-validation each time. Exact and uses every row for testing, but
-  ``n_permutations`` times slower.
-
-The tempting shortcut, a Mann-Whitney p-value for the *cross-validated* AUC, is not
-offered: out-of-fold scores come from k models that each saw the other folds, so they are
-dependent, and on real query embeddings that test raised a false alarm in 12 % of
-no-drift trials at alpha = 0.05 (docs/drift.md).
+A logistic regression separates reference rows (label 0) from current rows (label 1); the
+statistic is the ROC AUC of its scores on rows it was not trained on (0.5 =
+indistinguishable), ``effect_size`` AUC - 0.5. ``null="holdout"`` (default) trains on one
+seeded, stratified split and tests the held-out scores with a one-sided Mann-Whitney test
+(valid: the held-out labels are exchangeable under no drift); ``null="permutation"``
+relabels the rows ``n_permutations`` times and redoes the cross-validation each time, exact
+but that many times slower. A Mann-Whitney p-value for the *cross-validated* AUC is not
+offered: its false-alarm rate was 12 % at alpha 0.05 (docs/drift.md).
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Document vectors kept between runs, so that indexing embeds each text once per model.
 
-Indexing a corpus again (a rebuilt collection, a second collection with other search
-settings, a Chroma server beside the embedded store, a fresh clone in CI) then embeds only
-the texts the model has not embedded before. ``CachingEmbedder`` wraps any ``TextEmbedder``;
-its vectors are kept in one SQLite file per model under ``<cache_dir>/vectors``.
-
-A model is known by the vectors it makes, not by its name: the file is chosen by a hash of
-the model's canary embeddings (``ModelFingerprint``) and of the number of tokens it reads of a
-text (``max_seq_length``, where the embedder tells it), so other weights, pooling or truncation
-use another file. A text is known by
-the SHA-256 of its characters. Vectors are stored as the model returned them (float32), so a
-cached vector is the one the model gave. The cache is an optimisation only: when it cannot be
-read or written, texts are embedded as if it were not there, and a warning says why.
+``CachingEmbedder`` wraps any ``TextEmbedder``; its vectors are kept as the model returned
+them (float32), keyed by the SHA-256 of the text, in one SQLite file per model under
+``<cache_dir>/vectors``, the file chosen by a hash of the model's canary embeddings and
+``max_seq_length`` (a model is known by the vectors it makes, not by its name). The cache
+is an optimisation only: when it cannot be read or written, texts are embedded as if it
+were not there, and a warning says why (docs/retrievers.md, "Document vectors are embedded
+once per model").
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """A sentence-transformers BERT model run by ONNX Runtime instead of torch.
 
-Importing torch and sentence-transformers and building the model takes several seconds of
-every process that embeds, often more than embedding a few hundred queries. ONNX Runtime and
-the ``tokenizers`` library start in a fraction of a second and embed at least as fast on a
-CPU. The ONNX graph is exported from the model's own local weights (never downloaded), once
-per model, into evalkit's cache directory, and kept only when it embeds a set of check texts
-within ``MAX_COSINE_DEVIATION`` of the torch model; later processes load it without torch.
-
-Only the layout evalkit can reproduce exactly is run this way: a BERT encoder followed by
-mean pooling (and optionally a Normalize module), as the bundled all-MiniLM-L6-v2 is. Any
-other model directory (CLS pooling, extra Dense layers, another architecture) stays on
-sentence-transformers.
+ONNX Runtime starts in a fraction of the seconds torch and sentence-transformers take to
+import. The graph is exported once per model from its own local weights into evalkit's
+cache directory, and kept only when it embeds a set of check texts within
+``MAX_COSINE_DEVIATION`` of the torch model. Only a BERT encoder with mean pooling (and
+optionally a Normalize module), as the bundled all-MiniLM-L6-v2, is run this way; any other
+model stays on sentence-transformers (docs/retrievers.md, "ONNX Runtime or torch").
 """
 
 from __future__ import annotations
