@@ -1,18 +1,11 @@
 """Splitting answers into claims and contexts into sentences, without a model.
 
-A *claim* is a sentence of the answer that states something: list lead-ins ("Here are some
-reasons:"), headings and fragments of fewer than ``MIN_CLAIM_WORDS`` words are not claims.
-Splitting happens at line breaks, at the markers of an inline numbered list ("causes
-include 1. X 2. Y"), and after ``.``, ``!`` or ``?`` followed by a space and a capital
-letter, digit, quote or bracket, except after common abbreviations and initials ("Dr.",
-"U.S.", "e.g.", "J.").
-
-Markdown is structure, not text (``strip_markup``): list markers, headings (``#`` lines,
-a line that is all bold, setext underlines), emphasis, inline code ticks, link targets,
-table pipes and separator rows, the header row of a table, bold lead-in labels
-("**Customization:** users can ...") and citation markers (``[1]``, ``[1, 2]``, ``[^3]``)
-are removed before claims are cut, so a list number or a heading word never counts as a
-number or a name the contexts must contain.
+A *claim* is a sentence of the answer that states something: list lead-ins, headings and
+fragments of fewer than ``MIN_CLAIM_WORDS`` words are not claims. Splitting happens at line
+breaks, at the markers of an inline numbered list, and after ``.``, ``!`` or ``?`` followed
+by a space and a capital letter, digit, quote or bracket, except after common abbreviations
+and initials. Markdown is structure, not text: ``strip_markup`` removes it before claims are
+cut (what it removes: docs/answers.md, "The offline method", step 1).
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """The ``crowded_by_duplicates`` cause: a query's top k filled with copies of documents the
 index holds several times, pushing relevant documents down or out.
 
-An index audit's duplicates check (``exact_duplicates``, ``near_duplicates``) groups the
-documents that are copies of one another. Every copy of a group after the first that a
-query ranks in its top k takes a place another document could hold, and a copy is
-seldom judged even when its original is. A dropped query whose candidate top k holds more
-such extra copies than the baseline's had that many places taken: its lost relevant
-documents, the deepest-ranked first (the first a document ranked above them pushes out), up
-to that number, are the ones the copies pushed out. What the copies cost the query is
-measured by scoring it again with each group in one place (see ``duplicates_cause``). The
-audit's staleness check groups too (``duplicates_of_source``): a source document with its
-copies under ids the source does not have, which names the likely cause, the corpus
-ingested again under new ids without deduplication.
+An index audit's duplicates and staleness checks group the documents that are copies of one
+another. A dropped query whose candidate top k holds more extra copies (members of a group
+after its first) than the baseline's had that many places taken: its lost relevant
+documents, deepest-ranked first, up to that number, are the ones the copies pushed out, and
+what they cost is measured by scoring the query again with each group in one place
+(``duplicates_cause``; docs/cli.md, "Probable causes: `evalkit explain`").
 """
 
 from __future__ import annotations
