@@ -1,18 +1,11 @@
 """Context precision and recall, computed by ragas' own ID-based and non-LLM metrics.
 
-* ``id_based_context_precision`` / ``id_based_context_recall`` (ragas ``IDBasedContextPrecision``,
-  ``IDBasedContextRecall``): the share of retrieved context ids that are reference ids, and
-  the share of reference ids that were retrieved.
-* ``non_llm_context_precision_with_reference`` / ``non_llm_context_recall`` (ragas
-  ``NonLLMContextPrecisionWithReference``, ``NonLLMContextRecall``): the same questions
-  asked of the context *texts*, a retrieved context matching a reference context when their
-  normalised Levenshtein similarity passes ragas' threshold (0.5). These need the
-  ``rapidfuzz`` package; without it they are stored as unmeasured (``missing_dependency``).
-
-A metric is computed for a batch when at least one record carries what it compares
-against (reference context ids, or reference context texts); records of that batch
-without it are unmeasured (``no_reference``), records with nothing retrieved are
-unmeasured (``empty_contexts``).
+``id_based_context_precision`` / ``id_based_context_recall`` compare retrieved with
+reference context ids; ``non_llm_context_precision_with_reference`` /
+``non_llm_context_recall`` ask the same of the context *texts* (ragas' normalised
+Levenshtein match, which needs ``rapidfuzz``: else ``missing_dependency``). A metric is
+computed for a batch when some record carries what it compares against; the others are
+unmeasured (``no_reference``, ``empty_contexts``; docs/answers.md, "Unmeasured answers").
 """
 
 from __future__ import annotations

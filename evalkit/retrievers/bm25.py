@@ -1,18 +1,12 @@
 """The ``bm25`` retriever: a BM25 index built by ``evalkit index --kind bm25``, searched in
 this process with bm25s.
 
-A lexical retriever beside the dense ones, so that dense, lexical and fused retrieval can be
-compared on the same goldset without writing a retriever. Queries are tokenised as the
-index's documents were (``bm25_index.query_tokenizer``); a document's score is the sum of
-the BM25 weights, computed when the index was built, of the query's terms it holds (a term
-repeated in the query counts as often as it appears, as in bm25s). Only documents that hold
-at least one query term are returned, best first; equal scores are ordered by doc id,
-descending, as trec_eval ranks them. A query none of whose terms is in the index returns no
-documents (and is not an error).
-
-The retriever embeds nothing (``model_fingerprint`` is None) and filters by no tenant. Its
-index fingerprint is the one the index was built with: a hash of the parameters and every
-document's id and content hash.
+Queries are tokenised as the index's documents were (``bm25_index.query_tokenizer``); a
+document's score is the sum of the BM25 weights, computed when the index was built, of the
+query's terms it holds. Only documents that hold a query term are returned, best first,
+equal scores by doc id descending, as trec_eval ranks them. It embeds nothing and filters by
+no tenant; its index fingerprint is the one the index was built with (docs/retrievers.md,
+"BM25").
 """
 
 from __future__ import annotations
