@@ -122,25 +122,15 @@ class _Index:
 class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
     """The user's pgvector table, queried with evalkit's own query embeddings.
 
-    Connects once (``connect_timeout``) and checks, before any query: the ``vector``
-    extension, the table, the id / embedding / text / tenant columns, and that the embedding
-    column's declared dimension equals the query embedder's (that loads the model; with
-    ``defer_model_check=True`` it waits for ``verify_model()`` or the first ``retrieve``).
-    A table records no embedding model: with a ``text_column``, a sample of rows is
-    re-embedded and compared with the stored vectors, so a model of the same dimension is
-    told apart too (``evalkit.retrievers.model_check``); without one, only the dimension is.
-
-    Queries are embedded ``batch_size`` at a time, per tenant (when that fails, one by one,
-    so one bad query does not fail its neighbours), and each is searched alone, in its own
-    statement, so that its latency is its own (``latency_timing`` ``per_query``, embedding
-    not included). A lost connection is re-opened and the query tried once more; when that
-    fails too, it and the rest of its batch carry the error, so a server that dies mid-run
-    gives a ``partial`` run. With a tenant column (``tenant_column``, or ``where_key`` which
-    overrides it) a query that has a tenant only sees rows whose tenant column equals it;
-    queries without one see every row.
-    A tenant column the table does not have, or one holding vectors or arrays, is a
-    ``ConfigError`` naming the option it came from; a missing id, embedding or text column
-    is a ``RetrieverError``.
+    Connects once (``connect_timeout``) and checks, before any query, the ``vector``
+    extension, the table, its columns and the embedding column's dimension (that loads the
+    query model; with ``defer_model_check=True`` it waits for ``verify_model()`` or the first
+    ``retrieve``); with a ``text_column``, sampled rows are re-embedded to tell another model
+    of the same dimension apart. Each query is searched alone in its own statement
+    (``per_query`` latency); a lost connection is re-opened and the query tried once more.
+    ``where_key`` overrides ``tenant_column``. A bad tenant column is a ``ConfigError``
+    naming the option it came from; a missing id, embedding or text column is a
+    ``RetrieverError``. Batches, tenants and scores: docs/retrievers.md, "pgvector".
     """
 
     def __init__(
