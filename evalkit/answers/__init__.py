@@ -1,24 +1,10 @@
 """Answer-level metrics: faithfulness, answer relevance, context precision and recall.
 
-* **LLM judge** (``ragas-llm``): ragas' own ``Faithfulness`` and ``AnswerRelevancy`` with
-  any OpenAI-compatible endpoint configured in the ``[judge]`` table of ``evalkit.toml``,
-  with concurrency and rate limits, timeouts, retries, repeats and a cache of judge outputs.
-* **Offline** (``offline-embedding``): when no judge is configured, claim-level support by
-  embedding similarity and word overlap, calibrated to read as the share of supported
-  claims, with no LLM (``evalkit.answers.offline``); or (``offline-nli``) by the user's own
-  local NLI cross-encoder (``evalkit.answers.nli``, ``nli_model_path`` in ``[judge]``).
-* **Context metrics** (``ragas-id-based``, ``ragas-non-llm``): ragas' ID-based and non-LLM
-  context precision and recall, when records carry reference contexts or their ids.
-
-An answer that cannot be measured is stored as unmeasured with its reason, counted, and
-left out of every mean: a broken judge never turns an average into NaN.
-
-Typical use::
-
-    from evalkit.answers import AnswerRecord, score_answers
-
-    scores = score_answers([AnswerRecord(id="q1", question=..., answer=..., contexts=(...,))])
-    scores.summary("faithfulness").mean
+Scored by an LLM judge (ragas, through the ``[judge]`` endpoint), offline (embedding
+similarity and word overlap, or a local NLI model) or, for contexts, by ragas' ID-based and
+non-LLM metrics. An answer that cannot be measured is stored as unmeasured with its reason
+and left out of every mean: a broken judge never turns an average into NaN. Methods and
+use: docs/answers.md.
 """
 
 from __future__ import annotations

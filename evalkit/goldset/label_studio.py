@@ -1,25 +1,11 @@
 """Review-queue items to Label Studio tasks, and Label Studio annotations back to reviews.
 
-Teams that already annotate in Label Studio review evalkit's draft items there:
-
-- ``labeling_config(n)`` is the project's labeling config: the query, a document per slot
-  (``n`` slots) with a 0-3 grade each, an accept/reject choice, a box to edit the question
-  and a note.
-- ``export_tasks(items)`` turns review items into tasks in Label Studio's import JSON. The
-  grades suggested so far (by the generator, an assessor or a human judgment) come as
-  pre-annotations: one prediction per suggester, its ``model_version`` the suggester's name.
-- ``read_annotations(path)`` reads a Label Studio export back as one
-  ``LabelStudioAnnotation`` per annotation: its ``ReviewRecord``, carrying Label Studio's own
-  annotation and user ids, and where it stands in the file. Two export formats are read:
-  **JSON** (the full task list, each task with its ``data`` and ``annotations``;
-  recommended) and **JSON-MIN** (one flat record per annotation). Cancelled (skipped)
-  annotations and tasks nobody annotated are left out. The rules of a review hold: an
-  accepted item needs a graded document, and a rejection's grades (the pre-annotations a
-  reviewer started from) are dropped. A malformed export raises one ``InputError`` that
-  lists every problem (task and annotation by position, counted from 1, and the field) and
-  returns nothing. ``import_annotations(path)`` gives the records alone.
-
-The functions are pure: they neither read nor write the store.
+``labeling_config`` is the project's config, ``export_tasks`` turns review items into
+import JSON (suggested grades as one prediction per suggester), and ``read_annotations``
+reads a JSON or JSON-MIN export back as ``LabelStudioAnnotation`` records, holding the rules
+of a review and raising one ``InputError`` listing every problem of a malformed export.
+Usage: docs/goldsets.md, "Label Studio". The functions are pure: they neither read nor
+write the store.
 """
 
 from __future__ import annotations

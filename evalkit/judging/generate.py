@@ -1,22 +1,12 @@
 """Questions written from corpus passages by an LLM, each anchored to the spans it rests on.
 
-A *task* is one question to write: its kind (``QuestionKind``) and the passage or passages
-it is written from. ``QuestionWriter`` sends each task to the ``[judge]`` endpoint under the
-answer judge's ``CallGuard`` with evalkit's prompt for its kind, which asks for one JSON
-object::
-
-    {"question": "...", "answer": "...", "evidence": ["exact quote", ...]}
-
-``write_question`` (pure, over any ``AskFn``) turns the replies into a ``WrittenQuestion``
-or a ``DroppedTask`` with its reason (a malformed reply, evidence not found in a passage,
-a paraphrase too close to its passage: docs/goldsets.md, "Generating a draft goldset").
-The passages holding evidence become span-anchored judgments with the grade
-``SUGGESTED_GRADE``, the span in the *source* text's offsets.
-
-The prompt version (``PROMPT_VERSION``) is a hash of every prompt text and of how much of
-a passage is shown: editing a prompt names a new version. ``QuestionWriter.write`` reuses
-the replies kept from an earlier pass (by ``judge_call_key``) and hands each new one to
-``on_reply``, so a stopped pass is resumed without paying again for what it was told.
+``QuestionWriter`` sends each task (a ``QuestionKind`` and its passages) to the ``[judge]``
+endpoint under the answer judge's ``CallGuard``; ``write_question`` (pure, over any
+``AskFn``) turns a reply into a ``WrittenQuestion`` or a ``DroppedTask`` with its reason
+(docs/goldsets.md, "Generating a draft goldset"). Evidence passages become span-anchored
+judgments graded ``SUGGESTED_GRADE``, in the source text's offsets. ``PROMPT_VERSION`` hashes
+every prompt text, so editing a prompt names a new version. Replies kept from an earlier
+pass are reused (by ``judge_call_key``), so a stopped pass resumes without paying again.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Build once, score many: index judgments once, then evaluate runs against them.
 
-::
-
-    evaluator = Evaluator(judgments, parse_measures(["ndcg@10", "mrr"]))
-    result = evaluator.evaluate(run)              # DataFrame or {qid: {doc_id: score}}
-    result.aggregate["ndcg@10"], result.per_query.loc["q1", "mrr"]
-
-Runs are scored exactly as trec_eval (10.0) scores them: documents ranked by score
-descending (at double precision, as trec_eval stores scores), ties broken by doc id in
-descending byte order, any rank column ignored; queries that are judged but absent from the
-run are skipped unless ``complete=True`` (then they score 0); queries that are not judged
-are ignored; a document listed twice for one query is an error (trec_eval refuses such runs
-too).
-
-Inputs are converted once, at the edge (:mod:`evalkit.metrics.inputs`); the ranking engine
-(:mod:`evalkit.metrics.ranking`) ranks the judged documents; then every measure is one
-vectorised kernel call over them (:mod:`evalkit.metrics.kernels`).
-
-Callers that already hold a run as dense arrays over a fixed corpus (an in-memory vector
-index returning top-k positions, a reranker rescoring fixed candidates) can skip the string
-work: index the corpus once with :meth:`Evaluator.corpus_index` and score
-:class:`RunArrays` with :meth:`Evaluator.evaluate_arrays`.
+Runs are scored exactly as trec_eval (10.0) scores them: ranked by score descending (as
+doubles), ties broken by doc id in descending byte order, any rank column ignored; judged
+queries absent from the run are skipped unless ``complete=True``; a document listed twice
+for one query is an error. Inputs are converted once at the edge (``metrics.inputs``),
+``metrics.ranking`` ranks the judged documents and each measure is one vectorised kernel
+call (``metrics.kernels``). Callers holding runs as arrays over a fixed corpus skip the
+string work with :meth:`Evaluator.corpus_index` and :meth:`Evaluator.evaluate_arrays`.
 """
 
 from __future__ import annotations

@@ -1,26 +1,12 @@
 """Rank fusion: several runs of the same queries combined into one, as ranx fuses them.
 
-::
-
-    from evalkit.metrics.fusion import Fusion, fuse, optimize_fusion
-
-    fused = fuse([bm25, dense], Fusion.of("rrf", n_runs=2), k=100)   # rrf k = 60
-    fused = fuse([bm25, dense], Fusion.of("wsum", weights=(0.7, 0.3), n_runs=2))
-    fused.columns       # query_id, doc_id, score, rank
-
-    best = optimize_fusion([bm25, dense], judgments, method="wsum", measure="ndcg@10")
-    best.fusion.weights, best.score
-
-A run is a DataFrame (query_id, doc_id, score; other columns are ignored), as
-``evalkit.store.runs.run_results`` gives it, or ``{query_id: {doc_id: score}}``. Each run's
-scores are normalised per query (:data:`NORMALIZATIONS`), then a method
-(:data:`FUSION_METHODS`) combines them per (query, document), with ranx 0.3's formulas and
-defaults; where ranx leaves an order to chance, evalkit fixes it (docs/fusion.md, "What is
-decided, and where ranx leaves it to chance").
-
-Everything is vectorised over whole runs: the runs are laid out once as a (runs x
-candidates) grid (:class:`FusionRuns`) and each method is a few array operations over it,
-so fitting a method's parameters (:func:`optimize_fusion`) fuses the same grid many times.
+A run is a DataFrame (query_id, doc_id, score) or ``{query_id: {doc_id: score}}``. Scores are
+normalised per query (:data:`NORMALIZATIONS`), then a method (:data:`FUSION_METHODS`)
+combines them with ranx 0.3's formulas and defaults; where ranx leaves an order to chance,
+evalkit fixes it. The runs are laid out once as a (runs x candidates) grid
+(:class:`FusionRuns`) and each method is a few array operations over it, so
+:func:`optimize_fusion` can fuse the same grid many times. Methods, normalisations and
+examples: docs/fusion.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,11 @@
 """A series of runs' latency: each run's quantile against the quiet runs before it.
 
-A service's latency moves from day to day with its machine's load, by more than the
-sampling of queries within one run says: two quiet runs of one retriever measured "p50
-188 ms -> 255 ms (+35.4 %, 95 % CI [+29.1 %, +39.9 %])". So a run is judged against the
-spread of the quantile over the last several quiet runs (between-run variation), as the
-precision rules' sequential methods judge a run mean against their warm-up:
-
-* each run is one value, ``q``, the quantile of its per-query latencies;
-* the reference is the last ``reference_runs`` quiet runs before it: ``m`` and ``s``, the
-  mean and standard deviation of their ``log q``; the run is not judged while the
-  reference holds fewer than ``warmup`` runs or fewer than two distinct values;
-* its rise is ``exp(log q - m) - 1``, with the prediction interval a quiet run would fall in,
-  ``log q - m +/- t * s * sqrt(1 + 1 / n)`` (Student's ``t`` at ``confidence``, ``n - 1``
-  degrees of freedom, for an ``s`` estimated from ``n`` runs);
-* ``regression`` when the interval's lower bound is above ``max_increase``, ``pass`` when
-  its upper bound is at or below it, ``inconclusive`` otherwise (``latency_decision``).
-
-A regression starts an episode that lasts while the runs stay slow: it ends on the first
-run whose rise is back within ``max_increase`` of the reference. The runs of an episode
-never join the reference, so a slowdown that lasts is compared with the quiet runs before
-it on every run, not with the slow run before it; every other run does join it.
+A service's latency moves from day to day with its machine's load by more than the sampling
+of queries within one run says, so a run's quantile is judged against the spread of the last
+``reference_runs`` quiet runs' quantiles (a prediction interval on ``log q``), not with a
+within-run bootstrap. A regression starts an episode whose runs never join the reference,
+so a lasting slowdown is compared with the quiet runs before it. The rule and its
+parameters: docs/gate.md, "The latency_regression rule: a series of runs".
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """A stored run written out for other tools (a TREC run file, JSON Lines or Parquet), and
 a Parquet export read back into a store as the run it was.
 
-* ``trec``: ``qid Q0 docid rank score tag``, one line per retrieved document, ranks and
-  scores exactly as stored (scores in Python's shortest round-trip form), the run id as
-  tag. trec_eval ranks by score (a double) and breaks ties by doc id descending, which is
-  the ranking evalkit scored, so it computes the stored metrics from it.
-* ``jsonl``: one object per query of the run, in the goldset's order: its ranked results,
-  latency, error and per-query metrics.
-* ``parquet``: a directory holding ``results.parquet`` (one row per retrieved document),
-  ``queries.parquet`` (one row per query: replay facts and one column per measure) and
-  ``run.json`` (the run's provenance and aggregates), written by DuckDB's ``COPY``; for a
-  run of a goldset also ``goldset_queries.parquet`` and ``judgments.parquet`` (its goldset
-  version's queries and judgments), so that ``import_run`` can bring the run into another
-  store whole: ``evalkit gate --baseline DIR`` then compares it as a stored run, causes and
-  all.
-
-Every file is written next to its destination under a temporary name and renamed into
-place, so a failed export never leaves a half-written file where the complete one goes.
-See docs/export.md.
+The TREC file holds ranks and scores exactly as stored, so trec_eval computes the stored
+metrics from it. A Parquet export carries the goldset version's queries and judgments, so
+``import_run`` brings the run into another store whole. Every file is written under a
+temporary name and renamed into place, so a failed export never leaves a half-written file.
+Formats: docs/export.md.
 """
 
 from __future__ import annotations

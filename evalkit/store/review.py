@@ -1,22 +1,11 @@
 """The review queue: draft goldset items, the reviews people give them, and what was published.
 
-Tables (migration 15):
-
-* ``review_items``: one row per item (``item_id``, a content hash of goldset name, origin,
-  query text and tenant, ``evalkit.goldset.review.review_item_id``): the query, the
-  documents to grade with their suggested grades and spans (JSON), the priority and its
-  reason, the provenance, and the status: ``open`` (no verdict yet: no review, or a tie),
-  ``accepted`` / ``rejected`` (the combined verdict of its reviews,
-  ``evalkit.goldset.review``) or ``published`` (in a goldset version).
-* ``reviews``: append-only, one row per review saved, under a random id: two reviewers
-  saving the same item at once both keep their review, and a reviewer who reviews again
-  adds a row (the newest counts).
-* ``review_publications`` and ``review_published_items``: each ``evalkit goldset publish``
-  and which items went into which goldset version.
-
-Every write is one short transaction (milliseconds), so a reviewer's save under the store's
-writer rules (``evalkit.store.access``) holds the store for far less than a second. A
-store opened read-only refuses every write with a ``StoreError`` saying so.
+``review_items`` holds one row per item (keyed by a content hash,
+``evalkit.goldset.review.review_item_id``) with its status; ``reviews`` is append-only, under
+random ids, so two reviewers saving at once both keep their review;
+``review_publications`` and ``review_published_items`` record each publish. Every write is
+one short transaction, so a reviewer's save holds the store for far less than a second; a
+read-only store refuses writes with a ``StoreError``. Columns: docs/store.md.
 """
 
 from __future__ import annotations
