@@ -217,14 +217,6 @@ class ServiceState(JobListener):
             )
 
 
-def _gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, help_text, labels=list(labels))
-
-
-def _counter(name: str, help_text: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(name, help_text, labels=list(labels))
-
-
 def metric_families(
     *,
     jobs: Sequence[str],
@@ -244,6 +236,16 @@ def metric_families(
     now: datetime,
 ) -> list[Metric]:
     """Every figure as a Prometheus metric family (see the module docstring)."""
+    families: list[Metric] = []  # in the order they are made
+
+    def _gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+        families.append(made := GaugeMetricFamily(name, help_text, labels=list(labels)))
+        return made
+
+    def _counter(name: str, help_text: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+        families.append(made := CounterMetricFamily(name, help_text, labels=list(labels)))
+        return made
+
     up_family = _gauge("evalkit_up", "1 while evalkit serve runs.")
     up_family.add_metric([], 1.0 if up else 0.0)
     started = _gauge(
@@ -326,26 +328,7 @@ def metric_families(
     errors = _gauge("evalkit_rule_errors", "1 for a rule whose evaluation failed.", ["rule"])
     for rule in sorted(rule_errors):
         errors.add_metric([rule], 1.0)
-    return [
-        up_family,
-        started,
-        age,
-        duration,
-        success,
-        status,
-        is_running,
-        upcoming,
-        total,
-        skipped,
-        missed,
-        value,
-        when,
-        alert_total,
-        active,
-        queued,
-        attempts,
-        errors,
-    ]
+    return families
 
 
 class _StateCollector(Collector):
