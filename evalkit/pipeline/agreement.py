@@ -1,10 +1,6 @@
 """An assessor's agreement with a goldset's human judgments: weighted kappa on a sample of
 human-judged pairs, Kendall's tau between the goldset's runs ranked under both label
-sources, each over the pairs the assessor judged, stored only when enough of them were.
-
-It judges through ``judge_pool.judge_pairs`` (cached, budgeted, stored as it goes);
-document texts come from the corpus file the documents were indexed from, or the Chroma
-collection that holds them (``judge_pool.DocumentTexts``).
+sources, stored only when enough pairs were judged (judging through ``judge_pool``).
 """
 
 from __future__ import annotations

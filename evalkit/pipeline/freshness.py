@@ -1,12 +1,6 @@
-"""The freshness workflow: how long changes at the source take to become retrievable, checked
-and stored.
-
-One check reads what the source changed since the subject's last check, looks at every
-change still waiting (the new ones and those earlier checks left), tells which the index
-reflects (reading the versions it stores, or probing the retriever with a passage of each
-changed document), and stores the changes, their lags, the read positions and the check in
-one transaction. The store is held while the source is read and while the check is stored,
-not while the index is read or probed.
+"""The freshness workflow (docs/freshness.md): ``check_freshness`` reads the source's changes
+since the last check, tells which the index reflects, and stores the changes, their lags
+and the check in one transaction; the store is not held while the index is read or probed.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Fill a goldset run's holes (top-k documents the goldset never judged) with an
-assessor's grades, and store the run's measures so computed beside the exact figures.
-
-It judges through ``judge_pool.judge_pairs`` (cached, budgeted, stored as it goes);
-document texts come from the corpus file the documents were indexed from, or the Chroma
-collection that holds them (``judge_pool.DocumentTexts``). An assessor's agreement is
-measured in ``pipeline.agreement``.
+assessor's grades, and store the run's measures so computed beside the exact figures
+(judging through ``judge_pool``; agreement: ``pipeline.agreement``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Production traffic labelled: a replayed window's rankings graded by the LLM assessor, or
-its precision estimated without labels from the retriever's calibrated scores.
-
-``judge_traffic_run`` judges through ``judge_pool.judge_pairs`` (cached, budgeted, stored
-as it goes) and stores precision, nDCG and hit rate at k with intervals over the
-window's queries; ``estimate_traffic_run`` calibrates the scores on the newest goldset run
-of the same retriever and model (``evalkit.judging.estimate``). Both store their figures in
-``judged_run_figures`` with what they rest on: the assessor and its agreement, or the
-calibration's goldset run.
+"""Production traffic labelled: ``judge_traffic_run`` grades a replayed window's rankings with
+the LLM assessor (``judge_pool.judge_pairs``), ``estimate_traffic_run`` estimates its
+precision from the retriever's scores calibrated on a goldset run; both store their figures
+in ``judged_run_figures`` (docs/judging.md, "Production traffic").
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Which points of a sweep have a run to reuse: a point's identity (``point_key``, the
-``sweep-point:HASH`` tag of its runs) and, for a point that has complete runs, whether the
-index the run searched is the index the point searches now (``earlier_runs``).
-
-The hash covers what the sweep file and the settings say, not what the index holds: the
-collection indexed again with other documents or another model keeps its name. So a run
-that recorded its index's fingerprint is reused only while the index gives that
-fingerprint still; otherwise the point runs again, as a build reruns a step whose inputs
-changed. A run without one (an HTTP endpoint says nothing of its index) is reused as it is.
+"""Which points of a sweep have a run to reuse: a point's identity (``point_key``, its
+``sweep-point:HASH`` tag) and whether a complete run's index fingerprint still matches the
+index (``earlier_runs``), since the hash covers the settings, not what the index holds
+(docs/sweeps.md, "Every point is a run").
 """
 
 from __future__ import annotations

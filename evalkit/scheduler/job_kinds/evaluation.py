@@ -1,12 +1,6 @@
-"""Job kinds that evaluate: replay a goldset, run a sweep's missing points, score answers.
-
-- ``goldset_replay``: replay a stored goldset against the live retriever, score and store
-  the run (labelled with the job's name unless ``label`` says otherwise); the store is not
-  held during the replay, as ``evalkit run`` does not hold it;
-- ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores,
-  the store not held while the judge works, as ``evalkit answers score`` does not hold it;
-- ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md),
-  each replayed without the store, as ``evalkit sweep`` does.
+"""Job kinds that evaluate: replay a goldset (``goldset_replay``), score answers
+(``answers``), run a sweep's missing points (``sweep``); each holds the store no longer
+than its CLI command does (``evalkit run``, ``answers score``, ``sweep``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
-"""Job kinds that read production traffic.
-
-- ``traffic_ingest``: ingest the new lines of log files and directories, nothing else
-  (cheap: meant for a short interval, so the store follows the logs);
-- ``traffic``: ingest log files, sample a window of traffic and replay the sample (and
-  score, judge or estimate it, as its fields ask), holding the store only for short
-  stretches, as ``evalkit traffic ingest``, ``sample`` and ``replay`` do: not while the
-  queries are sent or the judge is asked.
+"""Job kinds that read production traffic: ``traffic_ingest`` (new log lines only, for a short
+interval) and ``traffic`` (ingest, sample a window, replay it and score, judge or estimate
+it), holding the store only for short stretches as the ``evalkit traffic`` commands do.
 """
 
 from __future__ import annotations
