@@ -1,22 +1,13 @@
 """Turning what rules find into notifications: deduplication, cooldown, resolution.
 
-Each rule yields one ``Signal`` per subject it has data on; ``rule name:subject`` is the
-deduplication key. Per key, the store remembers whether the condition holds and what
-receivers were last told (``alert_state``). ``transition`` decides, purely:
-
-- condition starts holding, receivers were not told: a *firing* notification, unless a
-  firing notification for this key was raised less than ``cooldown`` ago. A condition that
-  keeps holding is then notified as soon as the cooldown has passed: a cooldown delays a
-  notification, it never drops one.
-- still holding, already told: nothing, except an *escalation* (warning to critical,
-  notified at once) or a reminder every ``repeat_interval`` when one is configured.
-- no longer holding, receivers were told it fired: a *resolved* notification.
-- its rule removed from the configuration or disabled: the key is closed as if its
-  condition had cleared (a *resolved* notification to the sinks told it fired that still
-  exist), so a deleted rule leaves nothing firing for ever.
-
-A notification is stored with its key's new state and one outbox row per sink in one
-transaction (``evalkit.store.alerts.save_alert``); sending happens later, from the outbox.
+Each rule yields one ``Signal`` per subject; ``rule name:subject`` is the deduplication key,
+and the store keeps per key whether the condition holds and what receivers were last told
+(``alert_state``). ``transition`` decides, purely: firing, escalation, reminder, resolved
+or nothing. A cooldown delays a notification, never drops one, and a removed or disabled
+rule's keys are resolved, so nothing fires for ever. A notification is stored with its
+state and one outbox row per sink in one transaction (``evalkit.store.alerts.save_alert``);
+sending happens later, from the outbox. The rules: docs/alerts.md, "Deduplication,
+cooldown, resolution".
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """What receivers get: the JSON payload, a Slack-compatible body, and the HMAC signature.
 
-The JSON payload (``schema: "evalkit.alert.v1"``) carries the alert and its evidence::
-
-    {"schema": "evalkit.alert.v1", "alert_id": "...", "status": "firing",
-     "severity": "critical", "rule": "precision-drop", "kind": "precision_regression",
-     "dedup_key": "precision-drop:demo", "subject": "demo", "title": "...", "summary": "...",
-     "fired_at": "2026-11-21T18:35:00Z", "created_at": "...",
-     "evidence": {"metric": "precision@10", "delta": -0.12, "ci_low": ..., "ci_high": ...,
-                  "p_value": ..., "worst_queries": [...],
-                  "probable_causes": {"causes": [{"kind": "missing_from_index", ...}]}, ...},
-     "links": {"candidate_run": "evalkit runs show ...", ...}}
-
-Signatures: ``X-Evalkit-Signature: sha256=<hex>`` is the HMAC-SHA256, keyed with the
-sink's secret, of ``<X-Evalkit-Timestamp>.<raw body>``; receivers recompute it over the
-bytes they received (``verify_signature``) and reject stale timestamps to stop replays.
-``X-Evalkit-Alert-Id`` is an idempotency key: a receiver that stores it can drop the
-rare repeat of an alert whose acknowledgement was lost.
+The payload (``schema: "evalkit.alert.v1"``) carries the alert and its evidence;
+``X-Evalkit-Signature`` is the HMAC-SHA256 of ``<X-Evalkit-Timestamp>.<raw body>`` keyed
+with the sink's secret (``verify_signature``), and ``X-Evalkit-Alert-Id`` an idempotency key.
+Fields and verification: docs/alerts.md, "Payload" and "Signatures".
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Settings of the live retriever and the query embedder: ``[retriever]`` and ``[embedder]``.
 
-``[retriever]`` says which retriever a command replays when its options do not name one
-(``--retriever``, ``--collection``, ``--http-retriever`` win over it), with a typed
-sub-table per store that needs more than a name: ``[retriever.chroma]``,
-``[retriever.pgvector]`` and ``[retriever.qdrant]``. ``kind`` is a built-in kind
-(``chroma``, ``http``, ``pgvector``, ``qdrant``, ``bm25``), a kind installed by a plug-in
-package (entry-point group ``evalkit.retrievers``), or left out when ``factory`` names the
-user's own function ``module:attribute``; ``options`` are the keyword arguments it is
-called with (for ``bm25``: ``index``, the directory its index was built in).
-
-``[embedder]`` says how evalkit embeds queries for retrievers that take vectors (Chroma,
-pgvector, Qdrant): the bundled MiniLM (default, or another sentence-transformers directory
-given as ``model_path``), an OpenAI-compatible ``/embeddings`` endpoint, or ``none`` when the
-retriever embeds queries itself (LangChain, LlamaIndex, HTTP). Secrets are never settings:
-``api_key_env`` names the environment variable that holds a key, and a DSN's password comes
-from libpq's own ``PGPASSWORD`` / ``.pgpass``.
-
-docs/retrievers.md has an example of each table.
+``[retriever]`` names the retriever a command replays when its options name none, with a
+typed sub-table per store that needs more than a name; ``kind`` is a registered kind, or is
+left out when ``factory`` names the user's own ``module:attribute``. ``[embedder]`` says how
+queries are embedded for retrievers that take vectors. Secrets are never settings:
+``api_key_env`` names the variable holding a key, and a DSN's password comes from libpq's
+``PGPASSWORD`` / ``.pgpass``. Every table, with an example: docs/retrievers.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
 """The ``[scheduler]`` table and the common fields of each ``[[jobs]]`` entry.
 
-::
-
-    [scheduler]
-    health_host = "127.0.0.1"
-    health_port = 8765
-    timezone = "UTC"
-
-    [[jobs]]
-    name = "nightly-demo"
-    kind = "goldset_replay"
-    cron = "0 2 * * *"        # or: interval = "15m"; neither: run only on demand
-    goldset = "demo"
-    collection = "demo"
-    k = 100
-
 Each job has a ``kind``; the fields beside the common ones are that kind's own settings,
 kept here as the entry's extra fields and validated by the kind in ``evalkit.scheduler``.
+Examples: docs/scheduler.md, "Settings" and "Jobs".
 """
 
 from __future__ import annotations

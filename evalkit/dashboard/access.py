@@ -1,20 +1,12 @@
 """How the dashboard reads the store: read-only, briefly, cached, and patient with writers;
 and how its one writer, the review page, saves a review.
 
-DuckDB lets one process write a file, and while a writer has it open no other process can
-open it, not even read-only; a reader that kept the file open would in turn lock out
-``evalkit serve`` and every CLI command. So the dashboard never holds a connection: each
-cache miss opens the store read-only, runs one loader, and closes it.
-
-- ``st.cache_resource`` keeps what is worth keeping per process: the last good result of
-  every query, served (with a warning) while a writer holds the file.
-- ``st.cache_data`` keeps query results, keyed by the store's file times: a result is
-  reused until the store changes (or ``CACHE_SECONDS`` pass), then loaded again.
-- A store held by a writer is retried with exponential back-off for ``wait_seconds()``;
-  then the page explains who holds it instead of failing.
-- ``write`` saves through the store's writer rules (``StoreAccess``: the writer lock, then one
-  short transaction), so a job waiting for the store waits no longer than that transaction;
-  ``reviews_read_only`` says whether the dashboard may write at all.
+The dashboard never holds a connection: a reader that kept the file open would lock out
+``evalkit serve`` and every CLI command, so each cache miss opens the store read-only, runs
+one loader and closes it. Results are cached until the store's file times change; while a
+writer holds it, the last good result is served with a warning, then the page says who
+holds it. ``write`` goes through ``StoreAccess`` (one short transaction). Details:
+docs/dashboard.md, "Sharing the store with writers".
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Plotly figures of the dashboard, built from the loaders' frames (no data access here).
 
-One visual language on every page:
-
-- **A fixed colour per series.** A page names its series once (``series_colours``) and hands
-  the mapping to every figure it draws, so a retriever, a drift series or a document keeps
-  its colour from one chart to the next. The palette has no red and no orange: red
-  (``BAD``) means only "bad" (a drifting check, a threshold crossed, a regressed series),
-  orange (``WARNING``) only "look at this". A marker symbol per colour cycle keeps more
-  than 20 series apart.
-- **True time.** Events (goldset, model or index changes; alerts) are vertical lines at
-  their exact timestamps, Grafana's annotations, with one marker per moment and kind on a
-  strip below (the details on hover); a run-index axis spreads crowded runs evenly.
-- **Units.** Axis titles say the unit; figures of different units go to separate subplots;
-  latencies are on a log axis; p-values too, with the threshold as a reference line.
-- **Clickable points.** A point that stands for a run is at least ``MARKER_SIZE`` px and
-  carries its run id as the first ``customdata`` value, so a click can open it.
+One visual language on every page (docs/dashboard.md, "One visual language"): a fixed colour
+per series (``series_colours``), with red (``BAD``) only for "bad" and orange (``WARNING``)
+only for "look at this"; events at their true timestamps; units in axis titles and
+separate subplots per unit; a point that stands for a run at least ``MARKER_SIZE`` px with
+its run id first in ``customdata``, so a click can open it.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """Statistical drift detection: embeddings, metric series and result churn.
 
 Embedding detectors share one contract: settings in ``__init__``, ``fit(reference) ->
-self``, ``test(current) -> DriftResult``. Build one by name with ``make_detector``::
-
-    detector = make_detector(DEFAULT_METHOD, alpha=0.05, seed=7).fit(reference_embeddings)
-    result = detector.test(current_embeddings)
-    result.is_drift, result.p_value, result.effect_size
-
-Methods: ``auto`` (the default: exact-kernel ``mmd`` up to 2,000 pooled rows, ``moments``
-above), ``mmd`` (exact kernel sums for small windows, random Fourier features for large
-ones), ``moments`` (mean and per-dimension spread, linear time), ``mmd_rff``,
-``classifier``, ``ks``, ``mean_cosine``. The false-alarm rate and power of each, measured
-on real embeddings, are in docs/drift.md.
-
-``sequential`` watches a series of per-run metric means for drops (CUSUM,
-Page-Hinkley); ``churn`` compares ranked result lists without labels.
+self``, ``test(current) -> DriftResult``; ``make_detector`` builds one by name.
+``sequential`` watches per-run metric means (CUSUM, Page-Hinkley); ``churn`` compares ranked
+results without labels. Methods, false-alarm rates and power: docs/drift.md.
 """
 
 from evalkit.drift.auto import AutoDrift

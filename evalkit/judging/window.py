@@ -1,21 +1,12 @@
 """Measures of rankings labelled by an assessor, with intervals over queries.
 
-The input is one row per query and one column per rank (the top ``k``): the assessor's
-grade 0-3, ``UNLABELLED`` (-1) where the document has no grade (no text, over the budget,
-left unjudged), or ``NO_DOCUMENT`` (-2) past the end of a ranking shorter than ``k``.
-
-The figures rest only on the queries whose top ``k`` is fully labelled: counting an
-unlabelled document as not relevant would bias a partly labelled window low by about its
-unlabelled share, while the fully labelled queries, labelled in a random order, are a random
-sample of the window. The share of retrieved documents that have a grade is reported beside
-every figure (``judged_share``).
-
-The measures are ``precision@k``, ``hit_rate@k`` and ``ndcg_judged@k`` (the ideal from the
-query's labelled top k, never one series with a goldset's ``ndcg@k``), each the
-``evalkit.metrics`` measure of that name over the labelled top k taken as the query's
-judgments (``RankedGrades.from_top_k``). Each figure's interval (``mean_interval``) is Korn
-and Graubard's for a proportion from a clustered sample; why, and its measured coverage
-(``benchmarks/window_intervals.py``): docs/judging.md, "The interval of a window".
+The input is one row per query and one column per rank: the grade 0-3, ``UNLABELLED`` (-1)
+or ``NO_DOCUMENT`` (-2). The figures rest only on the queries whose top ``k`` is fully
+labelled: counting an unlabelled document as not relevant would bias a window low, while the
+fully labelled queries, labelled in a random order, are a random sample of it. The measures
+are ``evalkit.metrics``' own over the labelled top k (``RankedGrades.from_top_k``), with
+``ndcg_judged@k``, never one series with a goldset's ``ndcg@k``. The interval and its
+coverage: docs/judging.md, "The interval of a window".
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Retrievers: what evalkit replays queries against, and the Chroma index it builds.
 
-- ``Retriever`` (``base``): the protocol every adapter follows, batched and error-keeping;
-  ``SupportsRetrieve``, its ``retrieve`` alone, is all a retriever of one's own needs;
-- ``open_chroma_client``, ``get_collection``, ``index_fingerprint`` (``chroma_client``):
-  Chroma clients and collections, and the metadata evalkit keeps in them;
-- ``ChromaRetriever`` (``chroma``): a Chroma collection, embedded or on a server, queried
-  with evalkit's own embedding model;
-- ``index_corpus`` (``indexing``): a corpus embedded and written into a collection, and
-  ``save_hnsw_graph``, which has an embedded store save its search graph once written;
-- ``HttpRetriever`` (``http``): any HTTP JSON endpoint;
-- ``RetrieverOptions`` and ``build_retriever`` (``factory``): the retriever a command or job
-  names, built by its registered kind;
-- ``PluginRetriever`` and ``ENTRY_POINT_GROUP`` (``plugins``): the user's own factory
-  (``module:attribute``) or an installed plug-in package, and what it returned, adapted.
-
-Chroma itself is imported only when a client is opened, so importing this package is cheap.
+``Retriever`` (``base``) is the protocol every adapter follows, batched and error-keeping;
+``SupportsRetrieve`` is all a retriever of one's own needs. ``build_retriever`` (``factory``)
+builds the retriever a command or job names by its registered kind. Chroma itself is
+imported only when a client is opened, so importing this package is cheap. Adapters and
+plug-ins: docs/retrievers.md.
 """
 
 from __future__ import annotations

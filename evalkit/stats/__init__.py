@@ -1,20 +1,10 @@
-"""Statistical comparison of two runs: the engine behind the CI gate.
+"""Statistical comparison of runs: the engine behind the CI gate, the alert rules, the
+precision-drift check and the dashboard.
 
-``compare_runs(baseline, candidate)`` compares per-query measure values over the queries both
-runs share, with a seeded bootstrap interval, a sign-flip permutation test, a Wilcoxon
-signed-rank test and Holm correction across measures, and decides ``pass``,
-``regression`` or ``inconclusive`` per measure and overall (see ``docs/gate.md``).
-Queries whose retrieval failed are refused, or counted as 0 with ``failed_as_zero``.
-``worst_queries`` lists the largest per-query drops; ``queries_needed`` and ``power_table``
-size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for CI.
-``evalkit.stats.compare`` scores stored runs and TREC run files for comparison and gives the
-one ``ComparisonReport`` the gate, the alert rules, the precision-drift check and the
-dashboard read, each setting its paired test with a ``PairedTestSettings``.
-``compare_latency`` compares two runs' latency quantile (a paired bootstrap of its relative
-increase; ``evalkit.stats.latency_check`` reads stored runs' latencies for it).
-``evalkit.stats.leaderboard.leaderboard`` ranks more than two runs with
-corrected pairwise tests and letter groups; ``leaderboard_rows``, ``leaderboard_markdown`` and
-``leaderboard_latex`` render it.
+``compare_runs`` compares two runs' per-query values (docs/gate.md); ``compare_latency`` two
+runs' latency quantile; ``leaderboard`` ranks more than two runs. ``evalkit.stats.compare``
+gives the one ``ComparisonReport`` every reader uses. ``stats`` never touches the file
+system: run references are resolved in ``evalkit.pipeline.compared_runs``.
 """
 
 from __future__ import annotations

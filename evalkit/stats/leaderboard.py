@@ -1,20 +1,10 @@
 """Many runs ranked at once: means with intervals, corrected pairwise tests and letter groups.
 
-``leaderboard`` takes per-query values of each run (``ScoredRun.per_query``: indexed by query
-id, one column per measure) and, per measure, reports
-
-* each run's mean with a seeded percentile bootstrap interval (queries resampled);
-* every pair of runs tested on the queries all runs share: a paired randomisation
-  (sign-flip) test, as the two-run gate uses, or a paired t-test;
-* the p-values of one measure's pairs corrected for the many comparisons: Holm (default),
-  Bonferroni, Tukey's HSD, or none;
-* effect sizes: the mean difference with its bootstrap interval and Cohen's d_z;
-* a compact letter display: runs that share a letter are not significantly different.
-
-Everything is vectorised: one sign matrix serves every pair of every measure (the flipped
-sums of the runs are computed once with a matrix product, then differenced), and one
+``leaderboard`` reports per measure each run's mean with a bootstrap interval, every pair's
+paired test with corrected p-values and effect sizes, and a compact letter display.
+Everything is vectorised: one sign matrix serves every pair of every measure and one
 bootstrap resample matrix gives both the runs' intervals and the pairs'. The result does not
-depend on the order in which the runs are given; it is reported in that order.
+depend on the order the runs are given in. Methods: docs/gate.md, "Comparing many runs".
 """
 
 from __future__ import annotations
@@ -87,8 +77,18 @@ _LETTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SHOWN_IDS: Final = 5
 
 
+class _Figures:
+    """Base of the frozen records below, whose fields are all plain values."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values."""
+        return asdict(cast(Any, self))
+
+
 @dataclass(frozen=True, slots=True)
-class LeaderboardOptions:
+class LeaderboardOptions(_Figures):
     """Statistical settings of a leaderboard.
 
     ``test`` is a key of ``TESTS``, ``correction`` of ``CORRECTIONS``; a pair differs when
@@ -115,28 +115,20 @@ class LeaderboardOptions:
                 f"unknown correction {self.correction!r}; choose one of {', '.join(CORRECTIONS)}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as JSON-ready values."""
-        return asdict(self)
-
 
 DEFAULT_OPTIONS: Final = LeaderboardOptions()
 
 
 @dataclass(frozen=True, slots=True)
-class LatencySummary:
+class LatencySummary(_Figures):
     """A run's replay latency per query: median and 95th percentile, in milliseconds."""
 
     p50_ms: float
     p95_ms: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """``{"p50_ms": ..., "p95_ms": ...}``."""
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
-class RunStanding:
+class RunStanding(_Figures):
     """One run on one measure: its mean over the shared queries with a bootstrap interval,
     its rank (1 is the highest mean; equal means share a rank) and its letters (runs that
     share a letter are not significantly different; the best run has ``a``)."""
@@ -148,13 +140,9 @@ class RunStanding:
     rank: int
     letters: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values (an unbounded interval end is None)."""
-        return asdict(self)
-
 
 @dataclass(frozen=True, slots=True)
-class PairComparison:
+class PairComparison(_Figures):
     """Two runs compared on one measure over the shared queries.
 
     ``delta`` is ``mean(first) - mean(second)`` with its bootstrap interval;
@@ -192,10 +180,6 @@ class PairComparison:
             wins=self.losses,
             losses=self.wins,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,21 +1,11 @@
 """Sharing one DuckDB file between ``evalkit serve``, CLI commands and the dashboard.
 
-DuckDB lets one process open a file for writing, and while it has it open no other process
-can open it at all, not even read-only. evalkit therefore keeps the file open only for
-short pieces of work (a job, recording a job's result, one outbox pass) and coordinates
-writers with advisory locks next to the store (``docs/scheduler.md`` draws the design):
-
-- ``<store>.writer.lock``: held by whichever process is writing; it records the holder
-  (pid, program, what it is doing, since when), so a process that must wait can say why.
-  ``StoreAccess.writer`` takes it, waits up to ``wait`` seconds for it, then opens the
-  store; a process that writes without taking it (an older evalkit, a one-off script) is
-  waited for by retrying DuckDB's own lock.
-- ``<store>.outbox.lock``: held during an outbox delivery pass, so two deliverers never
-  send the same alert.
-
-(``evalkit.scheduler.lock`` adds ``<store>.serve.lock``, the lock of ``evalkit serve``.)
-Locks are ``flock`` locks: the kernel releases them when the process dies, even by
-``kill -9``, so a crash never leaves the store locked.
+While one process has a DuckDB file open for writing, no other can open it at all, so
+evalkit keeps it open only for short pieces of work and coordinates writers with ``flock``
+locks beside the store: ``<store>.writer.lock`` (it records its holder, so a waiting process
+can say why) and ``<store>.outbox.lock`` (one deliverer at a time). The kernel releases them
+when a process dies, even by ``kill -9``, so a crash never leaves the store locked. The
+design: docs/scheduler.md, "One writer".
 """
 
 from __future__ import annotations

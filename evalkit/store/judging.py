@@ -1,20 +1,10 @@
 """The judged pool, assessor agreements and the figures computed from assessor labels.
 
-Tables (migration 13):
-
-* ``judged_pool``: one row per (query text hash, document content hash, assessor), with the
-  grade (0-3) or, for a pair left unjudged, why and what the endpoint said, and what its
-  text was flagged for (migration 26). A graded pair is
-  never judged again by the same assessor; an unjudged one is, by the next pass, which
-  replaces its row. A document whose content changed has a new content hash: a new pair.
-* ``judge_agreements``: each measurement of an assessor's agreement with a goldset's human
-  judgments (weighted kappa with its interval and confusion matrix; Kendall's tau over
-  runs).
-* ``judged_run_figures``: measures of a run computed from labels that are not the goldset's
-  (``source``: ``assessor`` and ``assessor_logged``, a traffic window's replayed and logged
-  rankings labelled by the assessor; ``estimate``, calibrated scores; ``holes_filled``, a
-  goldset run's unjudged top-k labelled), with their interval, judged share, status and the
-  agreement they were computed under.
+``judged_pool`` holds one row per (query text hash, document content hash, assessor): a
+graded pair is never judged again by the same assessor, an unjudged one is retried by the
+next pass, and a changed document is a new pair. ``judge_agreements`` holds agreement
+measurements and ``judged_run_figures`` the measures computed from labels that are not the
+goldset's. Columns: docs/store.md.
 """
 
 from __future__ import annotations

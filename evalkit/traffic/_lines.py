@@ -1,21 +1,14 @@
 """Decoding a block of log lines at once, with the per-line path as the judge.
 
-Arrow's JSON reader parses and types a whole block of lines in C (on every core); the rules
-types cannot say (non-blank text, a parseable timestamp, non-empty ids, no null items) are
-then checked on whole columns. A line the block path cannot vouch for is never guessed at:
-it goes through ``RecordBatchBuilder.add_line``, the per-line path, which decides whether
-it is malformed and says why. A block Arrow refuses as a whole (a line that is not JSON,
-a value of another type than the block's first line has) is halved until the halves are
-accepted or small enough to read line by line, so one bad line costs little.
+Arrow's JSON reader parses and types a whole block in C; the rules types cannot say are then
+checked on whole columns. A line the block path cannot vouch for is never guessed at: it goes
+through ``RecordBatchBuilder.add_line``, which decides and says why. A block Arrow refuses is
+halved until the halves pass or are small enough to read line by line.
 
-The block path accepts exactly what the per-line path accepts, given these guards:
-
-- every non-blank line, less JSON whitespace, starts with ``{`` and ends with ``}`` and the
-  block yields one row per such line: a ``}`` followed by ``{`` is valid JSON only between
-  top-level values, so no value spans lines and no line holds two;
-- no ``NaN`` or ``Inf`` in the block (Arrow reads ``NaN``, ``Inf`` and ``Infinity`` as
-  numbers; JSON has no such literals);
-- every string is valid UTF-8 (Arrow's reader does not check; msgspec does).
+The block path accepts exactly what the per-line path accepts, given these guards: every
+non-blank line starts with ``{`` and ends with ``}`` and the block yields one row per such
+line (so no value spans lines); no ``NaN`` or ``Inf`` (Arrow reads them as numbers, JSON has
+no such literals); every string is valid UTF-8 (Arrow does not check; msgspec does).
 """
 
 from __future__ import annotations

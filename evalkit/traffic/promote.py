@@ -1,21 +1,11 @@
 """Promote replayed traffic to a goldset draft for a person to judge.
 
-From a window's latest replay, ``promote_window`` picks ``n`` queries, stratified by tenant
-(every tenant gets at least ``min_per_stratum``), favouring within each tenant the queries
-the retriever was least sure of (low top-1 score) and those whose results moved most from
-what production logged (low rank-biased overlap). It writes a draft folder in evalkit's
-goldset format:
-
-- ``queries.jsonl``: the chosen queries (id, text, tenant, tags);
-- ``judgments.jsonl``: one line per query and current top result, ``"relevance": null``;
-- ``candidates.jsonl``: why each query was chosen, with its results and scores;
-- ``README.md``: how to judge and import.
-
-The draft is queued for review and published into a goldset (``evalkit review add DIR
---goldset NAME``, ``evalkit goldset publish NAME``), or a person replaces every ``null``
-with a grade (0 not relevant to 3 highly relevant) or deletes the line, then imports the
-folder as a goldset of its own (``evalkit goldset import DIR --name NEW-NAME``); the
-importer refuses a draft with any grade left ``null``, naming each such line.
+``promote_window`` picks ``n`` queries of a window's latest replay, stratified by tenant
+(each at least ``min_per_stratum``), favouring the queries the retriever was least sure of
+(low top-1 score) and those whose results moved most from production's (low rank-biased
+overlap), and writes a draft folder with ``"relevance": null`` judgments; the importer
+refuses a draft with a grade left ``null``. The folder and how to review it:
+docs/traffic.md, "Promotion to goldsets".
 """
 
 from __future__ import annotations
