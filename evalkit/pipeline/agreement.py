@@ -63,19 +63,10 @@ def measure_agreement(
     """Judge a sample of ``goldset_name``'s human-judged pairs with ``assessor`` and store
     its agreement with the humans: weighted kappa with a bootstrap interval and the
     confusion matrix and, over the goldset's stored complete runs (at least three),
-    Kendall's tau between the runs ranked by precision@k under human and assessor labels.
-
-    A goldset whose sample holds no judgment below the relevance threshold (many list only
-    relevant documents) gets as many retrieved but unjudged documents of the same queries
-    from its newest run, counted as not relevant as trec_eval counts them (said in the
-    details), so that kappa can tell agreement from chance. Document texts come from
-    ``texts``; pairs whose document it lacks are left out and counted.
-
-    A pair the assessor has no grade for (over the budget, failed, or without a text) is
-    left out of kappa and out of both label sources' precision@k, and counted per part.
-    Raises ``TooFewJudgedError`` (nothing stored; the pairs judged stay in the pool) when
-    less than ``request.min_judged_share`` of the kappa sample or of the runs' distinct
-    top-k pairs was judged.
+    Kendall's tau between the runs ranked by precision@k under both label sources
+    (docs/judging.md, "Agreement": how unjudged documents fill a sample with no negatives, and
+    which pairs are left out). Raises ``TooFewJudgedError`` (nothing stored; the judged pairs
+    stay in the pool) when less than ``request.min_judged_share`` was judged.
     """
     with access.writer("judge agreement") as store:
         goldset = load_stored_goldset(store, goldset_name)

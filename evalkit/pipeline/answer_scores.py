@@ -69,14 +69,10 @@ def score_answers_for_run(
     offline: OfflineFaithfulness | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores | None:
-    """Score the answers production logged for the queries of a traffic replay run
-    (``progress(done, total)`` as answers are scored).
-
-    The answers and contexts are those of the traffic log (what the application generated
-    then, not what the replayed retriever returns now); the scores are stored under
-    ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
-    ``store`` is held as ``score_and_store_answers`` says. A scoring that fails or is
-    stopped (the run is recorded by then) says so on the log (``_scoring_recorded_run``).
+    """Score the answers production logged for the queries of a traffic replay run (what the
+    application generated then, not what the retriever returns now) and store them under
+    ``run_id``; None, storing nothing, when no replayed query has a logged answer. ``store`` and
+    failures are handled as in ``score_run_answers``.
     """
     settings = settings or load_settings().judge
     with _scoring_recorded_run(run_id, settings):
@@ -262,15 +258,10 @@ def score_run_answers(
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores | None:
     """Score the answers generated during a run and store them under ``run_id``
-    (``progress(done, total)`` as answers are scored).
-
-    Returns None, storing nothing, when no result carries an answer. Otherwise every
-    answer is scored by ``evalkit.answers.score_answers``: faithfulness by the LLM judge
-    when ``settings`` configure one, else by the offline method; context precision / recall
-    where the goldset has reference context ids. Answers that cannot be measured (no claim,
-    no context, a judge failure) are stored with their reason and left out of the means.
-    ``store`` is held as ``score_and_store_answers`` says; a scoring that fails or is
-    stopped (the run is recorded by then) says so on the log.
+    (``progress(done, total)`` as answers are scored); None, storing nothing, when no result
+    carries an answer. Scoring is ``evalkit.answers.score_answers``'s (docs/answers.md);
+    ``store`` is held as ``score_and_store_answers`` says; a scoring that fails or is stopped
+    (the run is recorded by then) says so on the log.
     """
     records = run_answer_records(queries, results)
     if not records:

@@ -44,15 +44,10 @@ def audit_collection(
 ) -> AuditOutcome:
     """Audit the health of a Chroma collection and store the report (``save``).
 
-    The collection is found at ``chroma_url`` (default the settings' server, else their
-    embedded path). ``goldset``, a stored goldset's name, probes ANN recall and judgment
-    coverage; ``store`` may be None only when neither ``save`` nor ``goldset`` needs it.
-    The previous audit's measurements of the same collection (and goldset) are the
-    baseline of the checks that compare with them.
-
-    The store is held while the goldset and those measurements are read and while the
-    report is stored, not while the checks run (re-embedding, ANN queries and the
-    near-duplicate search can take minutes), unless ``store`` keeps it open anyway.
+    The collection is found at ``chroma_url`` (default the settings'); ``goldset`` (a stored
+    name) probes ANN recall and judgment coverage; ``store`` may be None only when neither
+    ``save`` nor ``goldset`` needs it. The previous audit is the baseline (docs/audit.md). The
+    store is not held while the checks run, unless ``store`` keeps it open anyway.
     """
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.audit import run_audit

@@ -87,22 +87,14 @@ def run_goldset(
     progress_bar: Callable[[str], AbstractContextManager[StagedProgress | None]] | None = None,
 ) -> RunOutcome:
     """The goldset run of ``evalkit run``, the ``goldset_replay`` job, the gate's live
-    candidate and each sweep point: the goldset ``request.goldset`` names (a stored one, at
-    ``goldset_version``, or, with ``goldset_files``, files read now: ``resolve_goldset``),
-    or the one ``goldset`` already loaded, replayed against ``retriever``, scored and stored
-    (``evaluate_goldset``); the run's spec names the goldset and its version.
+    candidate and each sweep point: the goldset ``request`` names (``resolve_goldset``), or
+    the ``goldset`` already loaded, replayed against ``retriever``, scored and stored
+    (``evaluate_goldset``, which says how the store is held and what becomes current).
 
-    ``retriever`` is a ready retriever (left open) or the options of one, built now with
-    ``settings`` (the query model loading ahead) and closed afterwards; ``build`` (a job's,
-    the gate's) builds it instead, without loading the query model ahead. The replay runs
-    locally or on Ray (``request.engine``, or a sweep's ready ``engine``), whose actors
-    build their retrievers from the options.
-
-    ``access`` is held only to read the goldset and to record the finished run. A stored
-    goldset named by the request is run without becoming its name's current version; files
-    are stored as an import stores them; a loaded ``goldset`` becomes current as
-    ``make_current`` says. ``progress`` is called as the replay advances; ``progress_bar``,
-    given the goldset's name, opens a staged one instead (answers shown as a later stage).
+    ``retriever`` is a ready retriever (left open) or options built now with ``settings`` and
+    closed afterwards; ``build`` (a job's, the gate's) builds it instead. The replay runs
+    locally or on Ray (``request.engine``, or a sweep's ready ``engine``). ``progress`` follows
+    the replay; ``progress_bar``, given the goldset's name, opens a staged one instead.
     """
     options = retriever if isinstance(retriever, RetrieverOptions) else None
     on_ray = engine

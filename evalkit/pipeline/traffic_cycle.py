@@ -65,19 +65,12 @@ def run_traffic_cycle(
     """Replay a window's sample against the retriever ``retriever`` builds, then judge and
     estimate the replayed window, as ``request`` asks, under ``settings``.
 
-    With ``draw`` a new sample of its window is drawn and stored first (the ``traffic``
-    job), else the stored sample ``request`` names is replayed (``evalkit traffic
-    replay``). The ``[judge]`` settings and the assessor are checked, and the sample read,
-    before the retriever is built; the retriever is closed after the replay. ``texts``
-    gives the documents' texts the assessor reads (needed with ``request.judge``).
-    ``between`` runs after the sample is drawn and before the judging (a job's check that
-    it was cancelled). ``progress`` follows the replay, ``answers_progress`` the scoring of
-    the logged answers, ``judging_progress`` the judging.
-
-    The sample is drawn in a short stretch of the store (ConfigError when the window holds
-    no traffic). The replay is stored whatever happens to the estimate: one that cannot be
-    made (no goldset run to calibrate on, too few scores) leaves ``estimate_note`` saying
-    why; a store that fails otherwise raises.
+    With ``draw`` a new sample of its window is drawn and stored first (the ``traffic`` job),
+    else the stored sample ``request`` names is replayed. The judge settings and the assessor
+    are checked, and the sample read, before the retriever is built (and closed after the
+    replay). ``texts`` are the documents' texts the assessor reads; ``between`` runs before the
+    judging (a job's cancellation check). The replay stays stored whatever happens to the
+    estimate: one that cannot be made leaves ``estimate_note`` saying why.
     """
     replay = request.replay
     if request.judge and texts is None:
