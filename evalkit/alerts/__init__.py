@@ -1,19 +1,8 @@
 """Alert rules over stored findings, and sinks that deliver them through a durable outbox.
 
-The flow::
-
-    rules (RULE_KINDS)  --evaluate_rules-->  alerts + alert_outbox (store)
-        --deliver_due-->  sinks (SINK_KINDS: webhook, command, log)
-
-- ``configured``: the rules and sinks of the ``[alerts]`` settings resolved to their kinds
-  (the settings tables themselves are ``evalkit.config.alerts``);
-- ``rules``: rule kinds, each an evaluator over what other stages stored (runs, drift
-  checks, audits, traffic windows, job runs) that yields one ``Signal`` per subject;
-- ``engine``: deduplication keys, cooldown, escalation and *resolved* notifications;
-- ``outbox``: delivery with retries that survive restarts, in order per sink;
-- ``sinks`` and ``payload``: what is sent, signed with HMAC-SHA256, and where.
-
-``docs/alerts.md`` documents every rule kind, sink kind and setting.
+Rules (``RULE_KINDS``) yield signals, ``evaluate_rules`` stores alerts and outbox rows, and
+``deliver_due`` sends them to sinks (``SINK_KINDS``). ``docs/alerts.md`` documents every rule
+kind, sink kind and setting.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """Offline faithfulness: how much of an answer its contexts support, with no LLM at all.
 
-The method (``offline-embedding``, version ``OFFLINE_VERSION``), built on evalkit's own
-embedding model: the answer's claims (``split_claims``) are compared with the contexts'
-sentences and adjacent sentence pairs by three signals (``similarity``, ``coverage``,
-``salient``); a logistic model (``SupportModel``) and an isotonic map (``Calibration``),
-both fitted offline by ``benchmarks/faithfulness.py``, turn them into each claim's
-probability of being supported; the share of supported claims, weighted by content words,
-is ``offline-v2``'s value, and ``offline-v3`` (the default) maps it through
-``AnswerCalibration`` to the probability that a person rates the answer fully faithful.
-Each step and its fitted figures: docs/answers.md, "The offline method".
-
-Speed: each distinct context is split and embedded once (``EmbeddingCache``), and the claims
-of a batch of answers are embedded in one call. ``legacy_units=True`` computes the signals
-the ``offline-v1`` way, kept so that ``benchmarks/faithfulness.py`` can compare the two.
-An answer with no claim (``no_claims``) or no context (``empty_contexts``) is unmeasured.
+The answer's claims are compared with the contexts' sentences by three signals; a logistic
+model and an isotonic map, both fitted offline by ``benchmarks/faithfulness.py``, give each
+claim's probability of being supported, and ``offline-v3`` (the default) maps the weighted
+share of supported claims to the probability that a person rates the answer fully faithful.
+Each step and its figures: docs/answers.md, "The offline method". Each distinct context is
+embedded once; ``legacy_units=True`` keeps the ``offline-v1`` signals for the benchmark. An
+answer with no claim or no context is unmeasured.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Settings of the answer judge: the ``[judge]`` table of ``evalkit.toml``, ``EVALKIT_JUDGE_*``.
 
-``load_settings().judge`` reads them. Precedence, highest first: arguments,
-``EVALKIT_JUDGE_*`` environment variables, the ``[judge]`` table of ``evalkit.toml`` (or of
-the file named by ``EVALKIT_CONFIG``), then the defaults. A judge is configured when both
-``base_url`` and ``model`` are set; otherwise answers are scored by the offline method. The
-API key is never a setting: ``api_key_env`` names the environment variable that holds it, and
-the key is read from there when the client is built, never logged and never stored.
-
-Example ``evalkit.toml``::
-
-    [judge]
-    base_url = "http://127.0.0.1:11434/v1"
-    model = "qwen2.5:7b-instruct"
-    api_key_env = "OLLAMA_API_KEY"
-    concurrency = 4
-    requests_per_minute = 120
+Precedence, highest first: arguments, ``EVALKIT_JUDGE_*`` variables, the ``[judge]`` table,
+the defaults. A judge is configured when both ``base_url`` and ``model`` are set; otherwise
+answers are scored offline. The API key is never a setting: ``api_key_env`` names the
+variable holding it, read when the client is built, never logged nor stored. Example:
+docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """The ``[otlp]`` table: traffic from OpenTelemetry retrieval spans.
 
-::
-
-    [otlp]
-    receiver = true                 # evalkit serve listens for OTLP/HTTP on host:port
-    host = "127.0.0.1"
-    port = 4318
-    token_env = "EVALKIT_OTLP_TOKEN"  # clients must send Authorization: Bearer <its value>
-    tenant_attribute = "tenant.id"
-    redact = ["email"]
-
-Received batches are spooled durably beside the store before they are acknowledged, and
-committed when the store is free (``evalkit.traffic.spool``); ``spool_max_bytes`` bounds
-the spool. The mapping settings (``tenant_attribute``, ``document_id_keys``) apply to
-``evalkit traffic ingest --format otlp-json`` too; the redaction settings to the receiver
-only (the command has options).
+Received batches are spooled durably beside the store before they are acknowledged
+(``evalkit.traffic.spool``); ``spool_max_bytes`` bounds the spool. The mapping settings
+(``tenant_attribute``, ``document_id_keys``) apply to ``evalkit traffic ingest --format
+otlp-json`` too; the redaction settings to the receiver only (the command has options).
+Every setting: docs/configuration.md, "[otlp]".
 """
 
 from __future__ import annotations

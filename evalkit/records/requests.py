@@ -2,18 +2,9 @@
 
 The CLI's options, the scheduler's job parameters and the pytest plugin build these records
 (their defaults read from the ``*_DEFAULTS`` instances below, never retyped), and the
-pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalkit gate``,
-``evalkit compare``, the pytest plugin), ``GoldsetRunRequest`` for a goldset run
-(``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
-``TrafficReplayRequest`` for a traffic replay and ``TrafficCycleRequest`` for the cycle
-around it (``evalkit traffic replay``, the ``traffic`` job), ``JudgingRequest`` and
-``AgreementRequest`` for relevance judging (``evalkit judge``),
-``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``),
-``FusionRequest`` for a fused run (``evalkit fuse``). ``PairedTestSettings`` are the
-statistics of a comparison of two runs (``evalkit.stats.compare``), which a gate's policy,
-the alert rules, ``evalkit explain`` and the dashboard each set; ``DriftTestSettings`` those
-of a test of two windows of embeddings (``evalkit drift embeddings|documents``, the
-``drift_check`` job).
+pipeline takes them whole, one record per workflow. ``PairedTestSettings`` are the
+statistics of a comparison of two runs and ``DriftTestSettings`` those of a test of two
+windows of embeddings.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """JSON Schemas (draft 2020-12) of what evalkit reads and sends, published with the package.
 
-Each ``<name>.schema.json`` file next to this module describes one line or message:
-
-* ``goldset-query``, ``goldset-judgment``: a line of ``queries.jsonl`` / ``judgments.jsonl``;
-* ``corpus-document``: a line of a JSONL corpus;
-* ``traffic-log-line``: a line of the traffic log (``evalkit.traffic.log``);
-* ``http-retriever-request``, ``http-retriever-response``: the HTTP retriever's request
-  body and the body an endpoint answers with;
-* ``alert-payload``: the JSON body webhook and command sinks receive.
-
-The files are generated from the rules and models the code itself uses
-(``evalkit.schemas.generate``; ``python -m evalkit.schemas`` rewrites them) and a test keeps
-them identical, so they cannot drift. Reading one (``load_schema``) imports nothing else of
-evalkit. docs/schemas.md describes each and what no schema can say.
+Each ``<name>.schema.json`` file next to this module is generated from the rules and models
+the code itself uses (``python -m evalkit.schemas`` rewrites them) and a test keeps them
+identical, so they cannot drift. ``load_schema`` imports nothing else of evalkit. The
+schemas: docs/schemas.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Comparing two runs: the one piece the gate, the alert rules, the precision-drift check and
 the dashboard share.
 
-A run is first scored for comparison (``score_stored_run`` for a stored run,
-``score_run_file`` for a TREC run file's rows, ``score_run`` for either, as
-``evalkit.pipeline.compared_runs.resolve_run`` gives them; this module never reads a
-file): its ranked results, its per-query values of the measures and the judgments used,
-with the queries whose retrieval failed listed apart. ``compare_scored`` (or
-``compare_stored_runs`` from two run ids) then runs ``compare_runs`` on two scored runs and
-returns one frozen ``ComparisonReport``: the per-measure deltas, intervals, p-values and
-decisions, the worst-regressed queries of each measure with the relevant
-documents they lost and gained, and the failed queries of each run.
+A run is scored for comparison (``score_run``; ``evalkit.pipeline.compared_runs.resolve_run``
+gives the runs: this module never reads a file), then ``compare_scored`` runs
+``compare_runs`` on two scored runs and returns one frozen ``ComparisonReport``.
 
 The partial-run rule lives here: a failed query is never dropped as if it had not been
 asked. By default a run with failed queries is refused (``FailedQueriesError``);

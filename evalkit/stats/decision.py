@@ -1,18 +1,10 @@
 """The gate's decision rule: regression, pass or inconclusive, per measure and overall.
 
-With ``d = candidate - baseline`` oriented so that higher is better, a confidence interval
-``[lo, hi]`` of the mean of ``d`` and a Holm-adjusted p-value:
-
-* ``regression``: the change is significant after Holm correction (``p_adjusted < alpha``)
-  *and* the whole interval lies below ``-min_effect`` (``hi < -min_effect``), i.e. the
-  data show a drop larger than the smallest drop worth failing a build for;
-* ``pass``: the interval rules out such a drop (``lo >= -min_effect``);
-* ``inconclusive``: neither; more queries are needed to tell.
-
-The two first conditions cannot both hold (``lo <= hi``). Identical runs have ``d = 0``
-everywhere, hence ``lo = hi = 0`` and ``pass`` even with ``min_effect = 0``.
-The overall verdict is ``regression`` if any measure regressed, else ``inconclusive`` if
-any measure is inconclusive, else ``pass``.
+``regression`` when the Holm-adjusted p is below ``alpha`` and the whole interval of the
+mean difference lies below ``-min_effect``; ``pass`` when the interval rules such a drop out
+(``lo >= -min_effect``, so identical runs pass even with ``min_effect = 0``); else
+``inconclusive``. Overall: any regression, else any inconclusive, else pass. The rule:
+docs/gate.md, "Decision rule".
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """Seeded simulated pairs of runs, for calibrating and testing the gate.
 
 Both models draw a baseline and a candidate from the *same* retriever behaviour, so any
-difference between them is per-query noise, which is what the gate must not fail on:
-
-* ``beta_noise_pair``: continuous values; each query has a true quality ``q ~ Beta(a, b)``
-  and each run observes ``clip(q + N(0, noise_sd), 0, 1)``.
-* ``ranked_ndcg_pair``: discrete nDCG@10 / recall@10 as a real retriever yields them; each
-  query has 1-5 relevant documents and a difficulty; each run places every relevant
-  document at an independent geometric rank whose mean depends on the difficulty. Many
-  values are exactly 0 or 1, and many per-query differences are exactly 0. The figures are
-  the ``evalkit.metrics`` kernels' over those ranks (binary judgments, the ideal from all
-  of a query's relevant documents), as a goldset run's are.
-
-``break_queries`` turns a candidate into a genuine regression: the relevant documents of a
-share of the queries are no longer retrieved (their values become 0).
+difference is per-query noise, which the gate must not fail on: ``beta_noise_pair`` gives
+continuous values, ``ranked_ndcg_pair`` discrete nDCG@10 / recall@10 computed by the
+``evalkit.metrics`` kernels from simulated ranks, as a goldset run's are. ``break_queries``
+turns a candidate into a genuine regression.
 """
 
 from __future__ import annotations

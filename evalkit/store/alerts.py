@@ -1,19 +1,10 @@
 """Stored alerts, their deduplication state and their durable outbox.
 
-Tables:
-
-- ``alerts``: one row per notification (a condition starting to fire, escalating, or
-  resolving), with the evidence it carries. Written *before* any delivery is attempted.
-- ``alert_state``: one row per deduplication key: whether its condition holds now, since
-  when, and what receivers were last told. Rule evaluation reads and writes it.
-- ``alert_outbox``: one row per (alert, sink), written in the same transaction as the
-  alert: ``pending`` until a sink accepts it (``delivered``), or ``abandoned`` after the
-  configured give-up time. Undelivered rows are retried after a restart.
-- ``alert_delivery_attempts``: every attempt, with its status code or error (secrets
-  redacted before they get here).
-
-Migration 6 creates these together with the tables of ``evalkit.store.jobs`` (job runs)
-and ``evalkit.store.retention`` (pruned runs).
+``alerts`` (one row per notification, written before any delivery is tried), ``alert_state``
+(per deduplication key), ``alert_outbox`` (per alert and sink, written in the alert's
+transaction; ``pending`` until ``delivered`` or ``abandoned``) and
+``alert_delivery_attempts`` (every attempt, secrets redacted). Columns: docs/store.md; the
+flow: docs/alerts.md, "The durable outbox".
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Stored answer scores (faithfulness, answer relevance, context precision / recall) and the
 judge cache.
 
-One ``answer_scorings`` row per scoring (of a run's answers or of a JSONL file), one
-``answer_scores`` row per (scoring, item, metric, method) holding either a value or NULL
-with the reason it is unmeasured, and ``judge_cache``: judge outputs keyed by a hash of
-(metric, judge model, prompt version, question, answer, contexts, repeat) so that scoring
-the same answers again sends nothing to the judge, and ``judge_calls``: the outputs of the
-single LLM calls of judgments not finished yet, so that a scoring stopped between a
-judgment's calls pays on its rerun only for those not answered. Means are computed here, in
-SQL, over measured rows only (``avg`` skips NULL), with the unmeasured rows counted beside
-them.
-
-``context_embeddings`` keeps the offline method's sentence vectors of each distinct context
-(keyed by a hash of model fingerprint, splitting version and text), so that contexts shared
-by answers, or scored again, are embedded once (``StoreEmbeddingCache``).
+An unmeasured score is a NULL with its reason; means are computed here in SQL over measured
+rows only, with the unmeasured counted beside them. ``judge_cache`` (whole judgments) and
+``judge_calls`` (single LLM calls of unfinished judgments) mean a rerun sends the judge only
+what it was never answered; ``context_embeddings`` embeds each distinct context once
+(``StoreEmbeddingCache``). Columns: docs/store.md.
 """
 
 from __future__ import annotations

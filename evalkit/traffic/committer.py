@@ -1,19 +1,13 @@
 """The spool's committer: one thread that moves received span batches from the spool
 (``evalkit.traffic.spool``) into the store.
 
-It commits whenever it can take the store through the same ``StoreAccess`` (writer lock,
-then DuckDB's own) as the service's jobs, in spool order, each batch in its own transaction,
-deleting a batch's file only after its commit; a store session lasts a couple of seconds at
-most, then a job waiting for the store has its chance. A batch the store keeps refusing is
-set aside (``.batch.failed``) after a few attempts so the batches after it carry on; a fault
-of the store itself (a full disk, an I/O or memory failure) is retried and never counted
-against a batch. On close it commits what the spool holds if the store can be had within
-the grace it is given; past the grace it finishes the batch under way, begins no other, and
-the thread is always joined, so the store is never closed nor the process left with the
-thread inside DuckDB (which aborts the interpreter); the next start commits the rest. A
-record's query id comes from its trace and span ids, so a
-batch committed twice (a crash between its commit and the removal of its file) stores
-nothing twice.
+It takes the store through the same ``StoreAccess`` as the service's jobs, commits in spool
+order, each batch in its own transaction, and deletes a file only after its commit; a
+session lasts a couple of seconds at most, so a waiting job has its chance. A batch the store
+keeps refusing is set aside (``.batch.failed``); a fault of the store itself is retried and
+never counted against a batch. On close the thread is always joined, so the store is never
+closed with the thread inside DuckDB (which aborts the interpreter); the next start commits
+the rest. Committing a batch twice stores nothing twice (ids come from trace and span ids).
 """
 
 from __future__ import annotations

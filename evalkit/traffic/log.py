@@ -1,18 +1,9 @@
 """The traffic log format, and ``log_query``: the helper an application calls to write it.
 
-One JSON object per line (UTF-8, ``\\n`` line ends)::
-
-    {"query_id": "7f3c9a", "timestamp": "2026-11-21T18:35:00.120Z", "text": "reset password",
-     "tenant": "acme", "tags": {"locale": "fr"},
-     "results": [{"doc_id": "kb-12", "score": 0.83}, {"doc_id": "kb-7", "score": 0.79}],
-     "answer": "Open Settings...", "contexts": ["To reset..."], "latency_ms": 41.5}
-
-``query_id``, ``timestamp`` and ``text`` are required; everything else is optional (see
-``LOG_FIELDS`` and docs/traffic.md). Parquet files with the same columns are read too.
-
-``log_query`` appends one line with a single ``write`` on a file opened in append mode, so
-lines from several threads or processes never interleave, and opens the file by name on
-every call, so a log rotated away (renamed or deleted) is simply started afresh.
+One JSON object per line (or Parquet with the same columns); the fields are ``LOG_FIELDS``
+(docs/traffic.md, "The log format"). ``log_query`` appends one line with a single ``write``
+on a file opened in append mode, so lines from several threads or processes never
+interleave, and opens the file by name on every call, so a rotated log is started afresh.
 """
 
 from __future__ import annotations

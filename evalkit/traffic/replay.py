@@ -1,19 +1,13 @@
 """The traffic stage of a replay of a stored sample against the live retriever.
 
-``plan_replay`` loads and checks the sample and describes its run (and ``embed_window``
-embeds the window's query sample, without the store); ``save_window_summary`` stores what
-the replay found. ``evalkit.pipeline.replay_traffic_window`` runs the replay between the
-two, with the run's lifecycle.
-
-The replay is stored as a run of kind ``traffic`` (so it records the retriever, embedding
-model and index fingerprints like any run), plus, per query, the top-1 score and the
-comparison with what production logged (Jaccard overlap of the top-k sets and rank-biased
-overlap), and one window summary with a seeded sample of the window's query embeddings.
+``plan_replay`` loads and checks the sample and describes its run; ``save_window_summary``
+stores what the replay found; ``evalkit.pipeline.replay_traffic_window`` runs the replay
+between the two. The replay is a run of kind ``traffic``, plus per query the top-1 score and
+its overlap with what production logged, and one window summary.
 
 Tenant isolation: a query of tenant A must only ever see tenant A's documents. When the
-sample holds tenants, the retriever must filter by them (a Chroma retriever with a
-``where_key``, or an HTTP retriever, which sends each query's tenant to the endpoint);
-otherwise ``plan_replay`` refuses to run rather than search every tenant's documents.
+sample holds tenants and the retriever cannot filter by them, ``plan_replay`` refuses to
+run rather than search every tenant's documents (docs/traffic.md, "Tenant isolation").
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Time windows of traffic: an hour, a day, an ISO week, a month, or any interval.
 
 A window is half-open, ``[start, end)``, in naive UTC like every stored timestamp, and has a
-canonical label that round-trips through ``parse_window``:
-
-=========  ======================  ==========================================
-kind       label                   covers
-=========  ======================  ==========================================
-hour       ``2026-11-21T13``       13:00 to 14:00 UTC that day
-day        ``2026-11-21``          that UTC day
-week       ``2026-W47``            ISO week 47 of 2026, Monday to Monday
-month      ``2026-11``             that calendar month
-interval   ``START/END``           any ISO 8601 interval, e.g. ``2026-11-21T06:00/2026-11-21T18:00``
-=========  ======================  ==========================================
-
-``today`` and ``yesterday`` name the current and previous UTC day.
+canonical label that round-trips through ``parse_window``. Labels: docs/traffic.md,
+"Windows".
 """
 
 from __future__ import annotations
