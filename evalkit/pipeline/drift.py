@@ -381,16 +381,10 @@ def check_drift_documents(
 ) -> DriftOutcome:
     """Test a sample of a collection's embeddings now against a reference snapshot
     (default: the newest saved by ``save_documents_reference``) as ``test`` says (its seed
-    also draws the sample) and store the check. With ``first_reference`` and no snapshot
-    saved yet (nor ``reference`` given), save one instead and say so in the outcome's note:
-    a scheduled check starts its own reference.
-
-    The current window holds documents outside the reference (the snapshot's rows are
-    left out): sharing rows, the two windows would look alike whatever was added. When
-    fewer than 2 documents lie outside it (a collection no larger than the snapshot,
-    unchanged), the window is the collection's sample as it stands.
-
-    The store is opened only once the collection has been read.
+    also draws the sample) and store the check. With ``first_reference`` and no snapshot yet,
+    save one instead and say so in the note. The current sample is drawn outside the
+    reference's rows (``collection_vectors``), or is the whole sample when fewer than 2 lie
+    outside. The store is opened only once the collection has been read.
     """
     if reference is None and first_reference and not _snapshots(settings, collection):
         path, n_vectors = save_documents_reference(

@@ -418,17 +418,12 @@ def resolve_goldset(
     """What a goldset argument (``--goldset``, the pytest plugin's ``goldset=``) names: a
     stored goldset's name, or goldset files, read now.
 
-    ``value`` is a path when it is spelt as one (a ``PathLike``, or text with a path
-    separator: ``goldsets/demo``, ``./demo``); it must then exist. A bare word is the name of a
-    stored goldset when ``store`` (a ``WriterAccess``, or None) holds one of
-    that name, else the file or folder of that name if it exists, else a name that the
-    store will say it does not know. Relative paths are relative to ``root`` (default: the
-    working directory). Files are read as ``evalkit goldset import`` reads them (``format``
-    jsonl, beir or trec with ``topics``; ``split``; ``name`` defaults to the file's or
-    folder's stem) and their version is their content's hash, so storing them later adds a
-    version only when the content is new. The ``Goldset``'s ``source`` is the path relative
-    to ``root`` when it lies inside. A file or folder whose stem could not name a goldset
-    (``check_goldset_name``) is refused with ``ConfigError`` before it is read.
+    Text with a path separator (or a ``PathLike``) is a path and must exist; a bare word is a
+    goldset ``store`` holds, else an existing file or folder, else a name the store will say it
+    does not know. Relative paths are relative to ``root`` (default: the working directory).
+    Files are read as ``evalkit goldset import`` reads them (``format``, ``topics``, ``split``,
+    ``name``: default the stem, checked by ``check_goldset_name`` before reading; ConfigError),
+    versioned by their content's hash; ``source`` is the path relative to ``root`` inside it.
     """
     text = os.fspath(value)
     base = root or Path.cwd()

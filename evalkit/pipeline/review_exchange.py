@@ -298,16 +298,14 @@ def import_label_studio(
     access: WriterAccess, path: Path | str, *, annotators: Annotators | None = None
 ) -> LabelStudioImport:
     """Save every annotation of the Label Studio export at ``path`` as a review, signed by its
-    annotator (``annotators`` names Label Studio users by id or email). A malformed export, or
-    one naming an item or document the queue does not hold, raises ``InputError`` listing
-    each problem at its task and annotation, and nothing is saved. Annotations of items
-    published since the export are counted, not saved: they could no longer change the
-    goldset. An ``annotators`` user no annotation of the export is by (a mistyped id or
-    email) is told in ``unmatched``, with the users the export does hold.
+    annotator (``annotators`` names Label Studio users by id or email).
 
-    A Label Studio user imported before keeps the name they were first signed with (an
-    ``annotators`` name that differs raises ``InputError``); an annotation imported before,
-    under any name or export format, or repeated in the export, is saved once."""
+    A malformed export, one naming an item or document the queue lacks, or an ``annotators``
+    name that differs from a user's earlier one raises ``InputError`` (listing each problem at
+    its task and annotation) and saves nothing. Annotations of items published since are
+    counted, not saved; an ``annotators`` user the export lacks is told in ``unmatched``; an
+    annotation imported before or repeated is saved once (docs/goldsets.md, "Label Studio").
+    """
     with access.writer("review import") as store:
         listed = list_items(store, needed_reviews=0)
         queue = {

@@ -175,18 +175,12 @@ def judge_traffic_run(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> WindowJudging:
-    """Label the top-``request.k`` of a traffic replay run's queries with ``assessor`` (and
-    the top-k production logged for them, where it did), and store the window's
-    precision@k, nDCG@k and hit rate@k under those labels with ``mean_interval`` intervals
-    over queries, the judged share, and the assessor's newest agreement (source ``assessor``;
-    logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
-    as relevant.
-
-    Queries are judged whole, in a random order seeded by ``seed`` (``judging_order``), and
-    the figures rest on the queries whose top-k is fully judged among those the budget
-    reached: a random sample of the window when the budget runs out. A query with a pair
-    the judge failed on or a document without a text is left out; a window with any query
-    left out is ``partial``.
+    """Label the top-``request.k`` of a traffic replay run's queries (and the top-k production
+    logged, where it did) with ``assessor``, and store the window's precision@k, nDCG@k and hit
+    rate@k with intervals over queries, the judged share and the assessor's newest agreement
+    (sources ``assessor`` and ``assessor_logged``); a grade of ``assessor_threshold`` or more is
+    relevant. Queries are judged whole in an order seeded by ``seed`` (``judging_order``); how
+    the budget and failures make a window ``partial``: docs/judging.md, "Production traffic".
     """
     with access.writer("judge traffic") as store:
         run, summary = _traffic_run(store, run_id)

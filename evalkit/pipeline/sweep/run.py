@@ -235,18 +235,14 @@ def run_sweep(
     query_progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:
     """Run the points of ``sweep`` that have no complete run yet, each a stored goldset
-    run (``run_goldset``) tagged and labelled with its settings, and rank them all.
+    run (``run_goldset``) tagged and labelled with its settings, and rank them all
+    (docs/sweeps.md, "Every point is a run").
 
-    ``goldset`` is what the sweep's goldset names (``resolve_goldset``): a stored goldset's
-    name (read at ``sweep.goldset_version``, default the newest) or goldset files read.
-    ``settings`` are the base settings each point's are derived from (its embedder, its
-    store search setting); ``engine`` (a ``RayEngine``) runs every point on Ray, with the
-    point's retriever options and settings. ``check_sweep`` runs first.
-
-    A point whose retriever cannot be built, or whose run fails or is partial, is reported
-    and the sweep goes on; a ConfigError (a setting a point's retriever refuses) or a
-    StoreError stops it. ``query_progress`` is each run's progress callback (a job's
-    cancellation check). Answers are not scored: a sweep ranks retrieval.
+    ``goldset`` is what the sweep names (``resolve_goldset``); each point's settings derive from
+    ``settings``; ``engine`` (a ``RayEngine``) runs every point on Ray. ``check_sweep`` runs
+    first. A point that cannot be built or whose run fails is reported and the sweep goes on; a
+    ConfigError or StoreError stops it. ``query_progress`` is each run's progress callback.
+    Answers are not scored: a sweep ranks retrieval.
     """
     check_sweep(sweep, settings)
     if not isinstance(goldset, str) and sweep.goldset_version is not None:
