@@ -1,12 +1,8 @@
 """Wires the stages together: goldset -> replay -> metrics (and answers) -> store.
 
-The CLI, the scheduler and the tests all call these functions; no stage calls another stage
-that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
-``traffic``, ``audit``, ``drift``, ``model_check``, ``answers``, ``judging``, ``traffic_labels``,
-``goldset_remap``, ``generate``, ``review``, ``sweep``, ``freshness``, ``fuse``),
-independent of each other; what they share is the run lifecycle (``runs``), the goldset
-run (``goldset_run``), the scoring of a run's answers (``answer_scores``) and the judged
-pool (``judge_pool``). This package only re-exports.
+The CLI, the scheduler and the tests call these functions; one module per workflow, each
+independent of the others, on the shared layers below them (docs/architecture.md lists
+both). This package only re-exports.
 """
 
 from __future__ import annotations

@@ -280,13 +280,11 @@ def publish_goldset(
 ) -> PublishOutcome:
     """Publish the accepted items of goldset ``name`` (combined verdict accept, at least
     ``request.min_reviews`` reviewers; ``evalkit.goldset.review``) as a new content-hashed
-    version merged with the current one: new queries are added, an edited question replaces
-    its query's text, graded documents replace the judgments of the same query and document
-    (keeping the item's span, else the judgment's) and other judgments stay. Everything is
-    written in one transaction (``evalkit.store.review.publish_version``), so a publish
-    killed at any point leaves the previous version current. An accepted item with no
-    graded document (accepted before reviews needed one) is left in the queue, never
-    published as a query without judgments."""
+    version merged with the current one (docs/goldsets.md, "Review queue", says how), in one
+    transaction (``evalkit.store.review.publish_version``), so a publish killed at any point
+    leaves the previous version current. An accepted item with no graded document is left in
+    the queue.
+    """
     if request.min_reviews < 1:
         raise ConfigError(f"--min-reviews must be at least 1, got {request.min_reviews}")
     with access.writer("goldset publish") as store:

@@ -1,16 +1,9 @@
 """The scheduler service: ``evalkit serve`` runs evalkit's jobs unattended.
 
-- ``config``: the ``[[jobs]]`` of the settings resolved to their kinds (``ServiceConfig``);
-- ``jobs``: the registry of job kinds, ``JOB_KINDS``, by name;
-- ``job_kinds``: the job kinds (goldset replay, traffic ingest, traffic, drift check,
-  audit, freshness, answers, sweep, retention, command), grouped by what they run;
-- ``runner``: runs one job, never two copies at once, and records every run;
-- ``lock``: the lock and address of ``evalkit serve`` (one service per store); how every
-  process shares the DuckDB file is ``evalkit.store.access``;
-- ``health``: ``/healthz``, ``/metrics`` (Prometheus) and ``/jobs``;
-- ``service``: APScheduler, the outbox deliverer, signals and recovery after a crash.
-
-``docs/scheduler.md`` documents the jobs, the settings and the one-writer design.
+``config`` resolves the ``[[jobs]]`` to their kinds, ``jobs`` registers the kinds of
+``job_kinds``, ``runner`` runs and records one job, ``lock`` keeps one service per store,
+``health`` serves ``/healthz``, ``/metrics`` and ``/jobs``, and ``service`` ties them
+together. ``docs/scheduler.md`` documents the jobs, the settings and the one-writer design.
 """
 
 from __future__ import annotations
