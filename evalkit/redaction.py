@@ -1,18 +1,11 @@
 """Masking of configured secrets in every text evalkit stores, logs or prints.
 
-One redactor for the whole package. Code that holds a secret (the judge's API key, a
-webhook token or HMAC key, an HTTP retriever's header values, the password or a secret
-query parameter in a URL) registers it with ``register_secrets``; every error text is
-passed through ``redact_known`` (or a local ``Redactor``) where it becomes a record, a log
-line or CLI output. Each secret is masked in the forms a server may echo it in: as is,
-URL-encoded, base64-encoded (wherever it starts in the encoded bytes: an ``Authorization``
-header or a body echoed in base64), and, for a URL's ``user:password``, in its base64
-Basic-auth form. ``option_secrets`` finds the secrets in a table of options (the
-``[retriever] options``, a job's or a sink's fields), so that the settings register every
-secret they hold when the process starts.
-
-This module sits at the bottom of the package (it imports nothing from evalkit), so every
-stage may use it.
+One redactor for the whole package: code that holds a secret registers it
+(``register_secrets``; ``option_secrets`` finds those of a table of options), and every
+error text passes through ``redact_known`` where it becomes a record, a log line or CLI
+output. A secret is masked in every form a server may echo it in: as is, URL-encoded,
+base64-encoded at any offset, and a URL's ``user:password`` as Basic auth. This module
+imports nothing from evalkit, so every stage may use it.
 """
 
 from __future__ import annotations

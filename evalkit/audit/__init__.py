@@ -1,17 +1,9 @@
 """Index health audits: duplicates, staleness, model mismatch, ANN recall, coverage, orphans,
 and span judgments that no longer quote their source.
 
-``run_audit`` reads a Chroma collection once (ids, content hashes, stored vectors) and runs
-every check in ``CHECKS`` over it::
-
-    report = run_audit(collection, embedder=load_embedder(), source="corpus.jsonl",
-                       goldset=goldset, config=AuditConfig(near_duplicate_threshold=0.97))
-    report.findings          # Finding(kind, check, severity, message, count, doc_ids, ...)
-    report.fails("critical") # the deployment gate
-
-The pure kernels behind the checks (``near_duplicate_pairs``, ``cluster_pairs``,
-``compare_hashes``, ``ann_recall``, ``judged_at_k``) work on arrays and can be used alone.
-``docs/audit.md`` explains each check, its thresholds and the finding kinds.
+``run_audit`` reads a Chroma collection once and runs every check in ``CHECKS`` over it; the
+pure kernels behind the checks work on arrays and can be used alone. ``docs/audit.md``
+explains each check, its thresholds and the finding kinds.
 """
 
 from __future__ import annotations

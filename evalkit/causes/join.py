@@ -1,17 +1,10 @@
 """Probable causes of a regression: the evidence the store already holds, joined and ranked.
 
-``explain_runs`` compares a candidate run with its baseline (``evalkit.stats``, as the gate
-does) and ``explain_comparison`` joins an existing comparison with what else the store knows
-about the two runs (index audits, the runs' records, model canary checks, drift checks,
-failed queries); ``explain_drift_check`` and ``explain_alert`` resolve a stored drift check
-or alert to the two runs it concerns first.
-
-Every cause is scored by the share of the primary measure's loss (the sum over queries of
-``max(0, baseline - candidate)``) it can account for: a *measured* cause gives query q a
-fraction f_q of its loss; a change that touches every query at once scores the *residual*,
-the sum of ``(1 - max measured f_q) * loss_q``. Causes are ranked by score, ties by the
-order of ``CAUSE_KINDS``. Each kind, its evidence and its score: docs/cli.md, "Probable
-causes: `evalkit explain`". A score is an upper bound on what a cause explains, not a proof.
+``explain_runs`` compares a candidate with its baseline as the gate does, and
+``explain_comparison`` joins the comparison with what else the store knows about the two
+runs. Every cause is scored by the share of the primary measure's loss it can account for,
+an upper bound on what it explains, not a proof. Each kind, its evidence and its score:
+docs/cli.md, "Probable causes: `evalkit explain`".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """The one settings tree, read from ``evalkit.toml`` and ``EVALKIT_*`` environment variables.
 
 Precedence, highest first: explicit keyword arguments (the CLI's options), environment
-variables (``EVALKIT_HOME``, ``EVALKIT_CHROMA_URL``, ``EVALKIT_JUDGE_MODEL``...), the
-configuration file (``$EVALKIT_CONFIG`` or ``./evalkit.toml``, see ``evalkit.config.sources``),
-then the defaults below. Every setting has a default, so evalkit runs with no configuration at
-all on its embedded defaults. The tables of the file are typed sub-models: ``judge``
-(``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``), ``alerts``
-(``[alerts]`` with its rules and sinks), ``otlp`` (``[otlp]``), ``retriever`` (``[retriever]`` with
-``[retriever.pgvector]`` and ``[retriever.qdrant]``), ``embedder`` (``[embedder]``) and
-``audit`` (``[audit]``) and ``freshness`` (``[freshness]``).
-Secrets are never settings: they are read from the environment by the code that needs
-them, and never logged or stored.
+variables, the configuration file (``$EVALKIT_CONFIG`` or ``./evalkit.toml``), the defaults.
+Every setting has a default, so evalkit runs with no configuration at all; each table is a
+typed sub-model. Secrets are never settings: the code that needs them reads them from the
+environment, and never logs or stores them. docs/configuration.md.
 """
 
 from __future__ import annotations

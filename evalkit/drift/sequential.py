@@ -1,16 +1,10 @@
 """Sequential change detection on a series of per-run metric means (e.g. nDCG@10 per run).
 
-``cusum`` (Page 1954) and ``page_hinkley`` run the Lindley recursion
-``S_t = max(0, S_{t-1} + z_t)`` over values standardised by a baseline mean and sd (given,
-or estimated from the first ``warmup`` values, sd floored at ``min_sd``): CUSUM's
-``z_t = (target - x_t)/sd - k``; Page-Hinkley's reference is the running mean instead of
-``target``. Both watch for a sustained drop (``direction="rise"`` for a rise), raise
-``warning`` then ``alert``, estimate the change point (the first run after the statistic was
-last zero), and reset after ``RECOVERY_RUNS`` values back at the baseline once past
-``h_alert``. Units, levels and recovery: docs/drift.md.
-
-The pure functions (``cusum``, ``page_hinkley``) process a whole array at once; ``Cusum`` and
-``PageHinkley`` take one value at a time (``update``) with the same arithmetic.
+``cusum`` and ``page_hinkley`` run the Lindley recursion over values standardised by a
+baseline, raise ``warning`` then ``alert``, estimate the change point and reset after
+``RECOVERY_RUNS`` values back at the baseline. The pure functions take a whole array;
+``Cusum`` and ``PageHinkley`` take one value at a time with the same arithmetic. Units,
+levels and recovery: docs/drift.md, "Sequential detection on metric series".
 """
 
 from __future__ import annotations

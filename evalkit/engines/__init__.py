@@ -1,16 +1,8 @@
 """Where a replay runs: ``local`` (one process, the default) or ``ray`` (a Ray cluster).
 
-Both implement one protocol (``base.Engine``: ``replay(spec, queries) -> EngineReport``),
-so the run lifecycle of ``evalkit.pipeline`` never asks which one it holds:
-
-- ``local``: ``LocalEngine`` calls the retriever in this process, batch by batch, and
-  hands every query's result back;
-- ``ray``: ``RayEngine`` fans the queries out over a pool of Ray Data actors
-  (``ray_actors``, imported only when a replay runs: Ray is the ``[ray]`` extra), which
-  score each batch and leave one Parquet shard per batch for the store's one writer;
-- ``tables``: the Parquet query tables and shards the Ray engine reads and writes.
-
-This module only re-exports.
+Both implement ``base.Engine`` (``replay(spec, queries) -> EngineReport``), so the run
+lifecycle of ``evalkit.pipeline`` never asks which one it holds. Ray is imported only when a
+Ray replay runs (the ``[ray]`` extra). This module only re-exports.
 """
 
 from evalkit.engines.base import (

@@ -1,17 +1,11 @@
 """The Ray engine's actors: a query table replayed by a pool of Ray Data actors, one shard per
 batch (``evalkit.engines.ray.RayEngine.replay`` drives it).
 
-``replay_on_ray`` maps the query table's batches over a pool of stateful actors, each of
-which builds one retriever (and query embedder) and, per batch, replays it with
-``evalkit.engines.local.replay``, scores it with ``Evaluator`` on the batch's own
-judgments, scores the batch's generated answers (``_AnswerScorer``) into answer shards, and
-writes the batch's Parquet shard (``shard_schema``) last, through a ``.tmp`` file and under
-a digest of its query ids, so a shard is whole or absent and a retried batch rewrites it.
-What runs where, and what a failure leaves: docs/scale.md, "What runs where".
-
-Nothing here touches the store: the pipeline's one writer loads the shards
-(``evalkit.store.shards``). Ray is imported by this module only; import it only when the
-Ray engine is asked for (``evalkit.extras.require``).
+Each actor builds one retriever, and per batch replays, scores and writes the batch's
+Parquet shard last, through a ``.tmp`` file under a digest of its query ids, so a shard is
+whole or absent and a retried batch rewrites it (docs/scale.md, "What runs where"). Nothing
+here touches the store: the pipeline's one writer loads the shards. Ray is imported by this
+module only; import it only when the Ray engine is asked for.
 """
 
 from __future__ import annotations

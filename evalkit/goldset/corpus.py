@@ -1,17 +1,9 @@
 """Streaming the documents of a corpus, and the content hash that tells when one changed.
 
-Three layouts are read, detected from the path:
-
-- ``jsonl``: a JSON Lines file, one ``{"id", "title", "text", "metadata"}`` object per line
-  (``_id`` accepted for ``id``; a chunk may add ``source_id``, ``start``, ``end``), checked as
-  strictly as a goldset (unknown fields, nested metadata and the like are errors);
-- ``beir``: a BEIR folder; its ``corpus.jsonl`` is read as BEIR writes it: unknown fields
-  are ignored, integer ids accepted, null metadata values dropped and nested ones kept as
-  JSON text;
-- ``trec``: a TREC ``<DOC> <DOCNO>...</DOCNO> ... </DOC>`` file.
-
-``iter_corpus`` yields documents as it reads them and raises a ``GoldsetError`` at the
-first malformed one; ``validate_corpus`` reads everything and lists every problem.
+Three layouts are read, detected from the path: a JSON Lines file (checked as strictly as a
+goldset), a BEIR folder (read leniently, as BEIR writes it) and a TREC ``<DOC>`` file
+(docs/goldsets.md, "Corpus files"). ``iter_corpus`` yields documents as it reads them and
+raises a ``GoldsetError`` at the first malformed one; ``validate_corpus`` lists every problem.
 """
 
 from __future__ import annotations

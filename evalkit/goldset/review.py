@@ -1,18 +1,9 @@
 """How the reviews of one draft goldset item combine into its verdict and grades.
 
-Several people may review an item; each reviewer counts once, with their newest review (an
-earlier review of the same reviewer is kept in the store but superseded). Then:
-
-- **verdict**: ``accept`` when more reviewers accept than reject, ``reject`` when more
-  reject than accept, none (the item stays open) on a tie or with no review;
-- **grades**: for each document, the median of the grades the *accepting* reviewers gave it;
-  with an even number of grades the lower of the two middle ones (a tie between two
-  reviewers keeps the more cautious grade). A document no accepting reviewer graded gets no
-  grade;
-- **question**: the newest edit of the question by an accepting reviewer, if any.
-
-``evalkit goldset publish`` publishes the items whose combined verdict is ``accept`` and that
-at least ``--min-reviews`` reviewers reviewed.
+Each reviewer counts once, with their newest review. The verdict is the majority of accepts
+and rejects (none on a tie); each document's grade is the median of the accepting reviewers'
+grades, the lower middle one on an even count (the more cautious grade); the question is the
+newest edit by an accepting reviewer. The rules: docs/goldsets.md, "Review queue".
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """A label-free estimate of precision@k from the retriever's own scores.
 
-Where no LLM assessor is configured, the precision of traffic nobody labelled is estimated
-from the scores the retriever returned: :func:`fit_calibration` fits P(relevant | score) on
-goldset runs of the *same* retriever configuration and model (isotonic by default, repeated
-on bootstrap resamples of the goldset queries), and :func:`estimate_precision` averages each
-window query's calibrated top-``k`` probabilities over ``k``, with a percentile bootstrap
-interval that also draws the calibration's replicates.
-
-The calibration is fitted at the depth ``k`` it estimates (one fitted deeper reads P@10 far
-low), so :func:`estimate_precision` refuses another ``k``; it assumes P(relevant | score) on
-the traffic is what it was on the goldset, so it refuses a window of another retriever
-configuration or model (``fingerprint``). The method and its validation: docs/judging.md.
+:func:`fit_calibration` fits P(relevant | score) on goldset runs of the same retriever
+configuration and model; :func:`estimate_precision` averages a window's calibrated top-k
+probabilities, with a bootstrap interval. It refuses another ``k`` than the fit's (one fitted
+deeper reads P@10 far low) and a window of another configuration or model
+(``fingerprint``), since it assumes P(relevant | score) is the goldset's. docs/judging.md.
 """
 
 from __future__ import annotations

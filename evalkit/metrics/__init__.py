@@ -1,17 +1,8 @@
 """IR metrics, scored exactly as trec_eval scores them.
 
-::
-
-    from evalkit.metrics import Evaluator, parse_measures, read_qrels, read_run
-
-    evaluator = Evaluator(read_qrels("qrels.txt"), parse_measures(["ndcg@10", "recall@100"]))
-    result = evaluator.evaluate(read_run("run.txt"))
-    result.aggregate            # {"ndcg@10": 0.66, "recall@100": 0.91}
-    result.per_query            # DataFrame indexed by query_id, one column per measure
-
-Measures have one canonical name (``ndcg@10``, ``precision@10``, ``recall@100``, ``mrr``,
-``mrr@10``, ``map``, ``map@100``, ``hit_rate@10``, ``r_precision``); the kernels in
-:mod:`evalkit.metrics.kernels` are pure NumPy over a whole run.
+Measures have one canonical name (``ndcg@10``, ``recall@100``, ``mrr``, ...); ``Evaluator``
+indexes judgments once and scores runs, and the kernels in :mod:`evalkit.metrics.kernels`
+are pure NumPy over a whole run.
 """
 
 from evalkit.metrics.evaluator import EvaluationResult, Evaluator

@@ -1,18 +1,11 @@
 """Readers for TREC qrels and run files, into DataFrames.
 
-* qrels: ``query_id iteration doc_id relevance`` (exactly four fields; integer grades);
-* run: ``query_id Q0 doc_id rank score run_tag`` (fields after the sixth are ignored, as
-  trec_eval ignores them; so is the rank: the evaluator ranks by score).
-
-Fields are separated by any run of spaces or tabs; blank lines and lines starting with
-``#`` are skipped; a UTF-8 byte order mark at the start of the file (an editor's) is
-dropped. Ids stay strings exactly as written (``"007"`` keeps its zeros). Numbers are
-plain decimal text: Python's ``1_000`` is refused, as it means 1 to trec_eval.
-
-Regular files (one tab or one space between fields) are parsed by Arrow's multi-threaded
-CSV reader; anything else, and any file that fails there, is read line by line, which
-also finds the first malformed line and raises :class:`InputError` naming the file, the
-1-based line and the field.
+qrels: ``query_id iteration doc_id relevance``; run: ``query_id Q0 doc_id rank score
+run_tag`` (later fields and the rank are ignored, as trec_eval ignores them). Ids stay
+strings exactly as written (``"007"`` keeps its zeros); numbers are plain decimal text
+(``1_000`` is refused: it means 1 to trec_eval). Regular files go through Arrow's CSV
+reader; anything else, and any file that fails there, is read line by line, which finds the
+first malformed line and raises :class:`InputError` naming file, line and field.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """pgvector as a retriever: the user's own PostgreSQL table, queried with evalkit's query
 embeddings over one reused connection (psycopg 3).
 
-Each query is one statement of its own, timed alone: its vector is answered by ``ORDER BY
-embedding <op> vector LIMIT k`` in a ``LATERAL`` subquery, the shape the planner serves from an
-HNSW or IVFFlat index built for the metric. Search settings (``statement_timeout``,
-``hnsw.ef_search``, ``ivfflat.probes``, exact search, pgvector 0.8's iterative index scans, so
-that a query gets its k rows) are set with ``set_config(..., true)``, so they last one
-transaction and never leak into a pooled connection (pgBouncer in transaction mode). Scores
-are higher-is-better: see ``METRICS``.
-
-Requires the ``pgvector`` extra (psycopg); the retriever factory imports this module only when
-a pgvector retriever is asked for.
+Each query is one statement, timed alone, shaped (``ORDER BY embedding <op> vector LIMIT k``
+in a ``LATERAL`` subquery) for the planner to use an HNSW or IVFFlat index. Search settings
+are set with ``set_config(..., true)``, so they last one transaction and never leak into a
+pooled connection. Requires the ``pgvector`` extra; imported only when asked for.
+docs/retrievers.md, "pgvector".
 """
 
 from __future__ import annotations

@@ -2,15 +2,10 @@
 the queries no shard holds, and loaded into the run tables together with the run's final
 status in one transaction.
 
-DuckDB reads the shards itself (``read_parquet``), within the store's ``memory_limit``;
-which queries the shards hold is told from their ``position`` column (their row in the
-numbered query table) with one byte per query, never a table of query ids, so the writer's
-memory stays flat in the number of queries. Every loaded shard is recorded in
-``run_shards`` (migration 11);
-a shard is never loaded twice, and a run that is no longer ``running`` is never loaded
-into: a run is either finished with all its shards or holds none of them. A run whose
-answers were scored on the engine loads its answer shards (``evalkit.engines.ANSWER_SHARDS``)
-in the same transaction, as one answer scoring of the run (``ShardAnswers``).
+DuckDB reads the shards itself within the store's ``memory_limit``, and which queries they
+hold is told with one byte per query, so the writer's memory stays flat in the number of
+queries. Loaded shards are recorded in ``run_shards``: a shard is never loaded twice and a
+run is either finished with all its shards or holds none of them.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""Incremental, idempotent ingest of traffic logs (JSON Lines and Parquet) into the store.
+"""Incremental, idempotent ingest of traffic logs (JSON Lines, Parquet, OTLP/JSON Collector
+files) into the store.
 
-For every file, ingest remembers *which* file it read (device, inode and a hash of its first
-bytes, so a rotated file keeps its place and a truncated or replaced one is read afresh)
-and *how far* (the byte offset just past the last complete line; for Parquet, the rows
-read). That state is committed with the records of each batch, so a crash loses nothing
-and repeats nothing, and a query id that is already stored is skipped.
-
-OpenTelemetry Collector file exporter output (``file_format="otlp-json"``: one OTLP/JSON
-request per line) is read the same way, its spans mapped by ``evalkit.traffic.otlp``.
-
-A line still being written when ingest reaches the end of a file (no ``\\n`` yet, and not
-a complete JSON object) is left for the next pass. A malformed line is counted and
-reported with its file and line number; the lines around it are ingested.
+Per file, ingest remembers which file it read (device, inode and a hash of its first bytes,
+so a rotated file keeps its place and a replaced one is read afresh) and how far; that state
+is committed with each batch's records, so a crash loses nothing and repeats nothing. A line
+still being written is left for the next pass; a malformed line is reported with its file
+and line and the lines around it are ingested. docs/traffic.md, "Ingest".
 """
 
 from __future__ import annotations

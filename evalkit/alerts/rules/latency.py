@@ -1,17 +1,9 @@
 """Rule kind ``latency_regression``: a latency quantile that rose by more than allowed,
-beyond the run-to-run noise (``evalkit.stats.latency_series``: each run's quantile against the
-spread of the quiet runs before it).
+beyond the run-to-run noise (``evalkit.stats.latency_series``).
 
-``source = "replay"``: per retriever of ``goldset`` (``RunRecord.retriever_id``), the series of
-its finished goldset runs (from ``baseline_run`` on when one is pinned, and then only that
-run's retriever); the newest run whose latencies are measurable is judged against the last
-quiet runs before it. A slowdown keeps the alert firing, each slow run compared with the
-quiet runs before the slowdown, until a run is back within ``max_increase`` of them. An
-index that grew between the newest quiet run and the judged one is named as the probable
-cause (``evalkit.causes.index_growth``).
-
-``source = "production"``: the same over the series of replayed traffic windows, each the
-quantile of the latencies production logged in it (``traffic_records.latency_ms``).
+``source = "replay"`` judges each retriever's goldset runs, naming an index that grew as the
+probable cause; ``source = "production"`` the replayed traffic windows' logged latencies.
+Fields and behaviour: docs/alerts.md, "Rules"; the statistics: docs/gate.md.
 """
 
 from __future__ import annotations

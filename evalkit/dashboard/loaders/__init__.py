@@ -1,18 +1,11 @@
 """Everything a dashboard page shows, loaded from an open (read-only) store.
 
-One module per page, as ``evalkit.dashboard.views`` is split (``overview``, ``quality``,
-``compare``, ``leaderboard``, ``query``, ``goldsets``, ``drift``, ``traffic``, ``answers``,
-``index_health``, ``alerts``, ``review``), ``causes`` for the probable-causes panel several
-pages show, ``freshness`` for the Index health page's Freshness panel, ``story`` for what
-the pages open on when no link says otherwise (the series that dropped most, its
-comparison, causes and worst queries), and ``shared`` for what several pages load (the
-store's facts, measure and run pickers). Every loader is
+One module per page (as ``evalkit.dashboard.views`` is split), plus ``causes``,
+``freshness``, ``story`` and ``shared`` for what several pages show. Every loader is
 registered in ``LOADERS`` by name: the Streamlit side calls them through its cache
-(``evalkit.dashboard.access``), the benchmark and the tests call them directly from their
-page's module. Loaders take the store and keyword-only parameters and return frozen records
-of DataFrames; all aggregation happens in SQL (``evalkit.store.dashboard``, split the same
-way), the statistics and run comparisons in ``evalkit.stats``, exactly as the CLI computes
-them.
+(``evalkit.dashboard.access``), the benchmark and the tests directly. Loaders return frozen
+records of DataFrames; aggregation happens in SQL (``evalkit.store.dashboard``) and
+statistics in ``evalkit.stats``, exactly as the CLI computes them.
 """
 
 from __future__ import annotations
