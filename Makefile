@@ -11,12 +11,13 @@ DEMO_HOME ?= .evalkit
 .PHONY: install browser promtool demo test test-fast lint typecheck unit install-check benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
-# sentence-transformers would fetch several GB of CUDA packages.
+# sentence-transformers would fetch several GB of CUDA packages. Python compiles a module
+# when it is first imported: compiling all of them at install time took most of the install.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-compile torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,15 +60,20 @@ TEST_WORKERS ?= $(shell nproc)
 unit: $(STAMP) browser promtool
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The edit loop: every test but those marked slow (real embeddings, servers, clusters).
+# The edit loop: every test but those marked slow (real embeddings, servers, clusters),
+# spread over the cores as make unit does.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
 install-check: $(STAMP)
 	$(BIN)/python tests/install_check.py
 
-test: lint typecheck unit install-check
+# mypy and the install check each keep one core busy, so they run side by side (each one's
+# output shown whole when it ends); the unit tests take both cores and run after them.
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target typecheck install-check
+	$(MAKE) --no-print-directory unit
 
 clean:
 	rm -rf $(VENV) .evalkit .pytest_cache .mypy_cache .ruff_cache
