@@ -6,6 +6,7 @@ lists their fields.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -386,18 +387,10 @@ class FreshnessParams(RetrieverParams):
 def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
 
     settings = ctx.settings
+    # The job's fields are the request's of the same name.
+    shared = {item.name for item in dataclasses.fields(FreshnessRequest)} - {"changes"}
     request = FreshnessRequest.from_settings(
-        settings,
-        changes=tuple(params.changes),
-        corpus=params.corpus,
-        changes_table=params.changes_table,
-        method=params.method,
-        subject=params.subject,
-        k=params.k,
-        probe_timeout=params.probe_timeout,
-        probe_interval=params.probe_interval,
-        slo_p95_lag=params.slo_p95_lag,
-        max_unreflected_age=params.max_unreflected_age,
+        settings, changes=tuple(params.changes), **params.model_dump(include=shared)
     )
     # The index is probed without the store, as `evalkit freshness` probes it.
     check = check_named_index_freshness(
