@@ -1,14 +1,10 @@
 """The one retry policy: exponential back-off with jitter, a cap, and ``Retry-After``.
 
-The HTTP retriever, the webhook sink and the LLM judge retry the same way: the n-th retry
-(n = 0, 1, ...) waits ``backoff * 2**n`` times a random factor drawn from ``jitter`` (so
-concurrent callers do not retry in lockstep), never more than ``max_wait``; when the failure
-says how long to wait (an HTTP ``Retry-After``), that wait is used instead, under the same cap.
-Which failures are worth another attempt is the caller's to say: ``retryable`` is asked about
-each exception the attempt raised; any other exception, and the last failure once the
-retries are spent, is raised unchanged. A caller whose attempts classify their own failures
-raises ``AttemptError`` and builds its policy with ``RetryPolicy.of_attempts``. Built on
-tenacity.
+The HTTP retriever, the webhook sink and the LLM judge retry the same way: retry n waits
+``backoff * 2**n`` times a jitter factor (so concurrent callers do not retry in lockstep),
+at most ``max_wait``, or the failure's ``Retry-After`` under the same cap. ``retryable``
+decides which exceptions are worth another attempt; others, and the last failure, are raised
+unchanged. Built on tenacity.
 """
 
 from __future__ import annotations

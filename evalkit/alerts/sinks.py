@@ -1,15 +1,10 @@
 """Where alerts go: a webhook, a command, or the log.
 
-Each kind is registered in ``SINK_KINDS`` with the model of its ``[[alerts.sinks]]`` fields
-and a builder; ``register_sink_kind`` adds more. A sink's ``send`` makes one delivery
-attempt (the webhook retries within it, with exponential back-off and jitter) and returns
-a ``DeliveryResult``; it never raises for a failed delivery. The durable outbox
-(``evalkit.alerts.outbox``) decides when to try again.
-
-Secrets (the HMAC key, a webhook URL that embeds a token, header values) are read from
-the environment variables the configuration names, when the sink is built. They are never
-part of ``describe()``, of a log line or of a stored error: every error message passes
-through the sink's ``Redactor``, and URLs are shown as ``scheme://host`` only.
+Each kind is registered in ``SINK_KINDS``; ``register_sink_kind`` adds more. ``send`` makes
+one delivery attempt and returns a ``DeliveryResult``, never raising for a failed delivery;
+the outbox decides when to try again. Secrets are read from the environment when the sink is
+built and never appear in ``describe()``, a log line or a stored error: every message passes
+through the sink's ``Redactor``, and URLs show ``scheme://host`` only.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Caches of answer scoring: judge outputs, and the offline method's context embeddings.
 
-**Judge cache**: judge outputs keyed by a hash of everything that determines them (metric,
-judge model, prompt version, question, answer, contexts, repeat index), and each LLM call's
-output under ``judge_call_key`` until its judgment is cached; failures are never cached.
-They live in the evalkit store (``evalkit.store.answers.StoreJudgeCache``), in a DuckDB
-file of their own (``cache_path``), or in memory when there is no store.
-
-**Context embedding cache**: the sentence vectors of one context, keyed by the SHA-256 of
-(embedding model fingerprint, sentence-splitting version, context text), so a context is
-embedded once (``evalkit.store.answers.StoreEmbeddingCache`` across scorings).
-What each key covers and when it misses: docs/answers.md, "The LLM judge".
+Judge outputs are keyed by a hash of everything that determines them, each LLM call's output
+under ``judge_call_key`` until its judgment is cached; failures are never cached. Context
+sentence vectors are keyed by model fingerprint, splitting version and text, so a context is
+embedded once. Either lives in the store, a DuckDB file of its own or memory. What each key
+covers: docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """The LLM judge: ragas' own Faithfulness and AnswerRelevancy over any OpenAI-compatible API.
 
-ragas builds the prompts and parses the replies; this module adds what running a judge in
-production needs around every single LLM call (``CallGuard``): a bound on calls in flight
-and started per minute, a timeout, retries with back-off of timeouts, retryable statuses,
-connection errors and malformed replies (then a ``JudgeCallError`` with its ``Unmeasured``
-reason, never NaN), a reply read no further than ``MAX_REPLY_BYTES``, every request counted,
-and each call's output handed over as it arrives (``JudgmentCalls``) so that a stopped
-scoring pays on its rerun only for the calls not answered. Judgments are worked on in task
-order, at most ``concurrency`` at a time. Each is identified by the judge model and the
-*prompt version* (a hash of the ragas prompts the metric uses, and the ragas version).
-What the user sees of each: docs/answers.md, "The LLM judge".
+ragas builds the prompts and parses the replies; ``CallGuard`` adds what a judge in
+production needs around each LLM call: bounded concurrency and rate, a timeout, retries (then
+a ``JudgeCallError`` with its ``Unmeasured`` reason, never NaN), a bounded reply size,
+counting, and each call's output handed over as it arrives, so a stopped scoring pays on its
+rerun only for the calls not answered. A judgment is identified by the judge model and the
+prompt version. docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

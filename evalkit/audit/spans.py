@@ -1,15 +1,11 @@
 """Span judgments: does each span-anchored judgment still quote its source?
 
-A judgment anchored to a span of its source (``Judgment.span``) quotes the passage it
-grades. When the source is edited, the quote no longer stands at its offsets: the
-judgment grades text that is not there any more. This check places every span judgment
-of the goldset in the current text of its source by the rule ``evalkit goldset remap``
-uses (``evalkit.goldset.remap.locate_span``) and reports those whose text changed (or
-moved: a remap would follow it) and those whose source is gone.
-
-The sources' texts come from the audited corpus (``--source``, rebuilt from its chunks'
-offsets); without one, from the documents the collection stores under the sources' ids,
-and spans of sources the collection does not hold as documents are counted as unchecked.
+When a source is edited, a span judgment's quote no longer stands at its offsets: the
+judgment grades text that is not there any more. This check places every span judgment in
+its source's current text by ``evalkit goldset remap``'s rule
+(``evalkit.goldset.remap.locate_span``) and reports those whose text changed or moved and
+those whose source is gone. Sources come from the audited corpus, else from the collection's
+documents (spans of sources it does not hold are counted as unchecked).
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Per-dimension two-sample Kolmogorov-Smirnov tests with Benjamini-Hochberg control.
 
-Every embedding dimension gets a two-sample KS test (statistics vectorised over all
-dimensions; p-values exactly as ``scipy.stats.ks_2samp`` gives them, exact up to 10,000
-rows per window). The Benjamini-Hochberg procedure at false discovery rate ``alpha``
-decides which dimensions moved; the window has drifted when at least one did. That
-decision equals ``p_value <= alpha`` for the smallest BH-adjusted p-value, which is Simes'
-combined p-value, so ``p_value`` is reported as that.
-
-``statistic`` is the largest per-dimension KS statistic, ``effect_size`` the share of
-dimensions that moved, and ``details`` names the moved dimensions (up to
-``max_reported_dimensions``, strongest first).
+Every dimension gets a KS test (vectorised; p-values as ``scipy.stats.ks_2samp`` gives
+them). The window has drifted when BH at ``alpha`` finds at least one moved dimension, which
+is ``p_value <= alpha`` for Simes' combined p-value, so ``p_value`` is reported as that;
+``effect_size`` is the share of dimensions that moved.
 """
 
 from __future__ import annotations

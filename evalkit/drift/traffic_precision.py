@@ -1,15 +1,10 @@
 """Precision on production traffic over time: the series of judged traffic windows.
 
-A series is one assessor's figure (``precision@10`` of the replayed top-k, say) over the
-traffic windows of one retriever, oldest first; two assessors or two retrievers are never
-one series. Each series gets the sequential detector of the goldset series (Page-Hinkley on
-the window means) and an unpaired test of the newest window against a baseline window, from
-the standard errors the two windows' intervals give, failing only for a drop of at least
-``min_effect``. Windows judged below ``min_judged_share`` are left out, and so are partial
-figures stored before figures rested on fully judged queries only. Every check carries the
-assessor and the agreement its newest window was computed under. The test, its level on
-partly judged windows and the simulation behind it: docs/judging.md, "Over time: drift and
-alerts".
+A series is one assessor's figure over one retriever's windows; two assessors or two
+retrievers are never one series. Each gets Page-Hinkley on the window means and an unpaired
+test of the newest window against a baseline window; windows judged below
+``min_judged_share`` are left out, and every check carries the assessor and its agreement.
+The test and its level: docs/judging.md, "Over time: drift and alerts".
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Drift checks on what evalkit watches, stored with their evidence.
 
-- ``check_embeddings``: a window of query or document embeddings against a reference window,
-  with any registered detector, optionally beside an Evidently HTML report.
-- ``check_query_model``: the query embedding model against the index's (the audit's
-  ``check_model`` compares stored vectors instead). Fixed canary strings are re-embedded and
-  compared with the fingerprint stored at indexing time; a mismatch is its own finding
-  (``model_mismatch``), never mere drift, because retrieval across two embedding spaces is
-  silently wrong.
-- ``watch_precision``: the series of stored runs of each retriever on one goldset, with a
-  sequential change detector on the per-run means and a paired test of the latest run
-  against a pinned baseline run.
+``check_embeddings`` tests a window of query or document embeddings against a reference;
+``check_query_model`` compares the query model with the index's fingerprint, a mismatch being
+its own finding (``model_mismatch``), never mere drift, because retrieval across two
+embedding spaces is silently wrong; ``watch_precision`` watches a goldset's run series.
+docs/drift.md.
 """
 
 from __future__ import annotations

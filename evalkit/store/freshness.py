@@ -1,14 +1,10 @@
 """Stored freshness checks: the changes read from a source, each source's read position, and
 one row per check with its lag percentiles and verdict.
 
-``freshness_changes`` holds every change a subject's checks read, ``pending`` until a check
-finds the index reflects it (``reflected``, with its lag) or a newer change of the same
-document replaces it (``superseded``). ``freshness_sources`` is where each subject stopped
-reading each part of its source (a file's identity and byte offset, a table's or corpus's
-newest ``updated_at``), written in the same transaction as the check that read up to there,
-so a check that fails leaves the next one to read the same changes again.
-
-Reading a user's DuckDB change table is here too: only the store speaks to DuckDB.
+A source's read position is written in the same transaction as the check that read up to
+there, so a check that fails leaves the next one to read the same changes again. Reading a
+user's DuckDB change table is here too: only the store speaks to DuckDB. docs/freshness.md,
+"What a check stores".
 """
 
 from __future__ import annotations

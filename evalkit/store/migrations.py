@@ -1,15 +1,11 @@
 """Named, numbered schema migrations, applied in order and recorded in ``schema_migrations``.
 
-Every released migration's SQL is written out here as a literal, exactly as it ran when it
-was released: a migration is never edited once released (``tests/test_migrations_frozen.py``
-holds a hash of each and fails on any change), and a schema change is a new, higher-numbered
-entry at the end of ``MIGRATIONS``. Each area of evalkit (drift, traffic, answers, audit,
-alerts, jobs, retention, shards) keeps its queries in its own module of ``evalkit.store``;
-its tables are created here.
-
-Timestamps are UTC. Large per-query tables carry no primary-key index on purpose: DuckDB's
-ART indexes cost memory per row and slow bulk inserts, and every writer of those tables
-(the Store) inserts each (run, query) once inside one transaction.
+A released migration's SQL is a literal, exactly as it ran, and is never edited
+(``tests/test_migrations_frozen.py`` holds a hash of each): a schema change is a new entry
+at the end of ``MIGRATIONS``. Each area keeps its queries in its own module of
+``evalkit.store``; its tables are created here. Large per-query tables carry no primary-key
+index on purpose: DuckDB's ART indexes cost memory per row and slow bulk inserts, and the
+Store inserts each (run, query) once inside one transaction.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Which changes an index reflects, since when, and the lag percentiles: whole frames at once.
 
-A change is *reflected* when the index holds its version: the same content hash (a corpus
-document hashed as ``evalkit index`` hashes it) or the same text (``text_hash``); an index
-that keeps no text but a write time reflects a change once it was written at or after the
-change. Its reflection time is the index's write time where the index keeps one (exact: the
-lag is ``indexed_at - updated_at``, never below 0), else the time of the check that first
-found it reflected, whose lower end is the previous check that did not (or the change
-itself): the lag is then exact to within the check interval.
-
-Of several changes of one document waiting together, only the newest can still be reflected;
-the older ones are *superseded* and measured no more.
+A change is reflected when the index holds its version (the same content or text hash, or a
+write time at or after the change). The lag is exact where the index keeps a write time, else
+exact to within the check interval; of several changes of one document waiting together, the
+older ones are superseded. The rules: docs/freshness.md, "Telling that the index reflects a
+change".
 """
 
 from __future__ import annotations

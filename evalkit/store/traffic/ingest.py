@@ -1,14 +1,10 @@
 """Storing ingested production traffic: records, ingest problems and each file's ingest state.
 
-Ingest is incremental and idempotent: each log file's identity (device, inode and a hash of
-its first bytes) and the byte offset just past its last complete line are written in the
-same transaction as the records they cover, so a crash neither loses nor repeats a line; a
-query id already stored is never stored again. A span's query id (its trace and span ids)
-and its time both come from the span, so a span sent again is looked for only among the
-records of its batch's time range: the row groups' statistics skip the others, and the
-check costs the same in a store of any size (span ids are random: their range is the
-whole table). Each record gets its ``query_key`` here (the
-upper 64 bits of the MD5 of its tenant and normalised text), which sampling groups by.
+Each file's identity and offset are written in the same transaction as the records they
+cover, so a crash neither loses nor repeats a line, and a stored query id is never stored
+again. A span sent again is looked for only among the records of its batch's time range (row
+group statistics skip the rest), so the check costs the same in a store of any size. Each
+record gets its ``query_key`` here, which sampling groups by.
 """
 
 from __future__ import annotations
