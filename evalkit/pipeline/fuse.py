@@ -92,12 +92,10 @@ class _Sources:
 def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
     """Fuse the stored runs ``request`` names and store the fused run.
 
-    The runs must be finished (complete or partial) runs of one goldset version and one
-    relevance threshold; anything else raises ConfigError saying which run differs. The
-    store is opened twice, briefly: to read the runs and their goldset, and to record the
-    fused run (``running`` to its final status through ``RunRecorder``, with its
-    per-query figures and aggregates on the goldset's judgments); an optimisation's grid
-    search runs in between, with the store closed.
+    The runs must be finished runs of one goldset version and relevance threshold (else
+    ConfigError naming the run that differs). The store is opened twice, briefly: to read the
+    runs and their goldset, and to record the fused run (``RunRecorder``); an optimisation's
+    grid search runs in between, with the store closed.
     """
     with store.writer("fuse: reading the runs") as reading:
         sources = _read_sources(reading, request)

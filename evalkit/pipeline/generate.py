@@ -183,8 +183,7 @@ def generate_goldset(
 ) -> GenerationOutcome:
     """Generate a draft goldset of ``request.n`` questions from ``corpus`` into the folder
     ``out`` (see the module's docstring); on a dry run, plan it and say what it would cost.
-
-    With ``replies`` (the store), replies are kept and reused (see the module's docstring).
+    With ``replies`` (the store), replies are kept and reused.
 
     Raises InputError when ``out`` exists (unless ``request.overwrite``) or the corpus holds
     no document with text, ConfigError for options that cannot work, and JudgeError when

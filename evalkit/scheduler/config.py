@@ -224,15 +224,9 @@ def _file_state(path: Path) -> _FileState:
 
 class ConfigFileWatch:
     """Whether the configuration file changed under ``evalkit serve``, and which alert
-    rules it may still evaluate then.
-
-    The service reads the file once, at start. Once the file says something else, rules
-    evaluated from the service's old reading and from the file by ``evalkit alerts
-    evaluate`` would contradict each other: the service would close the keys of a rule added
-    since as unconfigured, or raise again the alerts of a rule removed since. So while the
-    file differs from what it read, the service evaluates only its rules whose entries the
-    file still holds unchanged, retires none, and says once per change that it must be
-    restarted to apply the file.
+    rules it may still evaluate then: only those the file still holds unchanged, retiring none,
+    so the service and ``evalkit alerts evaluate`` never contradict each other
+    (docs/scheduler.md, docs/alerts.md).
     """
 
     def __init__(self, path: Path, rules: Sequence[ConfiguredRule]) -> None:
