@@ -38,6 +38,7 @@ __all__ = [
     "sign_flip_hits",
     "sign_flip_pvalues",
     "stream_sizes",
+    "tie_tolerance",
 ]
 
 FloatMatrix = npt.NDArray[np.float64]
@@ -97,7 +98,8 @@ def check_resampling(*, alpha: float, confidence: float, resamples: int, seed: i
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-def _tie_tolerance(differences: FloatMatrix) -> FloatVector:
+def tie_tolerance(differences: FloatMatrix) -> FloatVector:
+    """Per column, how close two resampled sums of ``differences`` are to count as a tie."""
     return np.asarray(_TIE_RTOL * np.abs(differences).sum(axis=0), dtype=np.float64)
 
 
@@ -124,7 +126,7 @@ def sign_flip_hits(
     n_queries, _ = differences.shape
     weights = differences.astype(np.float32)
     total = differences.sum(axis=0)
-    threshold = np.abs(total) - _tie_tolerance(differences)
+    threshold = np.abs(total) - tie_tolerance(differences)
     hits = np.zeros(differences.shape[1], dtype=np.int64)
     rows = chunk_rows(n_queries, resamples, _PRODUCT_CHUNK_ELEMENTS // 2)
     for start in range(0, resamples, rows):
@@ -256,7 +258,7 @@ def bca_interval(
     """
     resamples = boot_means.shape[0]
     observed = differences.mean(axis=0)
-    tolerance = _tie_tolerance(differences) / differences.shape[0]
+    tolerance = tie_tolerance(differences) / differences.shape[0]
     below = (boot_means < observed - tolerance).mean(axis=0)
     tied = (np.abs(boot_means - observed) <= tolerance).mean(axis=0)
     share = np.clip(below + 0.5 * tied, 0.5 / resamples, 1.0 - 0.5 / resamples)

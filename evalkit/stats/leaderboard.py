@@ -32,6 +32,7 @@ from evalkit.stats._resampling import (
     percentile_interval,
     run_streams,
     stream_sizes,
+    tie_tolerance,
 )
 from evalkit.stats.paired import distinct_measures, holm_adjust, shown_ids
 
@@ -70,9 +71,6 @@ _CHUNK_ELEMENTS: Final = 1 << 22
 # Tukey's table of permuted rows is built for a block of queries at a time, at most this many
 # float32 values (512 KB): the rows each resample picks at random then stay in cache.
 _TABLE_ELEMENTS: Final = 1 << 17
-# Resampled sums are accumulated in float32; two sums closer than this fraction of
-# sum(|d|) are ties, so exact ties of discrete measures survive the rounding.
-_TIE_RTOL: Final = 1e-6
 _LETTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SHOWN_IDS: Final = 5
 
@@ -705,7 +703,7 @@ def _pair_figures(
         deltas[part] = differences.mean(axis=0)
         sds[part] = differences.std(axis=0, ddof=1) if n > 1 else 0.0
         observed[part] = differences.sum(axis=0)
-        tolerance[part] = _TIE_RTOL * np.abs(differences).sum(axis=0)
+        tolerance[part] = tie_tolerance(differences)
         wins[part] = (differences > 0.0).sum(axis=0)
         ties[part] = (differences == 0.0).sum(axis=0)
         losses[part] = (differences < 0.0).sum(axis=0)
