@@ -1,14 +1,11 @@
 """Model mismatch: was the index built by the model that embeds the queries?
 
-Two independent signals. The *fingerprint* the collection records (``evalkit_model_*``) is
-compared with the query model's. Then a seeded sample of stored documents is re-embedded
-from their stored text with the query model and compared, vector by vector, with what the
-collection stores (``reembed_stored``): a stored vector that the query model does not
-reproduce (cosine below ``model_min_cosine``) was made by another model, even when no
-fingerprint was stored or only a slice of the index was written by another model, unless
-the stored text is not the document's own either: then the content under that id was
-replaced (a pipeline updating text and vectors in place), which re-indexing or deleting
-the documents fixes, not another model. ``evalkit drift model`` reads the same sample.
+Two independent signals: the fingerprint the collection records, and a seeded sample of
+stored documents re-embedded from their text (``reembed_stored``). A stored vector the query
+model does not reproduce was made by another model, even without a fingerprint or for a
+slice of the index, unless the stored text is not the document's own either: then the
+content was replaced in place, which re-indexing fixes, not another model. docs/audit.md,
+"Model mismatch".
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Probable causes of a regression, a drift or an alert: the evidence the store already
 holds, joined and ranked by the share of the loss each cause can account for.
 
-``join`` does the joining and says how causes are scored (its module docstring);
-``subjects`` finds the runs a drift check or an alert is about; ``records`` holds what comes
-out. `evalkit explain`, `compare` and `gate`, the precision
-alert rule and the dashboard's "Probable causes" panel all call ``explain_comparison`` or
-one of the ``explain_*`` functions that resolve runs, a drift check or an alert first;
-``latency`` names what can explain a latency rise (``index_growth``), for the gate's and the
-``latency_regression`` rule's latency checks.
+``join`` does the joining and scoring, ``subjects`` finds the runs a drift check or an alert
+is about, ``records`` holds what comes out, ``latency`` names what can explain a latency rise.
+docs/cli.md, "Probable causes: `evalkit explain`".
 """
 
 from evalkit.causes.join import explain_comparison, explain_runs, previous_run

@@ -1,13 +1,8 @@
 """evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
 
-- ``settings``: ``Settings`` (the tree) and ``load_settings``;
-- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``, ``audit``, ``freshness``:
-  the models of the ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``,
-  ``[retriever]``, ``[embedder]``, ``[audit]`` and ``[freshness]`` tables
-  (the stages resolve the kinds of jobs, rules, sinks and retrievers);
-- ``sources``: how the file is found, how sources are layered, how a problem is worded;
-- ``tomlfile``: reading a TOML file (the configuration file, a sweep file);
-- ``types``: durations and entry names.
+``settings`` holds ``Settings`` and ``load_settings``; one module per table holds its model
+(the stages resolve the kinds of jobs, rules, sinks and retrievers); ``sources`` finds and
+layers the sources; ``tomlfile`` reads TOML files. docs/configuration.md.
 """
 
 from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig

@@ -1,14 +1,7 @@
 """The ``[freshness]`` table: the service level an index is held to, and how it is checked.
 
-::
-
-    [freshness]
-    slo_p95_lag = "1h"             # 95 % of changes retrievable within an hour
-    max_unreflected_age = "6h"     # no change waits longer than six hours
-    indexed_at_field = "updated_at"  # pgvector column / Qdrant payload key of write times
-
 ``evalkit freshness``, the scheduler's ``freshness`` job and the ``freshness_lag`` alert rule
-read it (docs/freshness.md).
+read it (docs/configuration.md, "[freshness]"; docs/freshness.md).
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """The secrets a settings tree holds, registered with the redactor when it is read.
 
-Settings name secrets rather than hold them where they can (``api_key_env``,
-``token_env``, a sink's ``secret_env``, the fixed ``EVALKIT_HTTP_RETRIEVER_TOKEN`` and
-``EVALKIT_CHROMA_TOKEN``), but some live in the tree itself: the
-``[retriever] options`` a factory or plug-in is called with (``api_key``, a ``dsn`` with a
-password), URLs with a password or a secret query value, a ``[[jobs]]`` entry's retriever
-URL. ``parse_settings`` registers all of them, and the values of the variables the tree
-names, as soon as the settings are read: whatever the process does first (a command job, an
-alert, a log line), the secrets are masked from then on, not only once the code that uses
-them has run.
+Settings name secrets rather than hold them where they can (``api_key_env``, ...), but some
+live in the tree itself (``[retriever] options``, URLs with a password or secret query
+value, a job's retriever URL). ``parse_settings`` registers all of them, and the values of
+the variables the tree names, as soon as the settings are read, so they are masked from
+whatever the process does first, not only once the code using them has run.
 """
 
 from __future__ import annotations

@@ -1,14 +1,11 @@
 """Reading the TOML files evalkit takes settings from (``evalkit.toml``, sweep files), and
 holding their values to the types TOML gave them.
 
-``read_toml`` drops a UTF-8 byte order mark (Windows editors write one) and names the line
-of a byte that is not UTF-8. TOML is typed, so ``toml_type_problems`` and ``validate_toml``
-refuse what pydantic's lax mode would convert: ``k = "7"`` or ``k = true`` where an integer
-is expected, ``enabled = 1`` where a boolean is. Only the file's values are held to it:
-``EVALKIT_*`` variables and command-line arguments are text, and are converted. Values a
-field converts itself (durations such as ``"15m"``) and types TOML has no spelling for
-(paths, enums, literals) are left to the model. ``known_keys`` and ``did_you_mean`` name
-the key a misspelt one was probably meant to be.
+``read_toml`` drops a UTF-8 byte order mark and names the line of a byte that is not UTF-8.
+TOML is typed, so ``validate_toml`` refuses what pydantic's lax mode would convert
+(``k = "7"`` where an integer is expected); only the file's values are held to it, since
+``EVALKIT_*`` variables and arguments are text. ``did_you_mean`` names the key a misspelt
+one was probably meant to be.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Whether a store's vectors were made by the query embedder, told from its stored text.
 
-A pgvector table, a Qdrant collection or a Chroma collection evalkit did not build records no
-embedding model, so its dimension is all a retriever can compare without more evidence, and
-two models of one dimension (MiniLM and bge-small are both 384) would pass while every search
-is silently wrong. Where the store
-keeps each document's text, evalkit re-embeds a few documents with the query embedder and
-compares them with their stored vectors. The same model gives cosines near 1 (lower only where
-the stored text differs a little from what was embedded, e.g. a title left out); another model
-gives cosines near 0, because two embedding spaces are not aligned even at one dimension.
+A store evalkit did not build records no embedding model, and its dimension alone would pass
+two models of one dimension (MiniLM and bge-small are both 384) while every search is
+silently wrong. Where the store keeps each document's text, a few documents are re-embedded
+with the query embedder: the same model gives cosines near 1, another model near 0.
 """
 
 from __future__ import annotations

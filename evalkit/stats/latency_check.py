@@ -1,13 +1,11 @@
 """The latency check of two runs: their replay latencies read from the store and compared
 (``evalkit.stats.latency``), or why there is nothing to compare; and the check as the gate
-shows it (a line, a Markdown section, a JUnit test case).
+shows it.
 
-A run's latencies are those of its answered queries (``run_queries.latency_ms``; a failed
-query's time is how long it took to give up, not a service time). A TREC run file records
-none, and a run imported from a run export was timed on another machine against another
-deployment, so neither is compared: the check is skipped with a note saying why. So is a
-run whose latencies are no measurement of each query, as "not measurable" and why: timed a
-batch at a time (``latency_timing``), or taking fewer than two distinct values.
+Only answered queries' latencies count (a failed query's time is how long it took to give
+up). A TREC run file records none and an imported run was timed elsewhere, so neither is
+compared; a run timed a batch at a time, or with fewer than two distinct values, is "not
+measurable". Each case is skipped with a note saying why.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""Production traffic: log it, ingest it, sample it, replay it, promote it to goldsets.
-
-The flow, one module per step::
-
-    log_query (log)  ->  ingest_paths / watch (ingest)  ->  sample_window (sampling)
-        ->  plan_replay / save_window_summary (replay: a run + a window summary, run by
-        evalkit.pipeline.replay_traffic_window)  ->  promote_window (promote)
+"""Production traffic: log it, ingest it, sample it, replay it, promote it to goldsets, one
+module per step (the replay itself is run by ``evalkit.pipeline.replay_traffic_window``).
 
 ``docs/traffic.md`` documents the log format, every setting and every stored figure.
 Importing this package loads none of its modules; each name loads its own on first use.
