@@ -111,20 +111,14 @@ def score_and_store_answers(
     progress: Callable[[int, int], None] | None = None,
     judge_must_answer: bool = False,
 ) -> AnswerScores:
-    """Score ``records`` (``evalkit.answers.score_answers``) and store every score.
+    """Score ``records`` (``evalkit.answers.score_answers``) and store every score under a new
+    scoring id, which the returned ``AnswerScores`` carries (the caches used: docs/answers.md).
 
-    The judge's cache is the ``cache_path`` file when the settings name one, else the
-    store's ``judge_cache`` table; the offline method's context vectors are cached in the
-    store's ``context_embeddings`` table. The scores are stored under a new scoring id,
-    which the returned ``AnswerScores`` carries.
-
-    ``store`` is a ``WriterAccess``: one that does not keep the store open (``evalkit
-    answers score``'s, a job's) is opened only to read and add to the caches as the
-    scoring goes (judge outputs are kept as they arrive, so a scoring stopped midway pays
-    on its rerun only for what was not answered) and to store the scores in one
-    transaction at the end, not while the judge or the offline model works. When the
-    store stays busy past the access's wait, the StoreBusyError says that no score is
-    stored, and what the judge's cache keeps.
+    ``store`` is a ``WriterAccess``: one that does not keep the store open is opened only to
+    read and add to the caches as the scoring goes (judge outputs are kept as they arrive, so a
+    rerun pays only for what was not answered) and to store the scores in one transaction at
+    the end. When the store stays busy past the access's wait, the StoreBusyError says that no
+    score is stored, and what the judge's cache keeps.
     """
     settings = settings or load_settings().judge
     scored = (

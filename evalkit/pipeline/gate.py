@@ -106,15 +106,11 @@ def replay_candidate(
     allow_partial: bool = False,
 ) -> RunOutcome:
     """Replay ``goldset`` against a live candidate and store the run (``run_goldset``,
-    without answer scoring), scored on the default measures for ``k`` plus ``measures``.
-
-    ``retriever`` is a ready retriever (left open) or the options to build one with
-    ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``;
-    ``progress`` is called as the replay advances (queries done, total).
+    without answer scoring), scored on the default measures for ``k`` (default ``settings.k``)
+    plus ``measures``; ``retriever`` and ``progress`` as ``run_goldset`` takes them.
     Raises RetrieverError unless every query was answered: a gate never compares a partial
-    run as if it were complete. With ``allow_partial`` (the policy's ``failed_as_zero``,
-    under which the comparison counts each failed query as 0) a partial run is kept; a run
-    none of whose queries was answered never is.
+    run as if it were complete. With ``allow_partial`` (the policy's ``failed_as_zero``) a
+    partial run is kept; a run none of whose queries was answered never is.
     """
     depth = settings.k if k is None else k
     wanted = list(dict.fromkeys([*default_measures(depth), *measure_names(measures)]))

@@ -337,12 +337,8 @@ class SchedulerService:
                 self.state.refresh(store)
 
     def trigger(self, name: str, *, wait: float) -> tuple[int, dict[str, Any]]:
-        """Run job ``name`` now (HTTP status and body for ``POST /jobs/NAME/run``).
-
-        202 once started; with ``wait`` seconds, 200 and the job run if it ended by then;
-        404 for an unknown job; 409 while it runs; 503 while the service stops, or when the
-        job could not get the store within ``lock_wait`` (``reason``: ``stopping``,
-        ``store``).
+        """Run job ``name`` now: the HTTP status and body of ``POST /jobs/NAME/run``, as
+        docs/scheduler.md's "Health endpoint" table lists them.
         """
         changed = self.config_watch.changed()
         if name not in {job.name for job in self.config.jobs}:
