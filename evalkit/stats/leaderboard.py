@@ -570,33 +570,14 @@ def leaderboard(
     one column per measure, as ``ScoredRun.per_query``. Runs are paired on the queries they
     all share; the others are counted in ``n_dropped``.
 
-    Per measure, with ``options``:
-
-    * each run's mean and a percentile bootstrap interval at ``confidence`` (queries
-      resampled with replacement, with the small-sample expansion the gate uses);
-    * every pair's mean difference with its bootstrap interval (the same resamples),
-      Cohen's d_z (mean of the per-query differences over their standard deviation), and
-      wins, ties and losses;
-    * a two-sided paired test per pair: ``randomization`` flips the sign of each query's
-      difference at random, ``(1 + hits) / (1 + resamples)`` as in the gate, all pairs
-      sharing the same sign vectors; ``t`` is the paired t-test (``scipy.stats.ttest_rel``);
-    * the p-values of the measure's pairs corrected as one family: ``holm`` (step-down),
-      ``bonferroni``, ``none``, or ``tukey``: Tukey's HSD, which compares each pair's
-      difference of means with the largest difference among all runs under no difference
-      at all. With ``randomization`` it is the randomised Tukey HSD of Carterette (2012,
-      "Multiple testing in statistical analysis of systems-based information retrieval
-      experiments"): the p-value is the share of resamples, runs permuted within each
-      query, whose largest difference of run means reaches the pair's. Each query's
-      permutation is drawn from the rotations and reflections of the runs under a random
-      relabelling fixed per query: a subgroup of all permutations, so the test stays exact
-      under no difference while a resample costs one table look-up per query; its
-      p-values match those of fully random permutations within Monte Carlo error. With
-      ``t`` it is the parametric test in the blocked design (the studentized range over
-      the queries x runs residual mean square). ranx's ``tukey`` is SciPy's one-way
-      ``tukey_hsd``, which treats the runs as independent samples: the figures agree when
-      the queries hardly correlate the runs, and the paired forms have more power when
-      they do. Under ``tukey`` a pair's ``p_value`` is still its pairwise test's;
-    * letters (``compact_letters``) from the corrected decisions at ``alpha``.
+    Per measure, with ``options``: each run's mean with a percentile bootstrap interval;
+    every pair's mean difference with its interval (the same resamples), Cohen's d_z, wins,
+    ties and losses; a two-sided paired test per pair (``randomization``: sign flips shared
+    by all pairs; ``t``: paired t-test), its p-values corrected as one family (``holm``,
+    ``bonferroni``, ``none``, or ``tukey``: Carterette's randomised Tukey HSD, or the
+    parametric one under ``t``; a pair's ``p_value`` stays its pairwise test's); and
+    letters (``compact_letters``) from the corrected decisions at ``alpha``. The methods and
+    how they compare with ranx's: docs/gate.md, "Comparing many runs".
 
     Raises ConfigError for fewer than two runs, no shared query, or latency of a run not
     ranked; InputError for a missing measure column, a non-finite value or a repeated query.
