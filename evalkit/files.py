@@ -1,12 +1,9 @@
-"""Files (and folders of files) written beside their destination, then renamed onto it, with
-the user's permissions; the files of a folder in the order they were written; and which file
-an open handle is, for readers that resume a file where they stopped; and which compressed
-format a file holds, for readers of text that do not decompress.
+"""Files and folders written beside their destination, then renamed onto it, with the user's
+permissions; and helpers for readers: written order, open-file identity, compression.
 
-``tempfile.mkstemp`` creates its file mode 0600 whatever the umask: right for a secret
-scratch file, wrong for an export, a baseline or a model cache that the file's owner shares
-with a CI job, a teammate or a web server. A file made here gets 0666 less the umask, as
-``open(path, "w")`` would give it (0644 under the usual umask 022).
+``tempfile.mkstemp`` creates files mode 0600 whatever the umask: right for a secret, wrong for
+an export or a cache the owner shares with a CI job or a web server. A file made here gets
+0666 less the umask, as ``open(path, "w")`` would give it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Domain-classifier drift: can a classifier tell the current window from the reference?
 
-A logistic regression separates reference rows (label 0) from current rows (label 1); the
-statistic is the ROC AUC of its scores on rows it was not trained on (0.5 =
-indistinguishable), ``effect_size`` AUC - 0.5. ``null="holdout"`` (default) trains on one
-seeded, stratified split and tests the held-out scores with a one-sided Mann-Whitney test
-(valid: the held-out labels are exchangeable under no drift); ``null="permutation"``
-relabels the rows ``n_permutations`` times and redoes the cross-validation each time, exact
-but that many times slower. A Mann-Whitney p-value for the *cross-validated* AUC is not
-offered: its false-alarm rate was 12 % at alpha 0.05 (docs/drift.md).
+The statistic is the held-out ROC AUC of a logistic regression separating reference from
+current rows. ``null="holdout"`` tests one seeded split with a Mann-Whitney test (valid:
+held-out labels are exchangeable under no drift); ``null="permutation"`` is exact but
+``n_permutations`` times slower. No Mann-Whitney p-value is offered for the cross-validated
+AUC: its false-alarm rate was 12 % at alpha 0.05 (docs/drift.md).
 """
 
 from __future__ import annotations

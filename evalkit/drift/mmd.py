@@ -1,13 +1,9 @@
 """Maximum mean discrepancy (MMD²) drift detectors with an RBF kernel and permutation p-values.
 
-The statistic is the unbiased MMD² of Gretton et al. (2012); the bandwidth defaults to the
-median pairwise distance of the *pooled* sample, so one bandwidth serves every relabelling
-and the permutation test stays exact. Two estimators share that contract: ``exact`` (kernel
-sums in row blocks, all permutations as one product per block) and ``rff`` (random Fourier
-features, Rahimi & Recht 2007, the null from ``permuted_label_sums``). ``MMDDrift`` (method
-``mmd``) uses ``exact`` while the pooled sample has at most ``exact_max_pool`` rows and
-``rff`` above; ``RFFMMDDrift`` (method ``mmd_rff``) always uses ``rff``. Their costs and
-the details: docs/drift.md, "How `mmd` works".
+The bandwidth comes from the *pooled* sample, so one bandwidth serves every relabelling and
+the permutation test stays exact. ``MMDDrift`` uses exact kernel sums up to
+``exact_max_pool`` pooled rows and random Fourier features above; ``RFFMMDDrift`` always
+uses the features. docs/drift.md, "How `mmd` works".
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """How far an assessor's labels can be trusted: agreement with human judgments.
 
-Two figures, as the IR literature measures LLM assessors: **per pair**, weighted Cohen's
-kappa between the human and the assessor's grade of the same (query, document) pairs (with
-a bootstrap interval and the confusion matrix; binary human judgments against the
-assessor's grades made binary at ``assessor_threshold``); **per system**, Kendall's tau
-between the rankings of runs by a measure under human and under assessor labels. LLM labels
-agree only moderately pair by pair yet rank systems almost as humans do, so labels are for
-window- and system-level figures, never one query's verdict (docs/judging.md, "Agreement").
+Per pair, weighted Cohen's kappa with a bootstrap interval; per system, Kendall's tau between
+run rankings under human and assessor labels. LLM labels agree only moderately pair by pair
+yet rank systems almost as humans do, so they are for window- and system-level figures,
+never one query's verdict (docs/judging.md, "Agreement").
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """The relevance assessor: an LLM grades how relevant a document is to a query, 0 to 3.
 
-It sends evalkit's own four-grade prompt to the ``[judge]`` endpoint, every call under the
-answer judge's ``CallGuard`` (so both judges honour the same limits), and asks for one JSON
-object ``{"grade": 0-3, "reason": "..."}``. A reply that is not one is asked again once; a
-second bad reply, an oversized reply or an endpoint failing after its retries leaves the pair
-*unjudged* (``Unjudged``): no grade is ever made up. An assessor is named
-``MODEL@PROMPT_VERSION``, the version hashing the prompt and how much of a document it
-shows, so an edited prompt is a new assessor. The user's view: docs/judging.md, "The
-assessor".
+Every call goes under the answer judge's ``CallGuard``, so both judges honour the same
+limits. A bad reply is asked again once; then the pair is left *unjudged* (``Unjudged``): no
+grade is ever made up. An assessor is named ``MODEL@PROMPT_VERSION``, so an edited prompt is
+a new assessor. docs/judging.md, "The assessor".
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """The measures a run is scored on when none are named, at the depth it retrieves.
 
-The standard set is ``DEFAULT_MEASURES``. A measure cut deeper than the ``k`` documents a run
-retrieves (``ndcg@10`` at ``k`` 5) cannot be computed from it, so the default set at that
-``k`` takes it at ``k`` instead (``ndcg@5``), once: ``recall@10`` and ``recall@100`` are both
-``recall@5``. ``DefaultMeasures`` records which defaults were replaced, so that every surface
-can say so rather than drop them silently::
-
-    >>> default_measures_for(5).adapted["ndcg@10"]
-    'ndcg@5'
+A default measure cut deeper than the run's ``k`` is taken at ``k`` instead (``ndcg@10`` at
+``k`` 5 is ``ndcg@5``), once; ``DefaultMeasures`` records which defaults were replaced, so
+every surface can say so rather than drop them silently.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Building a BM25 index of a corpus with bm25s, saved to a directory that runs load.
 
-``build_bm25_index`` tokenises each document's title and text as bm25s does
-(``Bm25Parameters``) and lets bm25s weigh every (term, document) pair, so the variant and
-its parameters are fixed when the index is built (docs/retrievers.md, "BM25"). Documents are
-stored in the order of their ids (code point order), so the retriever breaks a tie by doc
-id, descending, as trec_eval ranks, without looking the ids up.
-
-The directory holds bm25s's own files and evalkit's ``MANIFEST`` (format, parameters,
-counts, the index fingerprint, bm25s's version, when it was built) and ``DOC_IDS`` (the ids
-in index order). It is written beside its destination and renamed onto it, so a run never
-loads a half-written index; a directory that holds anything but an evalkit BM25 index is
-never overwritten.
+bm25s weighs every (term, document) pair when the index is built, so the variant and its
+parameters are fixed then (docs/retrievers.md, "BM25"). Documents are stored in code point
+order of their ids, so the retriever breaks ties by doc id descending, as trec_eval ranks,
+without looking ids up. The directory is written beside its destination and renamed onto
+it, so a run never loads a half-written index; a directory holding anything but an evalkit
+BM25 index is never overwritten.
 """
 
 from __future__ import annotations

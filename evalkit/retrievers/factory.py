@@ -1,12 +1,10 @@
 """Building the retriever a command or a job names: ``RetrieverOptions`` and a registry of kinds.
 
-Every entry point (``run``, ``gate``, ``traffic replay``, the scheduler's jobs) describes the
-retriever it wants with one frozen ``RetrieverOptions`` and calls ``build_retriever``; the
-kind picks the factory: a built-in kind (``chroma``, ``http``, ... as ``retrievers.kinds``
-declares them, or one registered with ``register_retriever_kind``), ``factory`` (the user's
-``module:attribute``), or else a plug-in installed under the entry-point group
-``evalkit.retrievers`` (``plugins``). A built-in kind wins over a plug-in of the same name.
-Adapters are imported by their factory, so importing this module stays cheap.
+Every entry point describes its retriever with one frozen ``RetrieverOptions`` and calls
+``build_retriever``; the kind picks the factory: a registered kind (``retrievers.kinds``),
+the user's ``factory``, or a plug-in under the entry-point group ``evalkit.retrievers``. A
+built-in kind wins over a plug-in of the same name. Adapters are imported by their factory,
+so importing this module stays cheap.
 """
 
 from __future__ import annotations

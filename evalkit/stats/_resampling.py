@@ -1,13 +1,9 @@
 """Vectorised resampling kernels for paired comparisons: sign-flip tests and the bootstrap.
 
-Every kernel takes a matrix of per-query differences ``(n_queries, n_measures)`` and
-treats the measures jointly: one sign matrix and one resample matrix are drawn per chunk and
-applied to every measure with a single matrix product, which is both faster and the right
-joint resampling for measures computed on the same queries.
-
-Resamples are drawn in chunks of rows whose size depends only on the number of queries, so
-memory stays bounded (under 25 MB per stream up to 10,000 queries, whatever the number of
-resamples) and a given seed always yields the same numbers.
+Each kernel takes per-query differences ``(n_queries, n_measures)`` and applies one sign or
+resample matrix per chunk to every measure with one matrix product: faster, and the right
+joint resampling for measures of the same queries. Chunk sizes depend only on the number of
+queries, so memory stays bounded and a seed always yields the same numbers.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Giving the store file back the space deleted rows held.
 
-DuckDB reuses the blocks of deleted rows for later ones but never shrinks its file (neither
-``CHECKPOINT`` nor ``VACUUM`` does): after the ``retention`` job has pruned a year of
-per-query rows the file is as large as before. A copy does shrink it: ``compact_store``
-copies every table, view and sequence into a new file beside the store (``COPY FROM
-DATABASE``), checks that every table holds as many rows as before, and only then puts the
-copy in the store's place, with one ``rename``, all while holding the writer lock. A
-failure (a full disk, a kill) before the rename leaves the store as it was; what is left of
-the copy is removed by the next compaction.
+DuckDB never shrinks its file (neither ``CHECKPOINT`` nor ``VACUUM`` does), but a copy does:
+``compact_store`` copies the database beside the store, checks every table's row count,
+and only then renames the copy onto the store, all under the writer lock. A failure before
+the rename leaves the store as it was; the next compaction removes the leftover copy.
 """
 
 from __future__ import annotations

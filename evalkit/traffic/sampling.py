@@ -1,13 +1,9 @@
 """Seeded samples of a window's traffic: uniform, or stratified by tenant or a tag.
 
-Identical queries of a window (same tenant, same text up to case and whitespace) count
-once; the sample keeps the earliest of them and how many there were. Within each stratum
-the sample is uniform without replacement, drawn by seeded hashing (see
-``evalkit.store.traffic.samples``), so the same seed over the same window gives the same sample.
-
-Stratified samples give every stratum its share of ``n`` in proportion to its size, but
-never less than ``min_per_stratum`` queries (or all of them, when it has fewer), so a small
-tenant is not left out: ``allocate_quotas`` does the arithmetic.
+Identical queries (same tenant, same text up to case and whitespace) count once. Within a
+stratum the sample is drawn by seeded hashing, so the same seed over the same window gives
+the same sample; each stratum gets its proportional share of ``n`` but at least
+``min_per_stratum`` (``allocate_quotas``), so a small tenant is not left out.
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
-"""Stored production traffic, one module per concern.
-
-- ``ingest``: ingested records stored atomically with each log file's ingest state.
-- ``logged``: what production logged, read back (results, answers, latency, volume).
-- ``samples``: seeded, stratified samples of a window's distinct queries.
-- ``windows``: replayed windows (per-query comparisons, summaries, embeddings).
-
-The names below are re-exported so that ``from evalkit.store.traffic import ...`` keeps
-working for every public name.
+"""Stored production traffic, one module per concern (``ingest``, ``logged``, ``samples``,
+``windows``), re-exported so ``from evalkit.store.traffic import ...`` works for every
+public name.
 """
 
 from evalkit.store.traffic.ingest import (
