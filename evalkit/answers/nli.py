@@ -1,12 +1,9 @@
 """Offline faithfulness with the user's own NLI / hallucination-detection cross-encoder.
 
-The method ``offline-nli`` (version ``NLI_VERSION``) loads a transformers
-sequence-classification model directory the user downloaded (``nli_model_path`` in
-``[judge]``) with ``local_files_only``, never runs code shipped with weights, and scores
-an answer as the mean, weighted by content words, of each claim's best entailment
-probability over its contexts' premises (runs of whole sentences of at most
-``premise_words`` words). How the probability is read from the model's labels, and what is
-refused: docs/answers.md, "A local NLI model". The probabilities are not calibrated.
+``offline-nli`` loads the model directory named by ``nli_model_path`` with
+``local_files_only`` and never runs code shipped with weights. An answer's score is the
+content-word-weighted mean of each claim's best entailment probability over its contexts'
+premises; the probabilities are not calibrated. docs/answers.md, "A local NLI model".
 """
 
 from __future__ import annotations

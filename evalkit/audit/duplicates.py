@@ -1,12 +1,9 @@
 """Duplicate documents: the same content under several ids, and near-identical vectors.
 
-Exact duplicates share a content hash. Near duplicates are found by a blocked exact cosine
-search: the unit vectors are multiplied tile by tile (``block_size`` x ``block_size``, upper
-triangle only) and only the pairs at or above the threshold are kept, so memory is
-O(block_size² + pairs) while the arithmetic runs in BLAS. It is exact, so it does not
-depend on the ANN index the audit is also checking; ``benchmarks/audit.py`` measures it
-against a brute-force n² baseline and against querying the collection's HNSW index.
-Pairs are merged into clusters by connected components (union-find).
+Exact duplicates share a content hash. Near duplicates come from a blocked exact cosine
+search (tiles of the upper triangle, keeping pairs above the threshold), so memory is
+O(block_size² + pairs) and the search does not depend on the ANN index the audit also
+checks; pairs are merged into clusters by union-find.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """One read of a Chroma collection that every check shares: ids, content hashes, vectors.
 
-The collection is paged through once (``collection.get`` with ``limit``/``offset``), keeping
-only what the checks need: each document's id, its ``evalkit_content_hash``, the hash of the
-text it stores now and its stored vector (float32). Texts are hashed page by page and not
-kept: the hash recorded at indexing says which version of the source was indexed, the
-stored text's hash what the index holds now (a pipeline that rewrote documents in place
-leaves the first as it was). Documents written without a content hash get one derived from
-their stored text, title and metadata.
+The collection is paged through once, keeping only ids, ``evalkit_content_hash``, the stored
+text's hash and vectors: the recorded hash says which version was indexed, the text's hash
+what the index holds now (a pipeline that rewrote documents in place leaves the first as it
+was). Documents without a content hash get one from their stored text.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The ``crowded_by_duplicates`` cause: a query's top k filled with copies of documents the
 index holds several times, pushing relevant documents down or out.
 
-An index audit's duplicates and staleness checks group the documents that are copies of one
-another. A dropped query whose candidate top k holds more extra copies (members of a group
-after its first) than the baseline's had that many places taken: its lost relevant
-documents, deepest-ranked first, up to that number, are the ones the copies pushed out, and
-what they cost is measured by scoring the query again with each group in one place
+A dropped query whose top k holds more extra copies than the baseline's lost that many
+places; what they cost is measured by scoring the query again with each group in one place
 (``duplicates_cause``; docs/cli.md, "Probable causes: `evalkit explain`").
 """
 

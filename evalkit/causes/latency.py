@@ -1,12 +1,9 @@
 """Probable causes of a latency rise between two runs, from the runs' own records.
 
-A quality regression is traced query by query (``join``). A latency rise is not: the cause
-the store can show is an index that grew between the runs (``index_grew``): its documents
-or vectors, as each run recorded them when it started (``RunSpec.index_documents``,
-``index_vectors``), rose by at least ``INDEX_GROWTH`` of the baseline's. A search's cost
-grows with what it searches, linearly for an exact scan and roughly with the logarithm for
-HNSW, so it is a probable cause, not a proof: the cause says how much the index grew and
-links to the Index health page, which draws replay latency against index size.
+A latency rise is not traced query by query: the cause the store can show is an index that
+grew by at least ``INDEX_GROWTH`` between the runs (``index_grew``, from
+``RunSpec.index_documents`` and ``index_vectors``). A search's cost grows with what it
+searches, so this is a probable cause, not a proof.
 """
 
 from __future__ import annotations

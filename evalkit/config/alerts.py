@@ -1,12 +1,8 @@
 """The ``[alerts]`` table and the common fields of ``[[alerts.rules]]`` and ``[[alerts.sinks]]``.
 
-An example of each is in docs/alerts.md.
-
-Every rule and sink has a ``kind``; the fields beside the common ones are that kind's own
-settings, kept here as the entry's extra fields and validated by the kind in
-``evalkit.alerts.configured``. Secrets are never values here: ``secret_env`` and ``url_env`` name
-environment variables. Durations are seconds or strings such as ``"90s"``, ``"15m"``,
-``"2h"``, ``"7d"``.
+A rule's or sink's fields beside the common ones are its kind's own, validated by the kind in
+``evalkit.alerts.configured``. Secrets are never values here: ``secret_env`` and ``url_env``
+name environment variables. Examples: docs/alerts.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
 """The ``[audit]`` table: when an index health finding is critical.
 
-::
-
-    [audit]
-    orphaned_relevant_critical_share = 0.01  # relevant judged documents lost from the index
-
 ``evalkit audit`` and the scheduler's ``audit`` job read it (docs/audit.md); a finding at
 ``critical`` fails ``evalkit audit`` under its default ``--fail-on critical``.
 """

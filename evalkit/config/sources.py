@@ -1,12 +1,10 @@
 """Where settings come from, and how a problem with one is worded.
 
-One rule finds the configuration file: the file named by ``$EVALKIT_CONFIG`` (an error when
-it does not exist), else ``./evalkit.toml`` (none at all is fine: every setting has a
-default; a folder of either name is an error). ``EVALKIT_<FIELD>`` variables set the
-top-level settings and ``EVALKIT_JUDGE_<FIELD>`` the ``[judge]`` table; the ``[scheduler]``,
-``[[jobs]]``, ``[alerts]`` and ``[otlp]`` tables come from the file only. Every invalid value
-is reported by :func:`settings_error`, naming its source (arguments, variables, file and
-table) and its field.
+The configuration file is ``$EVALKIT_CONFIG`` (an error when missing), else
+``./evalkit.toml`` (none is fine). ``EVALKIT_<FIELD>`` and ``EVALKIT_JUDGE_<FIELD>``
+variables set top-level and ``[judge]`` settings; the other tables come from the file only.
+:func:`settings_error` names each invalid value's source and field. docs/configuration.md,
+"Where settings come from".
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Label-free signals: how much ranked results and retrieval scores moved between two runs.
 
-No judgments are needed, so these work on production traffic: replay the same queries
-before and after a change (new index build, new embedding model) and compare.
-
-* ``evalkit.metrics.overlap``: Jaccard@k and RBO_ext of the rankings (they live with the
-  measures, below traffic, whose replay compares with the logged rankings too).
-* ``top1_score_shift``: two-sample KS test on the top-1 retrieval scores as a DriftResult.
-* ``low_confidence_share``: share of queries whose top score is below a threshold.
+No judgments are needed, so these work on production traffic: replay the same queries before
+and after a change and compare. The ranking overlaps live in ``evalkit.metrics.overlap``
+(below traffic, whose replay uses them too).
 """
 
 from __future__ import annotations

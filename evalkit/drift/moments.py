@@ -1,12 +1,9 @@
 """Drift in the first two moments of the embeddings, in linear time (method ``moments``).
 
-Two distances between the windows, the move of the **mean** and of the per-dimension
-**spread** (the first-order term and the diagonal of the second-order term of the RBF
-kernel's expansion), each standardised by its own permutation null; the statistic is the
-larger ``z``. The null relabels **blocks** of consecutive rows, which keeps the test exact
-under exchangeability (Hemerik & Goeman 2018) and a burst of related rows on one side, and
-every relabelled distance comes from the Gram matrix of the block sums, whatever the number
-of rows. How, and why blocks: docs/drift.md, "How `moments` works".
+The statistic is the larger standardised move of the mean and of the per-dimension spread.
+Its permutation null relabels blocks of consecutive rows, which keeps the test exact under
+exchangeability and a burst of related rows on one side, computed from the block sums'
+Gram matrix whatever the number of rows. docs/drift.md, "How `moments` works".
 """
 
 from __future__ import annotations

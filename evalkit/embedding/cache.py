@@ -1,12 +1,10 @@
 """Document vectors kept between runs, so that indexing embeds each text once per model.
 
-``CachingEmbedder`` wraps any ``TextEmbedder``; its vectors are kept as the model returned
-them (float32), keyed by the SHA-256 of the text, in one SQLite file per model under
-``<cache_dir>/vectors``, the file chosen by a hash of the model's canary embeddings and
-``max_seq_length`` (a model is known by the vectors it makes, not by its name). The cache
-is an optimisation only: when it cannot be read or written, texts are embedded as if it
-were not there, and a warning says why (docs/retrievers.md, "Document vectors are embedded
-once per model").
+``CachingEmbedder`` keeps vectors in one SQLite file per model, chosen by a hash of the
+model's canary embeddings (a model is known by the vectors it makes, not by its name). The
+cache is an optimisation only: when it cannot be read or written, texts are embedded as if
+it were not there, with a warning (docs/retrievers.md, "Document vectors are embedded once
+per model").
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The engine seam: what every engine a replay runs on does, whichever engine it is.
 
-An engine is built with what it replays against (the local engine with a retriever, the
-Ray engine with the retriever's options and the settings its actors build one from) and
-``replay(spec, queries)`` replays a run's queries, returning an ``EngineReport``: the
-per-query results when the engine hands them back (local), or the Parquet shards it left
-for the store's writer to load (Ray), with where the time went and whether the engine
+``replay(spec, queries)`` returns an ``EngineReport``: the per-query results (local) or the
+Parquet shards left for the store's writer (Ray), with where the time went and whether it
 stopped early. Engines never touch the store: the run lifecycle of ``evalkit.pipeline``
 records the run around ``replay`` and stores what the report holds.
 """

@@ -1,11 +1,8 @@
 """Renderers for a leaderboard: table rows, Markdown, and LaTeX as ranx writes it.
 
-``leaderboard_headers`` and ``leaderboard_rows`` give the formatted cells that both the
-Markdown table and a terminal table (``rich.table.Table(*leaderboard_headers(board))`` then
-``add_row(*row)``) show; ``pair_rows`` does the same for one measure's pairs.
-``leaderboard_latex`` writes the table ranx's ``Report.to_latex()`` writes: one row per run
-labelled a, b, c..., the best score of each measure in bold, and superscripts naming the runs
-each run is significantly better than.
+The formatted cells serve both the Markdown table and a terminal table; ``leaderboard_latex``
+writes the table ranx's ``Report.to_latex()`` writes (runs labelled a, b, c..., best scores in
+bold, superscripts naming the runs each is significantly better than).
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Stored goldsets: each version's queries and judgments, saved once and loaded back.
 
-Tables ``goldsets``, ``goldset_queries`` and ``judgments`` (migration 1; the judgments' span
-columns, migration 14; ``goldsets.current_since``, migration 22).
-
-A name's current version, the one a run, a remap or a publish reads when no version is
-named, is the one stored or stored again under that name most recently: storing a version
-the name holds already (re-importing an older content) makes it current again.
+A name's current version (read when no version is named) is the one stored, or stored again,
+under that name most recently: re-importing an older content makes it current again.
+docs/goldsets.md, "The current version".
 """
 
 from __future__ import annotations

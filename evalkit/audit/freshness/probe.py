@@ -1,12 +1,9 @@
 """Probing any retriever for changed documents: each document's passage is replayed as a
 query, a round at a time, until the document comes back in the top k or time runs out.
 
-A document found in a round was reflected at the latest when the round's answer came back,
-and not yet when the last round that missed it was sent: the lag is exact to within the
-interval between rounds. The retriever is used only through its protocol
-(``retrieve(queries, k)``), so any retriever can be probed; a query that fails is counted
-and tried again next round, and a round in which every query fails stops the probe with a
-``RetrieverError``.
+The lag is exact to within the interval between rounds. Only the retriever protocol is used,
+so any retriever can be probed; a failed query is retried next round, and a round in which
+every query fails stops the probe with a ``RetrieverError``.
 """
 
 from __future__ import annotations
