@@ -94,15 +94,8 @@ class GoldsetReplayParams(RetrieverParams):
         request = GoldsetRunRequest.from_settings(
             settings, k=self.k, measures=self.measures, label=self.label or job
         )
-        return dataclasses.replace(
-            request,
-            goldset=self.goldset,
-            goldset_version=self.goldset_version,
-            goldset_files=False,
-            engine=self.engine,
-            ray_address=self.ray_address,
-            ray_actors=self.ray_actors,
-        )
+        shared = {"goldset", "goldset_version", "engine", "ray_address", "ray_actors"}
+        return dataclasses.replace(request, goldset_files=False, **self.model_dump(include=shared))
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
