@@ -166,30 +166,19 @@ def _record_run(
     ``engine``), each step of it a ``RunRecorder``'s.
 
     ``prepare`` writes what the run row refers to (its goldset) before the run is recorded
-    ``running``; ``engine.replay(replay_spec, queries)`` replays the queries of run
-    ``replay_spec.run_id``; ``finish(recorder, report)`` stores what the engine's report
-    holds and what this kind of run derives from it, and finishes the run (``complete``,
-    ``partial``, ``failed``; with no query at all, ``nothing_answered``); ``conclude``
-    builds the outcome from the finished run, outside the run's failure handling (what it
-    does, like scoring answers, cannot fail the run). Any crash before the run is finished
-    marks it ``failed`` with the error, and re-raises.
+    ``running``; ``engine.replay(replay_spec, queries)`` replays run ``replay_spec.run_id``;
+    ``finish(recorder, report)`` stores what the report holds and finishes the run
+    (``complete``, ``partial``, ``failed``; with no query at all, ``nothing_answered``);
+    ``conclude`` builds the outcome outside the run's failure handling (it cannot fail the run).
+    Any crash before the run is finished marks it ``failed`` with the error, and re-raises.
 
-    When ``store`` keeps the store open (an open ``Store``: a traffic replay's, a gate's, a
-    job's that holds the store, a test's), the run is recorded ``running`` before the
-    replay, and the engine's batches are stored as they come (an engine that hands results
-    back). Otherwise (a ``StoreAccess``, ``evalkit run``'s ``CommandStore``, the access of a
-    ``goldset_replay`` job) the store is not held during the replay, since while DuckDB has
-    the file open it keeps every other process out (the dashboard, OTLP ingest, other jobs)
-    for as long as a slow retriever takes: the store is opened only after the replay, and
-    the run is recorded then, with the replay's start time, from its ``running`` row to its
-    final status in one short stretch (``_recording_replayed``); a replay that crashes is
-    recorded as a ``failed`` run in a short stretch of its own. With ``record_first`` (an
-    engine that leaves files while it replays: Ray's shards) the run is recorded ``running``
-    in a short stretch before the replay too, and this process holds the run's lock
-    (``run_lock``) until the run is finished: a process stopped without a chance to record
-    anything (Ray terminates its driver when the cluster goes away) then leaves a
-    ``running`` run, which the next writer marks failed, while a writer meanwhile leaves the
-    run alone.
+    An open ``Store`` records the run ``running`` before the replay and stores batches as they
+    come. Any other ``WriterAccess`` is not held during the replay (why: docs/architecture.md,
+    docs/scheduler.md "One writer"): the run is recorded after it, with the replay's start
+    time, in one short stretch (``_recording_replayed``), a crash in a short stretch of its
+    own. With ``record_first`` (Ray's shards) the run is recorded ``running`` before the replay
+    too, under ``run_lock`` until it is finished, so a driver killed without a chance to record
+    leaves a ``running`` run the next writer marks failed.
     """
     run_id = replay_spec.run_id
     purpose = f"{spec.kind} run {run_id}"
