@@ -1,11 +1,8 @@
 """Alert rules and sinks resolved to their kinds, from the ``alerts`` settings.
 
-``evalkit.config`` reads and shapes the ``[alerts]``, ``[[alerts.rules]]`` and
-``[[alerts.sinks]]`` tables (see ``evalkit.config.alerts``); here each rule and sink gets its
-kind, whose model validates the entry's own fields, so a misspelt field is an error naming
-the table and field. Names must be unique, a rule may only name configured sinks, and a
-``job_failure`` rule only jobs of the file's ``[[jobs]]`` when it has any (see
-``alerts_config``).
+Each rule and sink gets its kind, whose model validates the entry's own fields, so a
+misspelt field is an error naming the table and field. Names must be unique and a rule may
+only name configured sinks (``alerts_config``).
 """
 
 from __future__ import annotations

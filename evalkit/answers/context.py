@@ -1,11 +1,8 @@
 """Context precision and recall, computed by ragas' own ID-based and non-LLM metrics.
 
-``id_based_context_precision`` / ``id_based_context_recall`` compare retrieved with
-reference context ids; ``non_llm_context_precision_with_reference`` /
-``non_llm_context_recall`` ask the same of the context *texts* (ragas' normalised
-Levenshtein match, which needs ``rapidfuzz``: else ``missing_dependency``). A metric is
-computed for a batch when some record carries what it compares against; the others are
-unmeasured (``no_reference``, ``empty_contexts``; docs/answers.md, "Unmeasured answers").
+A metric is computed for a batch when some record carries what it compares against; the
+others are unmeasured (``no_reference``, ``empty_contexts``; docs/answers.md, "Unmeasured
+answers"). The text-based metrics need ``rapidfuzz`` (else ``missing_dependency``).
 """
 
 from __future__ import annotations

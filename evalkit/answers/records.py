@@ -1,11 +1,8 @@
 """Records of answer scoring: what is scored, each score, and the result of a scoring.
 
-An ``AnswerRecord`` is one generated answer with the contexts it was generated from (and,
-optionally, the reference answer and the reference contexts or their ids). Scoring gives
-one ``MetricScore`` per (record, metric, method): either a value in [0, 1] or *unmeasured*
-with a reason. ``AnswerScores`` holds them all with one ``MetricSummary`` per (metric,
-method) whose mean covers measured rows only and which counts the unmeasured ones, so a
-failed judge never turns an average into NaN.
+A ``MetricScore`` is a value in [0, 1] or *unmeasured* with a reason; each ``MetricSummary``
+averages measured rows only and counts the unmeasured ones, so a failed judge never turns an
+average into NaN.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """ANN recall: does the collection's HNSW index return what exact search would?
 
-Sample queries (golden or traffic queries embedded with the query model; without any, a
-sample of the collection's own stored vectors) are run against the index, and against an
-exact brute-force search over the vectors the collection itself stores, scored in the
-collection's distance space. recall@k of a query is the share of the exact top k that the
-index returned; a returned document whose exact score ties the k-th best counts as found,
-so identical vectors (duplicates) never look like misses.
+Sample queries are run against the index and against exact search over the vectors the
+collection stores, in its distance space. A returned document whose exact score ties the
+k-th best counts as found, so identical vectors (duplicates) never look like misses.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Judgment coverage and orphaned judgments: does the goldset still describe the index?
 
-judged@k of a query (trec_eval's ``judged_k``) is the share of the top k documents the
-index returns for it that carry any judgment, relevant or not, divided by k. When it falls,
-the goldset's measures are computed over documents nobody judged. Orphans are judged
-documents that are no longer in the index: a relevant orphan can never be retrieved, so
-more than ``orphaned_relevant_critical_share`` of the goldset's relevant documents missing
-is critical (a few are a warning).
+When judged@k (trec_eval's ``judged_k``) falls, the goldset's measures are computed over
+documents nobody judged. A relevant orphan (a judged document gone from the index) can never
+be retrieved, so more than ``orphaned_relevant_critical_share`` of them is critical.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """A sentence-transformers BERT model run by ONNX Runtime instead of torch.
 
-ONNX Runtime starts in a fraction of the seconds torch and sentence-transformers take to
-import. The graph is exported once per model from its own local weights into evalkit's
-cache directory, and kept only when it embeds a set of check texts within
-``MAX_COSINE_DEVIATION`` of the torch model. Only a BERT encoder with mean pooling (and
-optionally a Normalize module), as the bundled all-MiniLM-L6-v2, is run this way; any other
-model stays on sentence-transformers (docs/retrievers.md, "ONNX Runtime or torch").
+ONNX Runtime starts in a fraction of the time torch takes to import. The graph is exported
+once per model from its local weights, and kept only when it embeds check texts within
+``MAX_COSINE_DEVIATION`` of torch; only a mean-pooled BERT encoder runs this way
+(docs/retrievers.md, "ONNX Runtime or torch").
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The Ray engine: a replay fanned out over a pool of Ray Data actors, one shard per batch.
 
-``RayEngine`` says where the cluster is and how the actor pool is shaped, and implements
-the engine protocol (``evalkit.engines.base.Engine``): ``replay`` writes the run's numbered
-query table (``evalkit.engines.tables``), has the actors (``evalkit.engines.ray_actors``)
-replay and score it, and reports the shard directory they filled for the store's one
-writer to load. Ray itself is imported only when a replay runs (it is the ``[ray]`` extra),
-so this module is as light as the rest of ``evalkit.engines``.
+``RayEngine.replay`` writes the run's numbered query table, has the actors
+(``evalkit.engines.ray_actors``) replay and score it, and reports the shard directory for the
+store's one writer to load. Ray is imported only when a replay runs (the ``[ray]`` extra).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""What a freshness check is asked and what it finds: how long changes at the source take to
-become retrievable.
-
-``FreshnessRequest`` is the request the CLI, the scheduler's ``freshness`` job and the tests
-build (``from_settings`` fills it from the ``[freshness]`` table); ``FreshnessCheck`` is one
-check's outcome: the lag of each change it found reflected, their percentiles, the changes
-still waiting and the verdict against the objective.
+"""What a freshness check is asked (``FreshnessRequest``, filled from ``[freshness]`` by
+``from_settings``) and what it finds (``FreshnessCheck``): the lags of changes reflected,
+their percentiles, the changes waiting and the verdict.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Paired comparison of two runs over the queries they share: the CI gate's engine.
 
-``compare_runs`` takes per-query values of each measure for a baseline and a candidate run
-and, per measure, reports the means, the mean difference with a seeded bootstrap confidence
-interval, a sign-flip permutation test, a Wilcoxon signed-rank test, Holm-adjusted p-values
-across the measures, Cohen's d_z, and the gate's decision (see ``evalkit.stats.decision``).
-Queries present in only one run are listed, never silently dropped.
+``compare_runs`` reports per measure the mean difference with a bootstrap interval, a
+sign-flip and a Wilcoxon test, Holm-adjusted p-values, Cohen's d_z and the gate's decision.
+Queries present in only one run are listed, never silently dropped. docs/gate.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Stored index audits: one row per audit, its findings, and its measurements.
 
-``audit_findings`` is what alert rules read: one row per finding, with the collection,
-kind, severity (and its rank, for "at or above" filters), the affected ids and the value
-that crossed a threshold. ``audit_measurements`` keeps every figure an audit measured
-(``recall@10``, ``judged@10``, ``near_duplicate_documents``...) so trends can be charted and
-the next audit can compare with this one.
+``audit_findings`` is what alert rules read (severity ranked for "at or above" filters);
+``audit_measurements`` keeps every figure an audit measured, for trends and the next audit's
+comparison. Columns: docs/store.md.
 """
 
 from __future__ import annotations

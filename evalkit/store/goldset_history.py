@@ -1,10 +1,6 @@
 """A stored goldset's history: each version with its counts, how it was made and what it
-changed (``evalkit goldset show``).
-
-Read from the goldset tables (``goldsets``, ``goldset_queries``, ``judgments``) and from
-what made a version: ``goldset_remap_runs`` for a remap, ``review_publications`` (and the
-origins of the published review items: traffic, generated, disagreement) for a publish;
-any other version was imported from files (``goldsets.source``).
+changed (``evalkit goldset show``), read from the goldset tables and from the remap and
+publish records that made a version.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The DuckDB store's connection: opening, migrating, transactions and statements.
 
 evalkit.store is the only place in evalkit that speaks SQL. ``Store`` holds the connection;
-each area keeps its tables and queries in a module of module functions that take the store
-first (``goldsets``, ``runs``, ``drift``, ``traffic``, ``answers``, ``audit``, ``alerts``,
-``jobs``, ``retention``, ``dashboard``). DuckDB allows one writing process at a time;
-readers (the dashboard) open the file read-only.
+each area keeps its tables and queries in a module of functions taking the store first.
 """
 
 from __future__ import annotations

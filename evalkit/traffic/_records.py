@@ -1,10 +1,8 @@
 """Turning log lines (JSON) and Parquet rows into columns, one batch at a time.
 
-Lines are decoded and type-checked by msgspec against ``LogLine`` in C; what types cannot
-say (non-empty text, a parseable timestamp) is checked here. Every line is checked on its
-own: a malformed one becomes a ``(line, message)`` problem and the rest of the batch
-carries on. Messages name the field and what was expected but never quote values, which
-may be personal data that redaction has not seen yet.
+msgspec decodes and type-checks each line against ``LogLine``; what types cannot say is
+checked here. A malformed line becomes a ``(line, message)`` problem and the batch carries
+on. Messages never quote values, which may be personal data redaction has not seen yet.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Traffic samples: a window's distinct queries drawn per stratum, and the stored samples.
 
-Samples are drawn in SQL: every distinct query of a window (``query_key``: the upper 64
-bits of the MD5 of its tenant and normalised text, computed once at ingest) gets the
-priority ``md5(seed:key)``, and each stratum keeps its ``quota`` lowest priorities. That is a
-uniform random sample without replacement (a bottom-k sample, the order-free form of a
-reservoir), reproducible from the seed whatever order the records were ingested in.
+Each distinct query gets the priority ``md5(seed:query_key)`` and each stratum keeps its
+``quota`` lowest: a uniform sample without replacement (a bottom-k sample), reproducible from
+the seed whatever order the records were ingested in.
 """
 
 from __future__ import annotations
