@@ -1,23 +1,18 @@
 """Vectorised IR measures over a whole run, with trec_eval's semantics.
 
-Every kernel takes a :class:`RankedGrades` (a run already joined to its judgments and
-ranked) and returns one float per query. Only the retrieved documents that are judged
-matter to these measures (an unjudged document just occupies its rank), so a run is held
-as flat arrays over those documents: query row, 0-based rank, grade. The maths is plain
-NumPy over these arrays (counts and sums per query with ``bincount``): there is no Python
-loop over queries or documents, and memory grows with the judged documents retrieved, not
-with queries x depth.
+Every kernel takes a :class:`RankedGrades` and returns one float per query. Only retrieved
+documents that are judged matter (an unjudged one just occupies its rank), so a run is held
+as flat arrays over those (query row, 0-based rank, grade) and the maths is NumPy
+``bincount`` sums: no Python loop, memory in the judged documents retrieved, not queries x
+depth. What the kernels reproduce from trec_eval:
 
-What the kernels reproduce from trec_eval:
-
-* a document is relevant when its grade is ``>= relevance_threshold`` (``-l``); documents
-  with a negative grade count as judged-but-unjudged and are never relevant;
+* relevant means grade ``>= relevance_threshold`` (``-l``); a negative grade counts as
+  judged-but-unjudged and is never relevant;
 * recall, average precision and R-precision divide by every relevant judged document,
   retrieved or not; precision@k divides by ``k`` even when fewer were retrieved;
-* nDCG uses the grade itself as gain (only positive grades count, whatever the threshold),
-  discount ``log2(rank + 1)``, and the ideal ranking of all positive judged grades
-  (``ndcg_judged`` takes it from the judged documents of the top k instead: no trec_eval
-  measure, the nDCG of rankings whose only judgments are their own top k);
+* nDCG's gain is the grade (positive grades only, whatever the threshold), its discount
+  ``log2(rank + 1)``, its ideal all positive judged grades (``ndcg_judged``: those of the
+  judged top k instead, no trec_eval measure);
 * a query without relevant documents scores 0 on every measure.
 """
 
