@@ -17,13 +17,13 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, GoldsetError, JudgeError, TooFewJudgedError
 from evalkit.judging.agreement import TauResult, kendall_tau, weighted_kappa_interval
 from evalkit.judging.assessor import RelevanceAssessor
-from evalkit.judging.records import JudgePair
 from evalkit.pipeline.judge_pool import (
     OVER_BUDGET,
     DocumentTexts,
     JudgingOutcome,
     Progress,
     judge_pairs,
+    text_pairs,
     top_k,
 )
 from evalkit.records.requests import AgreementRequest, JudgingRequest
@@ -121,14 +121,7 @@ def measure_agreement(
             for doc_id in ranking.get(query_id, [])
         }
     )
-    documents = texts({doc for _, doc in kappa_pairs + tau_pairs})
-    pairs = {
-        (query_id, doc_id): JudgePair(
-            texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
-        )
-        for query_id, doc_id in dict.fromkeys(kappa_pairs + tau_pairs)
-        if doc_id in documents and query_id in texts_of
-    }
+    pairs = text_pairs(kappa_pairs + tau_pairs, texts_of, texts)
     outcome = judge_pairs(access, list(pairs.values()), assessor, judging, progress=progress)
     if judging.dry_run:
         return AgreementOutcome(None, outcome)

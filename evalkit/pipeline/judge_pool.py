@@ -40,6 +40,7 @@ __all__ = [
     "corpus_texts",
     "judge_pairs",
     "settings_assessor",
+    "text_pairs",
     "top_k",
 ]
 
@@ -52,6 +53,22 @@ OVER_BUDGET = "over_budget"
 DocumentTexts = Callable[[Iterable[str]], dict[str, str]]
 """Where the judging workflows read document texts: given document ids, the texts of those
 it has (``CorpusTexts``, ``CollectionTexts``)."""
+
+
+def text_pairs(
+    wanted: Iterable[Key], query_texts: Mapping[str, str], texts: DocumentTexts
+) -> dict[Key, JudgePair]:
+    """The pairs of ``wanted`` (query id, doc id; in order, once each) the assessor can
+    read: those whose query ``query_texts`` and whose document ``texts`` has a text."""
+    keys = list(dict.fromkeys(wanted))
+    documents = texts({doc_id for _, doc_id in keys})
+    return {
+        (query_id, doc_id): JudgePair(
+            query_texts[query_id], doc_id, documents[doc_id], query_id=query_id
+        )
+        for query_id, doc_id in keys
+        if doc_id in documents and query_id in query_texts
+    }
 
 
 def settings_assessor(settings: Settings) -> RelevanceAssessor:

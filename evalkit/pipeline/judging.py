@@ -13,13 +13,13 @@ import numpy as np
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.judging.assessor import RelevanceAssessor
-from evalkit.judging.records import JudgePair
 from evalkit.metrics import Evaluator
 from evalkit.pipeline.judge_pool import (
     DocumentTexts,
     JudgingOutcome,
     Progress,
     judge_pairs,
+    text_pairs,
     top_k,
 )
 from evalkit.records import Judgment
@@ -127,12 +127,7 @@ def judge_run_holes(
         if queries
         else 0.0
     )
-    documents = texts({doc for _, doc in holes})
-    pairs = {
-        hole: JudgePair(texts_of[hole[0]], hole[1], documents[hole[1]], query_id=hole[0])
-        for hole in holes
-        if hole[1] in documents
-    }
+    pairs = text_pairs(holes, texts_of, texts)
     outcome = judge_pairs(access, list(pairs.values()), assessor, request, progress=progress)
     binary = max(human.values(), default=0) <= 1
     filled: list[Judgment] = [Judgment(q, d, r) for (q, d), r in human.items()]

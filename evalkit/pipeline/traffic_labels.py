@@ -18,7 +18,6 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.estimate import PrecisionEstimate, estimate_precision, fit_calibration
-from evalkit.judging.records import JudgePair
 from evalkit.judging.window import (
     NO_DOCUMENT,
     UNLABELLED,
@@ -32,6 +31,7 @@ from evalkit.pipeline.judge_pool import (
     JudgingOutcome,
     Progress,
     judge_pairs,
+    text_pairs,
     top_k,
 )
 from evalkit.records.requests import DEFAULT_CALIBRATION, JudgingRequest
@@ -203,15 +203,11 @@ def judge_traffic_run(
         )
         for query_id in order
     }
-    documents = texts({doc for docs in wanted.values() for doc in docs})
-    pairs = {
-        (query_id, doc_id): JudgePair(
-            texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
-        )
-        for query_id in order
-        for doc_id in wanted[query_id]
-        if doc_id in documents
-    }
+    pairs = text_pairs(
+        ((query_id, doc_id) for query_id in order for doc_id in wanted[query_id]),
+        texts_of,
+        texts,
+    )
     outcome = judge_pairs(
         access, list(pairs.values()), assessor, request, whole_queries=True, progress=progress
     )
