@@ -195,14 +195,12 @@ def ingest_draft(
     texts: DocumentTexts | None = None,
 ) -> QueueOutcome:
     """Queue every query of the draft folder ``directory`` (promoted traffic or generated
-    questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's
-    name). A malformed draft raises ``GoldsetError`` naming each problem's file, line and
-    field, and nothing is queued; so does a draft query whose id is already another query
-    of the stored goldset. Items queued before keep their reviews (``save_items``). Draft
-    queries the goldset asks already under another id are queued too (their grades are
-    merged into that query when published) and listed in ``already_asked``.
-    ``texts`` (the corpus or the collection) gives the documents the draft holds no text
-    for theirs, for the reviewers to read (a promoted traffic draft names only ids)."""
+    questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's name).
+    A malformed draft, or a draft query id that is another query of the stored goldset, raises
+    ``GoldsetError`` naming each problem's file, line and field, and nothing is queued. Items
+    queued before keep their reviews; queries the goldset asks already are queued and listed in
+    ``already_asked``. ``texts`` gives the reviewers the documents the draft has no text for.
+    """
     # Checked before anything is queued: `goldset publish` could never take the name later.
     name = check_goldset_name(goldset or Path(directory).resolve().name, option="--goldset")
     draft = read_draft(directory)

@@ -1,9 +1,8 @@
 """The lock and address of ``evalkit serve``: one service per store, found by CLI commands.
 
-``<store>.serve.lock`` is held by ``evalkit serve`` for its whole life, so that only one
-service runs per store and CLI commands can tell a live service from a stale
-``<store>.serve.json`` (its address, for handing jobs over). The locks every process shares
-to write the store are ``evalkit.store.access``'s.
+``<store>.serve.lock`` is held for the service's whole life, so CLI commands can tell a live
+service from a stale ``<store>.serve.json`` (its address); the locks for writing the store
+are ``evalkit.store.access``'s.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""What every job kind shares: the context a running job gets (and its way to be stopped),
-how a job ended, the kind record, the base of the parameter models and the retriever
-fields of the kinds that query one.
-
-The registry of kinds, ``JOB_KINDS``, is ``evalkit.scheduler.jobs``'s, which registers the
-kinds of this package's modules.
+"""What every job kind shares: the context a running job gets, how a job ended, the kind
+record, and the parameter bases (``JOB_KINDS`` itself is ``evalkit.scheduler.jobs``'s).
 """
 
 from __future__ import annotations
