@@ -201,11 +201,8 @@ counts."""
 class DriftTestSettings:
     """How two windows of embeddings are tested for drift (``evalkit.drift.make_detector``).
 
-    ``method`` names the detector (``auto``: MMD for small windows, moments for large),
-    ``alpha`` is its false-alarm rate per check, ``seed`` seeds its permutations and
-    subsampling (stored with the check), and ``options`` are extra detector settings (see
-    docs/drift.md).
-    """
+    ``method`` ``auto`` is MMD for small windows, moments for large; ``alpha`` is the
+    false-alarm rate per check; ``options`` are detector settings (docs/drift.md)."""
 
     method: str = "auto"
     alpha: float = 0.05
@@ -219,18 +216,12 @@ DRIFT_TEST_DEFAULTS: Final = DriftTestSettings()
 
 @dataclass(frozen=True, slots=True)
 class GatePolicy:
-    """How two runs are compared and when a difference counts as a regression.
+    """How two runs are compared and when a difference counts as a regression (docs/gate.md).
 
-    ``measures`` are compared query by query; a drop fails the gate when its adjusted
-    p-value is below ``alpha`` *and* it is at least ``min_effect`` (an absolute difference
-    of the measure). ``resamples`` bootstrap resamples and sign-flip permutations drawn with
-    ``seed``; ``worst`` regressed queries listed per measure. Runs with failed queries are
-    refused unless ``failed_as_zero`` counts each failed query as 0.
-
-    With ``max_latency_increase`` (a share: 0.2 for +20 %) the runs' replay latencies are
-    compared too: the ``latency_quantile`` (``p50``, ``p95``, ``p99``) rising by more than
-    that, beyond the noise, is a regression (``evalkit.stats.latency``).
-    """
+    A drop fails when its adjusted p-value is below ``alpha`` *and* it is at least
+    ``min_effect`` (absolute). Runs with failed queries are refused unless ``failed_as_zero``.
+    With ``max_latency_increase`` (a share: 0.2 for +20 %) a rise of ``latency_quantile``
+    beyond that and the noise is a regression too."""
 
     measures: tuple[str, ...] = ("ndcg@10",)
     alpha: float = 0.05
@@ -268,13 +259,9 @@ test."""
 class LeaderboardRequest:
     """How many runs are ranked (``evalkit compare RUN RUN RUN ...``, a sweep).
 
-    ``measures`` are ranked one by one; every pair of runs is tested with ``test``
-    (``randomization``: a paired sign-flip test; ``t``: a paired t-test) and the p-values of
-    a measure's pairs are corrected with ``correction`` (``holm``, ``bonferroni``, ``tukey``:
-    Tukey's HSD on a randomised test, or ``none``); a pair differs at ``alpha``.
-    ``resamples`` bootstrap resamples and permutations drawn with ``seed``. Runs with failed
-    queries are refused unless ``failed_as_zero`` counts each failed query as 0.
-    """
+    Every pair is tested with ``test`` (``randomization`` or ``t``) and a measure's p-values
+    corrected with ``correction`` (``holm``, ``bonferroni``, ``tukey``, ``none``); runs with
+    failed queries are refused unless ``failed_as_zero``."""
 
     measures: tuple[str, ...] = ("ndcg@10",)
     alpha: float = 0.05
@@ -294,19 +281,12 @@ LEADERBOARD_DEFAULTS: Final = LeaderboardRequest()
 
 @dataclass(frozen=True, slots=True)
 class GoldsetRunRequest:
-    """How a goldset is replayed and scored.
+    """How a goldset is replayed and scored, and where it comes from.
 
-    ``k`` documents per query; ``measures`` scored (empty: the default measures for ``k``,
-    ``evalkit.metrics.defaults``); a graded judgment counts as relevant from
-    ``relevance_threshold``; queries are sent ``batch_size`` at a time; ``label`` names the
-    run, ``tags`` group it with others (``evalkit compare --tag``, a sweep's runs). With
-    ``answers`` the answers a RAG retriever generated are scored (faithfulness).
-
-    ``run_goldset`` also reads where the goldset comes from: ``goldset``, a stored goldset's
-    name (``goldset_version``, default the newest) or, with ``goldset_files``, goldset files
-    read as ``goldset_format`` (``goldset_split``, ``goldset_topics``); and where the replay
-    runs: ``engine`` local or ray (``ray_address``, ``ray_actors``).
-    """
+    Empty ``measures`` are the default measures for ``k``; with ``answers`` the answers a
+    RAG retriever generated are scored. ``goldset`` is a stored goldset's name (newest
+    ``goldset_version`` by default) or, with ``goldset_files``, files read as
+    ``goldset_format``; ``engine`` is local or ray."""
 
     k: int
     measures: tuple[str, ...] = ()
@@ -357,16 +337,12 @@ class GoldsetRunRequest:
 
 @dataclass(frozen=True, slots=True)
 class TrafficReplayRequest:
-    """How a stored sample of production traffic is replayed.
+    """How a stored sample of production traffic is replayed (docs/traffic.md).
 
-    ``k`` documents per query; ``compare_k`` (default ``k``) is the depth of the comparison
-    with the results production logged, ``rbo_p`` its rank-biased overlap persistence.
-    ``low_confidence_threshold`` is the top-1 score below which a query is low-confidence;
-    up to ``embedding_sample_size`` distinct queries are embedded and stored for the drift
-    detectors (0: none). With ``tenant_isolation`` a sample holding tenants is refused on a
-    retriever that does not filter by tenant. With ``answers`` the answers production logged
-    for the replayed queries are scored. ``label`` names the run (a job's name, say).
-    """
+    ``compare_k`` (default ``k``) is the depth compared with production's logged results;
+    up to ``embedding_sample_size`` queries are embedded for drift (0: none). With
+    ``tenant_isolation`` a sample holding tenants is refused on a retriever that does not
+    filter by tenant."""
 
     k: int = 10
     compare_k: int | None = None
@@ -430,13 +406,10 @@ TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()
 
 @dataclass(frozen=True, slots=True)
 class JudgingRequest:
-    """How pairs are judged by the relevance assessor.
+    """How pairs are judged by the relevance assessor (docs/judging.md).
 
     At most ``max_judgments`` pairs not yet in the judged pool are sent (None: no limit; the
-    pairs past it are left for a later pass and counted); pairs the pool holds cost nothing.
-    With ``dry_run`` nothing is sent: the plan says how many pairs would be judged and
-    roughly how many tokens that takes. ``k`` is the depth of a run's ranking judged.
-    """
+    rest are counted and left for later); with ``dry_run`` nothing is sent, only planned."""
 
     max_judgments: int | None = None
     dry_run: bool = False
@@ -453,15 +426,10 @@ JUDGING_DEFAULTS: Final = JudgingRequest()
 
 @dataclass(frozen=True, slots=True)
 class TrafficCycleRequest:
-    """One pass of the traffic cycle over a window's sample.
-
-    The sample is replayed as ``replay`` says (None: it is only drawn); the replayed top-k
-    is then labelled by the ``[judge]`` assessor with ``judge`` (at most ``max_judgments``
-    new pairs sent, None: no limit), and its precision@k estimated from the retriever's
-    calibrated scores with ``estimate``. The sample is ``sample_id`` (an id or a unique
-    prefix), else the newest stored sample of ``window``, unless the cycle draws one
-    itself (``evalkit.pipeline.traffic_cycle.run_traffic_cycle``'s ``draw``).
-    """
+    """One pass of the traffic cycle over a window's sample: replay (None: only drawn),
+    then with ``judge`` label the top-k by the ``[judge]`` assessor, with ``estimate``
+    estimate precision@k from calibrated scores. The sample is ``sample_id`` (an id or
+    unique prefix), else the newest of ``window``, unless the cycle draws one itself."""
 
     replay: TrafficReplayRequest | None = TRAFFIC_REPLAY_DEFAULTS
     sample_id: str | None = None
@@ -484,17 +452,10 @@ class TrafficCycleRequest:
 
 @dataclass(frozen=True, slots=True)
 class AgreementRequest:
-    """How an assessor's agreement with a goldset's human judgments is measured.
-
-    ``sample`` human-judged pairs are drawn with ``seed`` (all of them when there are
-    fewer) and judged; weighted kappa gets a ``confidence`` bootstrap interval from
-    ``resamples`` resamples, the assessor's grades made binary at ``assessor_threshold``
-    against binary human judgments. Kendall's tau ranks the goldset's stored complete runs
-    (the newest ``max_runs``, at least three) by precision@``k`` on ``tau_queries`` sampled
-    queries, under human judgments and under the assessor's labels, both over the pairs the
-    assessor judged. Nothing is stored unless at least ``min_judged_share`` of each part's
-    pairs (the kappa sample; the runs' top-k) were judged.
-    """
+    """How an assessor's agreement with a goldset's human judgments is measured
+    (docs/judging.md): weighted kappa on ``sample`` pairs, Kendall's tau over the newest
+    ``max_runs`` complete runs (at least three) by precision@``k`` on ``tau_queries``
+    queries. Nothing is stored unless ``min_judged_share`` of each part's pairs was judged."""
 
     sample: int = 200
     seed: int = 0
@@ -528,16 +489,9 @@ AGREEMENT_DEFAULTS: Final = AgreementRequest()
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """How a draft goldset is generated from a corpus (``evalkit goldset generate``).
-
-    ``n`` questions, in the shares of ``mix`` (``factoid=0.5,paraphrase=0.3,multi=0.2``),
-    are written from passages drawn evenly over ``clusters`` k-means clusters of the
-    documents' embeddings (None: about two questions a cluster), at most ``max_per_source``
-    passages of one source; a paraphrase keeps at most ``max_overlap`` of its content words
-    from its passage; questions at cosine similarity ``dedup_threshold`` or more to an
-    earlier one are dropped. At most ``max_calls`` requests are sent (None: no limit); with
-    ``dry_run`` none, and nothing is written. ``overwrite`` replaces an existing draft.
-    """
+    """How a draft goldset is generated from a corpus (``evalkit goldset generate``;
+    docs/goldsets.md): ``clusters`` None is about two questions a cluster, ``max_calls``
+    None no limit; with ``dry_run`` nothing is sent or written."""
 
     n: int = 50
     mix: str = "factoid=0.5,paraphrase=0.3,multi=0.2"
@@ -557,22 +511,11 @@ GENERATION_DEFAULTS: Final = GenerationRequest()
 
 @dataclass(frozen=True, slots=True)
 class FusionRequest:
-    """How stored runs of one goldset version are fused into a new run (``evalkit fuse``).
-
-    ``run_ids`` are fused by ``method`` (``evalkit.metrics.fusion.FUSION_METHODS``: rrf,
-    combsum, combmnz, wsum, ...) after normalising their scores by ``norm`` (None: the
-    default, min-max, as ranx's), with the method's ``params`` (``{"k": 60}``) and, for a
-    weighted method, one of ``weights`` per run in the order of ``run_ids``. The fused run
-    keeps ``k`` documents a query (None: as many as the deepest source run) and is scored
-    on ``measures`` (empty: those the source runs share, else the default measures for its
-    ``k``).
-
-    With ``optimize`` the judged queries are split, seeded by ``seed``, into a training
-    share ``train_share`` and the held-out rest (or, with ``train_tag``, the queries
-    tagged so train and the others are held out); the method's parameter or weights are
-    fitted on the training queries by a grid search on ``optimize_measure``, and the
-    fused run holds the held-out queries only. ``label`` and ``tags`` are the fused run's.
-    """
+    """How stored runs of one goldset version are fused into a new run (``evalkit fuse``;
+    docs/fusion.md). ``norm`` None is min-max; ``k`` None the deepest source run's; empty
+    ``measures`` those the source runs share. With ``optimize`` the method's parameter or
+    weights are fitted on a training split (``train_share`` or ``train_tag``) and the fused
+    run holds the held-out queries only."""
 
     run_ids: tuple[str, ...]
     method: str = "rrf"
