@@ -10,7 +10,7 @@ depend on the order the runs are given in. Methods: docs/gate.md, "Comparing man
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Final, cast
@@ -87,13 +87,9 @@ class _Figures:
 
 @dataclass(frozen=True, slots=True)
 class LeaderboardOptions(_Figures):
-    """Statistical settings of a leaderboard.
-
-    ``test`` is a key of ``TESTS``, ``correction`` of ``CORRECTIONS``; a pair differs when
-    its corrected p-value is at most ``alpha``. ``resamples`` bootstrap resamples (for the
-    intervals at ``confidence``) and as many random sign vectors or permutations are drawn
-    from ``seed``.
-    """
+    """Statistical settings of a leaderboard: ``test`` a key of ``TESTS``, ``correction``
+    of ``CORRECTIONS``; a pair differs at corrected p <= ``alpha``; ``resamples`` bootstrap
+    resamples and as many sign vectors or permutations are drawn from ``seed``."""
 
     alpha: float = LEADERBOARD_DEFAULTS.alpha
     resamples: int = LEADERBOARD_DEFAULTS.resamples
@@ -143,13 +139,10 @@ class RunStanding(_Figures):
 class PairComparison(_Figures):
     """Two runs compared on one measure over the shared queries.
 
-    ``delta`` is ``mean(first) - mean(second)`` with its bootstrap interval;
-    ``effect_size`` is Cohen's d_z, the mean of the per-query differences over their
-    standard deviation (0 when the runs agree on every query, infinite when they differ by
-    the same amount on every query). ``p_value`` is the pairwise test's; ``p_adjusted`` the
-    corrected one (Tukey's HSD p-value under ``correction="tukey"``), and ``significant``
-    says ``p_adjusted <= alpha``. ``wins``, ``ties`` and ``losses`` count the queries where
-    ``first`` scores higher, equal and lower.
+    ``delta`` is ``mean(first) - mean(second)``; ``effect_size`` Cohen's d_z (0 when the
+    runs agree on every query); ``p_adjusted`` the corrected p-value, ``significant`` when
+    at most ``alpha``; ``wins``/``ties``/``losses`` count queries where ``first`` is higher,
+    equal, lower.
     """
 
     first: str
@@ -234,12 +227,10 @@ class MeasureLeaderboard:
 
 @dataclass(frozen=True, slots=True)
 class Leaderboard:
-    """Result of ``leaderboard``: runs ranked per measure over the queries they all share.
+    """Result of ``leaderboard``: runs (in the order given) ranked per measure.
 
-    ``runs`` keeps the order given. ``n_queries`` queries are shared by every run;
-    ``n_dropped`` queries were left out because some run lacks them, and
-    ``dropped_by_run`` says how many of each run's own queries that was. ``latency`` holds
-    each run's replay latency, None where none was given.
+    ``n_queries`` are shared by every run; ``n_dropped`` were left out (``dropped_by_run``
+    per run); ``latency`` is None for a run given none.
     """
 
     runs: tuple[str, ...]
@@ -359,12 +350,9 @@ def _flip_hits(
     resamples: int,
     rng: np.random.Generator,
 ) -> npt.NDArray[np.int64]:
-    """Sign-flip hits of every pair: how many random sign vectors give a pair's
-    ``|sum(s * (x_first - x_second))|`` at least its threshold.
-
-    The flipped sum is linear in the runs, so each sign vector is applied once to every run
-    (``2 * (bits @ x) - sum(x)`` with ``bits`` the signs as 0/1, one matrix product) and the
-    pairs are differences of the results. Bits are drawn as ``sign_flip_hits`` draws them.
+    """Per pair, how many random sign vectors give ``|sum(s * (x_first - x_second))|`` at
+    least its threshold; the flipped sum is linear, so each sign vector is applied once per
+    run (one matrix product) and pairs are differences. Bits as ``sign_flip_hits`` draws them.
     """
     n_queries = weights.shape[0]
     hits = np.zeros(first.size, dtype=np.int64)
@@ -396,12 +384,9 @@ def _tukey_sums(
 ) -> FloatMatrix:
     """Per-run sums after permuting the runs within each query, shape ``(resamples, K)``.
 
-    Query ``q`` draws its permutation uniformly from ``relabel[q] ∘ G ∘ relabel[q]^-1``,
-    with ``G`` the dihedral group of the runs: a subgroup of all permutations, so the
-    randomisation test stays exact, and the random relabelling (fixed per query, drawn before
-    any data is seen) spreads every pair of runs over every pair of positions across the
-    queries. The ``2k`` permuted rows of a query are tabulated once; each resample then picks
-    one row per query, and a sparse matrix product sums the picks.
+    Query ``q`` permutes within ``relabel[q] ∘ G ∘ relabel[q]^-1`` (``G`` the dihedral group:
+    a subgroup, so the test stays exact; the fixed random relabelling spreads every pair
+    over every pair of positions). Each query's ``2k`` rows are tabulated once.
     """
     n_queries, width = centred.shape
     group = _dihedral(n_runs)
@@ -496,14 +481,10 @@ _PAIRWISE_CORRECTIONS: Final[Mapping[str, Callable[[FloatVector], FloatVector]]]
 
 
 def compact_letters(means: npt.ArrayLike, significant: npt.ArrayLike) -> tuple[str, ...]:
-    """Compact letter display: the letters of each run, in the order of ``means``.
+    """Compact letter display (Piepho 2004, insert-and-absorb): each run's letters.
 
-    ``significant`` is a symmetric boolean matrix: ``[i, j]`` when runs ``i`` and ``j``
-    differ significantly. Runs sharing a letter do not; each letter marks a largest group
-    of runs no two of which differ (Piepho 2004, "An algorithm for a letter-based
-    representation of all-pairwise comparisons": insert-and-absorb, then sweeping of
-    redundant letters). Letters are given in the order of each group's best run (higher
-    mean first, equal means by position), so the best run has ``a``.
+    ``significant[i, j]`` when runs ``i`` and ``j`` differ; runs sharing a letter do not.
+    Letters follow each group's best run (higher mean first), so the best run has ``a``.
     """
     values = np.asarray(means, dtype=np.float64)
     k = values.size
@@ -565,22 +546,10 @@ def leaderboard(
 ) -> Leaderboard:
     """Rank two or more runs on ``measures`` with corrected pairwise statistics.
 
-    ``per_query`` maps each run's reference (run id, in the order to report) to its
-    per-query values: a DataFrame indexed by query id (or with a ``query_id`` column) and
-    one column per measure, as ``ScoredRun.per_query``. Runs are paired on the queries they
-    all share; the others are counted in ``n_dropped``.
-
-    Per measure, with ``options``: each run's mean with a percentile bootstrap interval;
-    every pair's mean difference with its interval (the same resamples), Cohen's d_z, wins,
-    ties and losses; a two-sided paired test per pair (``randomization``: sign flips shared
-    by all pairs; ``t``: paired t-test), its p-values corrected as one family (``holm``,
-    ``bonferroni``, ``none``, or ``tukey``: Carterette's randomised Tukey HSD, or the
-    parametric one under ``t``; a pair's ``p_value`` stays its pairwise test's); and
-    letters (``compact_letters``) from the corrected decisions at ``alpha``. The methods and
-    how they compare with ranx's: docs/gate.md, "Comparing many runs".
-
-    Raises ConfigError for fewer than two runs, no shared query, or latency of a run not
-    ranked; InputError for a missing measure column, a non-finite value or a repeated query.
+    ``per_query`` maps each run id (in report order) to per-query values as
+    ``ScoredRun.per_query``; runs are paired on the queries all share, the rest counted in
+    ``n_dropped``. Methods: docs/gate.md, "Comparing many runs". Raises ConfigError for fewer
+    than two runs, no shared query or latency of a run not ranked; InputError for bad values.
     """
     runs = tuple(per_query)
     if len(runs) < 2:
@@ -668,6 +637,12 @@ class _PairFigures:
     t_p_values: FloatVector | None
 
 
+def _pair_blocks(count: int, *, rows: int) -> Iterator[slice]:
+    """Slices of ``count`` pairs small enough that ``rows`` x pairs stays within a chunk."""
+    block = max(1, _CHUNK_ELEMENTS // max(rows, 1))
+    return (slice(start, min(start + block, count)) for start in range(0, count, block))
+
+
 def _pair_figures(
     values: FloatMatrix, first: IntVector, second: IntVector, *, t_test: bool
 ) -> _PairFigures:
@@ -677,9 +652,7 @@ def _pair_figures(
     deltas, sds, observed, tolerance = (np.empty(count) for _ in range(4))
     wins, ties, losses = (np.empty(count, dtype=np.int64) for _ in range(3))
     t_p_values = np.empty(count) if t_test else None
-    block = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, count, block):
-        part = slice(start, min(start + block, count))
+    for part in _pair_blocks(count, rows=n):
         differences = values[:, first[part]] - values[:, second[part]]
         deltas[part] = differences.mean(axis=0)
         sds[part] = differences.std(axis=0, ddof=1) if n > 1 else 0.0
@@ -704,9 +677,7 @@ def _delta_intervals(
     """Percentile intervals of each pair's mean difference from the runs' bootstrap means
     (the same resamples), a block of pairs at a time."""
     low, high = np.empty(first.size), np.empty(first.size)
-    block = max(1, _CHUNK_ELEMENTS // max(boot.shape[0], 1))
-    for start in range(0, first.size, block):
-        part = slice(start, min(start + block, first.size))
+    for part in _pair_blocks(first.size, rows=boot.shape[0]):
         boot_deltas = boot[:, first[part]] - boot[:, second[part]]
         low[part], high[part] = percentile_interval(boot_deltas, values, confidence=confidence)
     return low, high

@@ -55,10 +55,8 @@ _WILCOXON_EXACT_MAX: Final = 50
 def _wilcoxon_pvalues(differences: FloatMatrix) -> FloatVector:
     """Two-sided Wilcoxon signed-rank p-values per column; 1 when every difference is 0.
 
-    Zero differences are dropped (Wilcoxon's own treatment). With at most
-    ``_WILCOXON_EXACT_MAX`` non-zero differences left the p-value is exact, ties included
-    (``_signed_rank_exact_pvalue``); scipy's default would use the normal approximation
-    whenever a difference is zero, which is too small for few non-zero differences.
+    Zero differences are dropped; up to ``_WILCOXON_EXACT_MAX`` non-zero ones the p-value is
+    exact, since scipy falls back to the (too small) normal approximation on any zero.
     """
     p_values = np.ones(differences.shape[1], dtype=np.float64)
     for column in np.flatnonzero(np.any(differences != 0.0, axis=0)):
@@ -74,11 +72,8 @@ def _wilcoxon_pvalues(differences: FloatMatrix) -> FloatVector:
 def _signed_rank_exact_pvalue(differences: npt.ArrayLike) -> float:
     """Exact two-sided Wilcoxon signed-rank p-value of non-zero ``differences``, ties included.
 
-    Under the null hypothesis every difference is equally likely to carry either sign, so
-    the sum of the (mid)ranks of the positive ones has the distribution of a sum of
-    independent "rank or nothing" terms; doubled midranks are integers, and that
-    distribution is counted exactly by convolution. The p-value is the probability of a
-    sum at least as far from its mean as the observed one (1 when there is no difference).
+    Under the null each sign is a coin flip, so the positive (doubled, integer) midrank sum
+    is counted exactly by convolution; 1 when there is no difference.
     """
     values = np.asarray(differences, dtype=np.float64)
     if values.size == 0:
@@ -124,18 +119,12 @@ def _finite_or_none(value: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class MetricComparison:
-    """Paired comparison of one measure over the shared queries.
+    """Paired comparison of one measure over the shared queries (docs/gate.md, the fields).
 
-    ``delta`` and the interval are ``candidate - baseline``. ``p_adjusted`` is the Holm
-    adjustment (across the measures compared) of the test named by
-    ``Comparison.decision_test``. ``queries_needed`` is set for inconclusive measures: the
-    shared queries a repeat comparison would need, at the observed spread, to decide with
-    80 % power on a difference of ``queries_needed_effect`` (``min_effect``, or the observed
-    ``|delta|`` when that is 0); ``queries_needed_observed`` is the same figure for the
-    observed ``|delta|``, so that a large drop on too few queries says how few would
-    confirm it. ``queries_needed_note`` says both in words, or why there is none. A single
-    changed query has an unbounded interval (``to_dict`` gives ``None`` for an infinite
-    bound).
+    ``delta`` and the interval are ``candidate - baseline``; ``queries_needed*`` size a
+    repeat comparison for an inconclusive measure (for ``queries_needed_effect`` and for the
+    observed ``|delta|``), ``queries_needed_note`` says so in words. An infinite bound (one
+    changed query) is ``None`` in ``to_dict``.
     """
 
     measure: str
@@ -198,11 +187,8 @@ class MetricComparison:
 class Comparison:
     """Result of ``compare_runs``: per-measure comparisons, the verdict, and the settings.
 
-    The comparison covers the ``n_shared`` queries present in both runs;
-    ``only_in_baseline`` and ``only_in_candidate`` list (sorted) the ids left out, and
-    ``not_judged`` those both runs hold that the judgments they were scored on do not cover.
-    ``failed_in_baseline`` and ``failed_in_candidate`` list the queries whose retrieval
-    failed in that run; they were compared as 0 (``failed_as_zero``), never left out.
+    ``only_in_*`` list (sorted) the ids left out of the ``n_shared``, ``not_judged`` those the
+    judgments do not cover; ``failed_in_*`` were compared as 0 (``failed_as_zero``).
     """
 
     metrics: tuple[MetricComparison, ...]
@@ -513,27 +499,12 @@ def compare_runs(
     failed_in_candidate: Sequence[str] = (),
     failed_as_zero: bool = False,
 ) -> Comparison:
-    """Compare a candidate run with a baseline, query by query, and decide the gate.
+    """Compare a candidate run with a baseline over their shared queries and decide the gate.
 
-    ``baseline`` and ``candidate`` hold per-query values (index: query id, or a
-    ``query_id`` column; one column per canonical measure name such as ``ndcg@10``).
-    The comparison runs over the queries both contain; the others are listed in the result.
-
-    Per measure: a bootstrap interval (``ci_method``: ``"percentile"`` or ``"bca"``, both
-    with the small-sample expansion) at ``confidence`` for the mean of
-    ``candidate - baseline``; a two-sided sign-flip
-    permutation test and a Wilcoxon signed-rank test; Holm adjustment across the measures of
-    the p-value named by ``decision_test``; then ``evalkit.stats.decision.decide`` with
-    ``alpha`` and ``min_effect``. ``resamples`` applies to both the bootstrap and the
-    permutation test; one seeded ``Generator(PCG64(seed))`` draws both, shared by all
-    measures.
-
-    Failed queries are never left out as if they were not asked: when
-    ``failed_in_baseline`` or ``failed_in_candidate`` (ids of queries whose retrieval failed
-    in that run) is not empty, the comparison raises ``FailedQueriesError`` (a
-    ``RetrieverError``), unless ``failed_as_zero``: then each failed query is compared with
-    the value 0 on every measure, the worst outcome. Queries merely absent from one run
-    (a different goldset version) stay out and are listed as before.
+    ``baseline``/``candidate``: per-query values indexed by query id (or a ``query_id``
+    column), one column per measure name. Queries in one run only are listed, not compared.
+    Failed queries raise ``FailedQueriesError`` unless ``failed_as_zero`` counts them as 0.
+    The tests, interval and decision are described in docs/gate.md.
     """
     _check_options(
         alpha=alpha,
