@@ -1,10 +1,8 @@
-"""The detector base class and the registry of detectors (the result record, ``DriftResult``,
-is in ``evalkit.records.drift``).
+"""The detector base class and registry (the result record is ``records.drift.DriftResult``).
 
-Every detector follows one contract: settings in ``__init__`` (keyword-only), learning in
-``fit(reference) -> self``, verdict in ``test(current) -> DriftResult``. A detector is
-registered once under its canonical method name, and ``make_detector(name, **settings)``
-builds one from configuration.
+A detector takes keyword-only settings in ``__init__``, learns in ``fit(reference) -> self``
+and judges in ``test(current) -> DriftResult``; ``make_detector(name, **settings)`` builds a
+registered one from configuration.
 """
 
 from __future__ import annotations
@@ -62,10 +60,9 @@ def as_embeddings(
 ) -> Embeddings:
     """Validate an (n, d) array-like of embeddings, or raise InputError saying why.
 
-    float32 input stays float32 (what embedding models produce; halves memory traffic);
-    anything else becomes float64. ``check_finite=False`` leaves the NaN check to a
-    detector that sees every value anyway (it must call ``require_finite`` when its sums
-    are not finite).
+    float32 stays float32 (halves memory traffic), anything else becomes float64.
+    ``check_finite=False`` leaves the NaN check to a detector that sees every value
+    (it must call ``require_finite`` when its sums are not finite).
     """
     try:
         array = np.asarray(values)
@@ -109,11 +106,8 @@ def require_finite(array: Embeddings, *, name: str) -> None:
 def permutation_p_value(observed: float, null: FloatArray) -> float:
     """Monte-Carlo permutation p-value ``(1 + #{null >= observed}) / (1 + len(null))``.
 
-    Counting the observed labelling among the permutations keeps the test valid at every
-    level: under no drift, ``P(p <= alpha) <= alpha`` exactly. A relabelling whose statistic
-    is within ``1e-6`` of the largest statistic's magnitude below the observed one counts
-    as reaching it: a tie (the observed labelling drawn again, or its mirror image when
-    the windows are equal) computed along another rounding path.
+    Valid at every level; a relabelling within ``1e-6`` (relative) below the observed one is
+    a tie rounded another way and counts as reaching it (docs/drift.md, "How `mmd` works").
     """
     scale = max(abs(observed), float(np.abs(null).max(initial=0.0)))
     exceed = int(np.count_nonzero(null >= observed - _TIE_RTOL * scale))
@@ -151,10 +145,7 @@ class LabelSums:
     """Sums of feature rows over the reference set, for the observed and permuted labellings.
 
     With ``S = Σ_{i in reference} φ_i`` and ``T = Σ_i φ_i``: ``square[j] = S·S`` and
-    ``cross[j] = S·T`` for labelling ``j`` (index 0 is the observed labelling, the rest are
-    the permutations), and ``total = T·T``. Statistics that depend on the two windows only
-    through their feature sums (MMD² with a finite feature map, distances between window
-    means) are functions of these three numbers.
+    ``cross[j] = S·T`` for labelling ``j`` (0 the observed one), and ``total = T·T``.
     """
 
     square: FloatArray
@@ -181,16 +172,10 @@ def permuted_label_sums(
 ) -> LabelSums:
     """``LabelSums`` of the observed labelling (first ``n_reference`` rows) and permutations.
 
-    Small pools draw ``n_permutations`` independent uniform relabellings (one matrix product
-    per chunk). When the pool has more than ``n_permutations + 1`` rows it instead uses
-    every cyclic shift of the labels in a random order of the rows: those ``n - 1``
-    relabellings and the observed one form a group of permutations (the cyclic group
-    conjugated by the random order), so the test stays exact (Lehmann & Romano, Testing
-    Statistical Hypotheses, §15.2; Hemerik & Goeman 2018), and the sums for all shifts come
-    from one FFT cross-correlation, O(n log n) per feature.
-
-    Sums are taken of centred features, which keeps them O(√n) rather than O(n), so
-    single-precision input stays accurate; every total is accumulated in float64.
+    Small pools draw uniform relabellings; a pool of more than ``n_permutations + 1`` rows
+    uses every cyclic shift in a random row order, a group, so the test stays exact, by one
+    FFT per feature (docs/drift.md, "How `mmd` works"). Sums of centred features stay
+    O(√n), so float32 input stays accurate; totals accumulate in float64.
     """
     n_pool = features.shape[0]
     mean = features.mean(axis=0, dtype=np.float64)

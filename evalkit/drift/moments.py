@@ -49,16 +49,9 @@ class BlockSums(NamedTuple):
 class BlockLayout:
     """Consecutive-row blocks of two windows and random block relabellings.
 
-    ``moves`` has one row per labelling: row 0 the observed one (the reference window's
-    blocks), each further row a random relabelling with as many reference blocks.
-    When both windows have the same number of blocks, block ``i`` of the reference is
-    paired with block ``i`` of the current window and a relabelling swaps a random subset
-    of the pairs (the group of pair swaps, one random bit per pair); otherwise it is a
-    uniformly random choice of blocks (the symmetric group on blocks).
-
-    Each relabelling is also a *move* from the observed one: ``moves @ move_vectors(B)`` is
-    how much the reference window's sum changes, for block sums ``B``. A pair swap moves
-    ``current_i − reference_i`` per swapped pair, so pair swaps need K/2 columns, not K.
+    ``moves`` has one row per labelling, row 0 the observed one; ``moves @ move_vectors(B)``
+    is how much each labelling changes the reference window's sum of block sums ``B`` (pair
+    swaps need K/2 columns, not K). docs/drift.md, "How `moments` works".
     """
 
     def __init__(

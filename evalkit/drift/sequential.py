@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Concatenate, Final, Literal, ParamSpec
 
 import numpy as np
 import numpy.typing as npt
@@ -40,10 +40,8 @@ IntArray = npt.NDArray[np.int64]
 
 RECOVERY_RUNS: Final = 4
 """Consecutive values back at the baseline that reset a statistic which passed ``h_alert``
-(see Recovery in the module docstring). Under a drop of one sd that goes on, a value is
-back by chance with probability 0.31 (four in a row 0.009; two sd: 2e-5); once the series is
-back at its baseline, 0.69 each. Three cleared a CUSUM sooner after a fix (median 5 runs
-against 8) but cleared it during a sustained 1 sd drop on 67 % of series against 31 %
+(docs/drift.md, Recovery). Under a sustained 1 sd drop four in a row come by chance with
+probability 0.009; three cleared a CUSUM during such a drop on 67 % of series against 31 %
 (``benchmarks/drift_calibration.py --sequential-recovery``)."""
 
 
@@ -191,13 +189,9 @@ FULL_WARMUP = 20
 def warmup_widening(runs: int) -> float:
     """Factor on an sd estimated from ``runs`` warm-up values: 1 from ``FULL_WARMUP`` runs.
 
-    An sd estimated from a few runs is often far too small, and every standardised step
-    after it too large: with 5 runs, Page-Hinkley raised a false alert on 15 % of stable
-    series within 100 runs, against 3 % with 20. The factor is ``U(runs) / U(20)``, where
-    ``U(n) = sqrt((n - 1) / chi2_0.05(n - 1))`` is the one-sided 95 % upper confidence bound
-    of an sd from ``n`` values relative to the estimate: a short warm-up's sd is widened to
-    the same upper bound a 20-run warm-up gives, which keeps the thresholds at the
-    false-alarm rates measured with 20 runs (1.73 at 5 runs, 1.20 at 10).
+    ``U(runs) / U(20)``, ``U(n) = sqrt((n - 1) / chi2_0.05(n - 1))`` being the one-sided
+    95 % upper bound of an sd from ``n`` values over the estimate (1.73 at 5 runs, 1.20 at
+    10): a short warm-up's sd, often far too small, keeps the 20-run false-alarm rates.
     """
     if runs >= FULL_WARMUP or runs < 2:
         return 1.0
@@ -301,39 +295,6 @@ def _trace(
     )
 
 
-def cusum(
-    values: Sequence[float] | npt.ArrayLike,
-    *,
-    k: float = 0.5,
-    h_warning: float = 5.0,
-    h_alert: float = 8.0,
-    warmup: int = 20,
-    target: float | None = None,
-    sd: float | None = None,
-    min_sd: float = 1e-3,
-    direction: Direction = "drop",
-) -> SequentialTrace:
-    """One-sided CUSUM over a whole series (see the module docstring for units)."""
-    settings = _Settings(k, h_warning, h_alert, warmup, target, sd, min_sd, direction)
-    return _trace("cusum", _as_series(values), settings, running_reference=False)
-
-
-def page_hinkley(
-    values: Sequence[float] | npt.ArrayLike,
-    *,
-    delta: float = 0.5,
-    h_warning: float = 5.0,
-    h_alert: float = 8.0,
-    warmup: int = 20,
-    sd: float | None = None,
-    min_sd: float = 1e-3,
-    direction: Direction = "drop",
-) -> SequentialTrace:
-    """Page-Hinkley test over a whole series: deviations from the running mean."""
-    settings = _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction)
-    return _trace("page_hinkley", _as_series(values), settings, running_reference=True)
-
-
 def sequential_trace(
     method: str,
     values: Sequence[float] | npt.ArrayLike,
@@ -375,6 +336,10 @@ class _Incremental:
         self._baseline: tuple[float, float] | None = None
         if self._settings.warmup_length(self.method) == 0:
             self._baseline = self._settings.baseline(np.zeros(0))
+
+    def trace(self, values: FloatArray) -> SequentialTrace:
+        """The states over a whole series under these settings, this detector left as it is."""
+        return _trace(self.method, values, self._settings, self._running_reference)
 
     @property
     def baseline(self) -> tuple[float, float] | None:
@@ -459,3 +424,26 @@ class PageHinkley(_Incremental):
             _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction),
             running_reference=True,
         )
+
+
+_P = ParamSpec("_P")
+
+
+def _over_series(
+    name: str, detector: Callable[_P, _Incremental], doc: str
+) -> Callable[Concatenate[Sequence[float] | npt.ArrayLike, _P], SequentialTrace]:
+    """The pure function over a whole series taking ``detector``'s settings."""
+
+    def over_series(
+        values: Sequence[float] | npt.ArrayLike, /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> SequentialTrace:
+        series = _as_series(values)
+        return detector(*args, **kwargs).trace(series)
+
+    over_series.__name__ = over_series.__qualname__ = name
+    over_series.__doc__ = doc
+    return over_series
+
+
+cusum = _over_series("cusum", Cusum, "One-sided CUSUM over a whole series.")
+page_hinkley = _over_series("page_hinkley", PageHinkley, "Page-Hinkley over a whole series.")

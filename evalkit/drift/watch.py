@@ -211,14 +211,9 @@ def check_embeddings(
 class ModelCheck:
     """Whether the query model embeds as the model the index was built with.
 
-    ``finding``: ``ok``, ``model_mismatch``, or ``unknown`` (the index carries no
-    fingerprint and no stored text could be re-embedded). ``canary_similarity`` is the
-    lowest cosine between the two models' embeddings of the same canary string (1.0 for the
-    same model). ``evidence`` names what the finding rests on: ``canary_fingerprint`` (the
-    fingerprint the collection records), ``reembedded_sample`` (stored documents re-embedded
-    from their text, summarised in ``reembedding``), ``vector_dimension`` (stored vectors of
-    another dimension than the query model's). ``check_id`` is the stored check's id, None
-    when not stored.
+    ``finding``: ``ok``, ``model_mismatch`` or ``unknown``; ``canary_similarity`` the lowest
+    cosine between the two models' canary embeddings; ``evidence`` what the finding rests on
+    (docs/drift.md, "The model check"); ``check_id`` None when not stored.
     """
 
     finding: str
@@ -403,13 +398,9 @@ class PrecisionCheck:
     """Precision over time for one goldset x retriever.
 
     ``series`` holds (run_id, started_at, value) of complete runs, oldest first; ``levels``
-    the sequential detector's level after each run; ``paired`` the gate-style comparison of
-    the latest run with the baseline run (None with fewer than two runs). ``warmup`` is
-    the sequential detector's warm-up in runs: while the series is no longer than it
-    (``warming_up``), the detector has judged nothing yet, and its runs show level
-    ``warming up`` rather than ``ok``. ``partial_runs`` counts partial runs of the series
-    left out (their means leave the failed queries out). ``check_id`` is the stored drift
-    check's id (``evalkit explain --drift-check`` takes it), None when not stored.
+    the detector's level after each run (``warming up`` within ``warmup``); ``paired`` the
+    latest run against the baseline (None with fewer than two runs); ``partial_runs`` the
+    partial runs left out; ``check_id`` None when not stored. docs/drift.md.
     """
 
     goldset: str
@@ -507,16 +498,10 @@ def watch_precision(
 ) -> PrecisionWatch:
     """Check every retriever evaluated on ``goldset`` (or only ``subject``) for a drop.
 
-    The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
-    a floor) raises warning/alert levels; the latest run is also compared with the baseline
-    (``baseline_run``, default the series' oldest complete run that retention left its
-    per-query results, older than the ``limit`` runs read or not) by the paired test ``test``
-    (default: the gate's), a failed query of a partial run counting as 0 there.
-
-    A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
-    factory, where it searches and its options), its newest ``limit`` at most; its partial
-    runs are left out of the series and counted. A retriever with no complete run is listed
-    in ``skipped`` with the reason, never dropped silently.
+    Page-Hinkley over each retriever's (``RunRecord.retriever_id``) newest ``limit`` complete
+    run means, and the latest run against ``baseline_run`` (default: the oldest that kept its
+    per-query results) by the paired test ``test``. A retriever with no complete run is in
+    ``skipped`` with the reason. docs/drift.md, "``evalkit drift precision``".
     """
     # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
     parse_measure(measure)  # a misspelt measure is named as such, not as "no runs with it"
