@@ -152,11 +152,9 @@ class RunSpec:
         )
 
     def same_query_model(self, other: RunSpec) -> bool | None:
-        """Whether this run and ``other`` embedded their queries with one model: the same
-        name and the same embeddings of the canaries (``ModelFingerprint.agrees_with``, by
-        cosine, so that the model on ONNX Runtime and on torch is one model). None when it
-        cannot be told: same name, canary hashes that differ, and one run stored before runs
-        kept their canary embeddings."""
+        """Whether this run and ``other`` embedded their queries with one model
+        (``ModelFingerprint.agrees_with``: same name, canaries close by cosine); None when
+        one run was stored before runs kept their canary embeddings and it cannot be told."""
         return same_model(self.query_model, other.query_model)
 
     @classmethod
@@ -305,12 +303,8 @@ def create_run(
 ) -> str:
     """Record a new run as ``running`` and return its id (committed at once).
 
-    ``started_at`` (UTC, naive) defaults to now; a run replayed before it is recorded
-    gives the time its replay began. Recorded through a store working for a job run
-    (``Store.working_for``), the run is added to that job run's runs in the same
-    transaction. ``run_id`` (default: a new one, ``new_run_id``) is
-    for a run whose files were named before its row was written.
-    """
+    ``started_at`` (UTC, naive; default now) and ``run_id`` are for a run replayed or named
+    before its row was written. Through ``Store.working_for`` the run joins that job run."""
     store.require_writable()
     started_at = started_at or utc_now()
     run_id = run_id or new_run_id(started_at)
@@ -322,13 +316,9 @@ def create_run(
 
 
 def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
-    """Write the ``runs`` row of ``run`` (its tags too), on ``con``.
-
-    The one place a run row is written, so a run recorded here (``create_run``) and one
-    imported from an export have the same columns from the same ``RunRecord``. Its
-    retriever options and error are masked of every registered secret; its aggregates are
-    not written here.
-    """
+    """Write the ``runs`` row of ``run`` (its tags too, not its aggregates), on ``con``,
+    with retriever options and error masked of every registered secret: the one place a
+    run row is written, for recorded and imported runs alike."""
     spec = run.spec
     con.execute(
         f"INSERT INTO runs ({_STORED_COLUMNS}) VALUES ({placeholders(29)})",
@@ -471,13 +461,8 @@ def run_lock(store_path: Path, run_id: str) -> FileLock:
 
 def fail_running_runs(store: Store, *, note: str) -> list[str]:
     """Mark every run still ``running`` as failed (``interrupted: note``), except those whose
-    ``run_lock`` a live process holds; their ids.
-
-    Call only while holding the store for writing: DuckDB admits one writing process
-    and a run's writer keeps the store open until the run is finished, or else holds the
-    run's lock, so a run still ``running`` then belongs to a process that stopped without
-    finishing it.
-    """
+    ``run_lock`` a live process holds; their ids. Call only while holding the store for
+    writing: then a run still ``running`` without its lock held belongs to a stopped process."""
     run_ids = [
         str(row[0]) for row in store.fetch("SELECT run_id FROM runs WHERE status = 'running'")
     ]
@@ -493,24 +478,14 @@ def fail_running_runs(store: Store, *, note: str) -> list[str]:
 
 
 class RunRecorder:
-    """The lifecycle of one run in the store, which every kind of run goes through (a goldset
-    run, a traffic replay, a gate's live candidate; replayed locally or on Ray).
+    """The lifecycle of one run in the store, which every kind of run goes through.
 
-    Entering the block records the run ``running`` (``create_run``, with ``started_at`` and
-    ``run_id`` when the replay began before its row was written; ``recorded``: the row
-    exists already, written ``running`` by this process before the replay). ``add`` stores a
-    batch of per-query results and counts its failures; ``finish`` writes the run's figures
-    and its final status in one transaction: ``failed`` when every query failed (with no
-    query at all, ``nothing_answered``), ``partial`` when some did, with a note naming how
-    many and the first error, else ``complete``. A run whose results were loaded some other
-    way (the Ray engine's shards) is finished by ``finish_loaded``, whose writer gets that
-    status.
-
-    Leaving the block without finishing finishes the run with no figures; leaving it by an
-    exception (or calling ``fail``) marks it ``failed`` with the error, and the exception
-    goes on. A run already finished stays as it was finished. If the store itself is what
-    broke, the run stays ``running``, which never reads as complete.
-    """
+    Entering records the run ``running`` (``recorded``: this process wrote the row already);
+    ``add`` stores a batch of results; ``finish`` writes figures and final status at once:
+    ``failed`` when every query failed (none at all: ``nothing_answered``), ``partial`` when
+    some did, else ``complete``. ``finish_loaded`` does it for results loaded otherwise (Ray
+    shards). Leaving unfinished finishes with no figures; leaving by an exception marks it
+    ``failed`` and re-raises; if the store itself broke, the run stays ``running``."""
 
     def __init__(
         self,
