@@ -49,14 +49,10 @@ __all__ = [
 
 
 class WriterAccess(Protocol):
-    """How a piece of work gets the store to write in: a ``StoreAccess`` (the store opened
-    for each block, one writer at a time), an open ``Store`` (its own access) or any object
-    of the same shape (a command's, which also names the command in the lock).
-
-    ``keeps_open`` says whether the store stays open between blocks anyway: the pipeline
-    then records a run as it goes (``running`` before the first query, results batch by
-    batch); otherwise it opens the store only for short stretches around the slow part.
-    """
+    """How a piece of work gets the store to write in: a ``StoreAccess`` (opened per block,
+    one writer at a time), an open ``Store`` or any object of that shape. With ``keeps_open``
+    the pipeline records a run as it goes; otherwise it opens the store only for short
+    stretches around the slow part."""
 
     @property
     def keeps_open(self) -> bool:
@@ -335,14 +331,9 @@ class StoreAccess:
         on_wait: Callable[[str], None] | None = None,
     ) -> StoreAccess:
         """Access to the store of ``settings``, with its memory limit and the patience of
-        ``wait_as``.
-
-        ``"command"`` waits ``store_wait`` (a CLI command, the pytest plugin); ``"job"`` waits
-        ``[scheduler] lock_wait`` (``evalkit serve`` and the commands that run its jobs or
-        deliver its alerts); ``"ingest"`` waits ``[otlp] store_wait`` (the OTLP receiver's
-        committer, which retries). ``program`` names this process in the lock file;
-        ``on_wait`` hears who the store is waited for.
-        """
+        ``wait_as``: ``command`` waits ``store_wait``, ``job`` ``[scheduler] lock_wait``,
+        ``ingest`` ``[otlp] store_wait``. ``program`` names this process in the lock file;
+        ``on_wait`` hears who the store is waited for."""
         waits: dict[StoreWait, float] = {
             "command": settings.store_wait,
             "job": settings.scheduler.lock_wait,
@@ -404,12 +395,9 @@ class StoreAccess:
         self, purpose: str, *, stop: threading.Event | None = None, first: bool = False
     ) -> Iterator[float]:
         """The writer lock, held for the block, without opening the store (for work that
-        replaces the file itself); yields the ``time.monotonic()`` deadline by which the
-        store should be open (``open_when_free``). Waits and fails as ``writer`` does.
-
-        A ``first`` waiter takes the lock before the other waiters of this access: they do
-        not try it while one waits. Waiters of other processes are unaffected.
-        """
+        replaces the file); yields the ``time.monotonic()`` deadline by which the store should be
+        open. Waits and fails as ``writer`` does; a ``first`` waiter goes before this access's
+        other waiters (not other processes')."""
         deadline = time.monotonic() + self.wait
         lock = FileLock(self.lock_path, program=self.program)
 

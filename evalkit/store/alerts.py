@@ -69,13 +69,9 @@ def has_tables(store: Store, *names: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class StoredAlertState:
-    """What evaluation knows about one deduplication key.
-
-    ``active`` is whether the rule's condition held at the last evaluation; ``since`` when
-    it started holding. ``notified_status`` is what receivers were last told (``firing``,
-    ``resolved`` or None for never) and ``last_fired_notice_at`` when the last *firing*
-    notification was created: the cooldown is counted from there.
-    """
+    """What evaluation knows about one deduplication key: whether the condition held at the
+    last evaluation (since ``since``), what receivers were last told (``notified_status``,
+    None: never) and when the last *firing* notice was created, which the cooldown counts from."""
 
     dedup_key: str
     rule: str
@@ -366,14 +362,9 @@ class DueDelivery:
 
 
 def due_deliveries(store: Store, *, now: datetime, limit: int = 500) -> list[DueDelivery]:
-    """Pending outbox rows, oldest alert first, whose sink is due at ``now``: at most
-    ``limit`` of each sink.
-
-    Rows of a sink are returned in alert order even when later ones are not yet due, so a
-    deliverer can keep each sink's notifications in order (a resolution never overtakes
-    the firing it resolves). The limit is per sink: a sink with a long queue (down for
-    days, or no longer configured) must not keep the others' rows out of the pass.
-    """
+    """Pending outbox rows, oldest alert first, whose sink is due at ``now``: at most ``limit``
+    per sink, so one sink's long queue never keeps the others out. A sink's rows come in alert
+    order even when later ones are not yet due, so a resolution never overtakes its firing."""
     rows = store.fetch(
         f"SELECT {qualified(_ALERT_COLUMNS, 'a')},"
         " o.sink, o.attempts, o.created_at, o.next_attempt_at"
@@ -414,14 +405,10 @@ def record_delivery_attempt(
     error: str | None,
     next_attempt_at: datetime | None,
 ) -> list[str]:
-    """Record one attempt; ``ok`` marks the row delivered, ``next_attempt_at=None`` after a
-    failure abandons it, otherwise it stays pending until ``next_attempt_at``.
-
-    Abandoning a firing notification also abandons the sink's pending resolution of it,
-    unless the sink was told of the episode by another firing: a receiver never gets a
-    resolution for a firing it was not told about. Returns the ids of the resolutions so
-    abandoned.
-    """
+    """Record one attempt: ``ok`` marks the row delivered; after a failure it stays pending
+    until ``next_attempt_at``, or with None is abandoned together with the sink's pending
+    resolution of it (unless another firing told the sink of the episode). Returns the ids of
+    the resolutions so abandoned."""
     if ok:
         state = "delivered"
     elif next_attempt_at is None:

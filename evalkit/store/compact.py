@@ -41,17 +41,10 @@ class CompactReport:
 
 
 def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> CompactReport:
-    """Rewrite the store of ``access`` into a file without the space of deleted rows.
-
-    Holds the writer lock throughout and waits, as ``access`` waits, for other processes to
-    close the file (DuckDB's own lock), so no evalkit process writes meanwhile; readers
-    that open the file during the copy keep reading the old one. A process writing without
-    the writer lock (an older evalkit, a script) must be stopped first. The new file keeps
-    the store's permissions and owner; a store reached through a symbolic link is compacted
-    where the link points. Raises
-    NotFoundError without a store, StoreBusyError when the lock is not had in time, and
-    StoreError when the copy fails or differs (the store is then left as it was).
-    """
+    """Rewrite the store of ``access`` into a file without the space of deleted rows
+    (docs/store.md): holds the writer lock and waits, as ``access`` waits, for other processes
+    to close the file. Raises NotFoundError without a store, StoreBusyError when the lock is
+    not had in time, and StoreError when the copy fails or differs (the store left as it was)."""
     # A store reached through a symbolic link is compacted where it is.
     path = access.store_path.resolve()
     if not path.exists():

@@ -110,15 +110,11 @@ def export_run(
     stream: TextIO | None = None,
     overwrite: bool = False,
 ) -> RunExport:
-    """Write the run ``run_id`` (a unique prefix is enough) in ``format``.
-
-    ``trec`` and ``jsonl`` go to the file ``output`` or, without one, to ``stream``;
-    ``parquet`` needs ``output``, the directory that receives its files. Raises
-    ``NotFoundError`` for an unknown run, ``ConfigError`` for a format that cannot hold
-    the run (a TREC file cannot hold an id with whitespace in it) or a run whose per-query
-    rows retention deleted, and ``InputError`` for an ``output`` file that exists, or a
-    directory that holds files, unless ``overwrite``.
-    """
+    """Write the run ``run_id`` (a unique prefix is enough) in ``format``: ``trec`` and
+    ``jsonl`` to the file ``output`` or else ``stream``, ``parquet`` into the directory
+    ``output``. Raises ``NotFoundError`` for an unknown run, ``ConfigError`` for a format that
+    cannot hold the run or a run whose per-query rows retention deleted, and ``InputError``
+    for an existing ``output`` (a directory holding files) unless ``overwrite``."""
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {format!r}; use one of {EXPORT_FORMATS}")
     run = get_run(store, run_id)
@@ -191,13 +187,8 @@ def write_trec(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]:
 
 
 def write_jsonl(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]:
-    """Write one JSON object per query of ``run``; returns (queries, retrieved documents).
-
-    Each object: ``run_id``, ``query_id``, ``latency_ms``, ``error`` (null unless the
-    retrieval failed), ``n_duplicates``, ``results`` (``rank``, ``doc_id``, ``score``,
-    best first) and ``metrics`` (measure -> value; empty for a query that was not scored).
-    Non-finite numbers are written as null.
-    """
+    """Write one JSON object per query of ``run`` (fields in docs/export.md; non-finite
+    numbers as null); returns (queries, retrieved documents)."""
     sql = (
         "WITH docs AS (SELECT query_id, list(struct_pack(rank := rank, doc_id := doc_id,"
         " score := score) ORDER BY rank) AS results FROM run_results WHERE run_id = ?"
@@ -244,16 +235,9 @@ def write_jsonl(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]
 
 def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
     """Write ``run`` as ``results.parquet``, ``queries.parquet`` and ``run.json`` in
-    ``directory`` (created if needed; these three files are replaced, and an earlier
-    export's ``GOLDSET_FILES`` removed when ``run`` has no goldset; nothing else).
-
-    ``results.parquet``: run_id, query_id, rank, doc_id, score, one row per retrieved
-    document. ``queries.parquet``: run_id, query_id, latency_ms, error, n_results,
-    n_duplicates and a DOUBLE column per measure of the run, named as the measure
-    (``"ndcg@10"``), null where the query was not scored; the mean of a measure's column is
-    the run's aggregate. A goldset run also gets ``GOLDSET_FILES``, the rows of
-    ``goldset_queries`` and ``judgments`` of its goldset version.
-    """
+    ``directory`` (created if needed), plus ``GOLDSET_FILES`` for a goldset run; only these
+    files are replaced (an earlier export's ``GOLDSET_FILES`` removed when ``run`` has no
+    goldset). Columns in docs/export.md; a measure's column mean is the run's aggregate."""
     directory.mkdir(parents=True, exist_ok=True)
     goldset_version = run.spec.goldset_version
     measures = list(run.spec.measures)
@@ -340,18 +324,12 @@ class RunImport:
 
 
 def import_run(store: Store, path: Path) -> RunImport:
-    """Store the run of the Parquet export ``path`` (its directory, or its ``run.json``) as
-    it was recorded: its id, status and provenance (retriever and its configuration, model
-    and index fingerprints, goldset version, k, measures, relevance threshold, times), its
-    per-query results, errors and metrics, and its aggregates, with ``imported_from``
-    naming the export, so that nothing mistakes it for a run of this store. Its goldset
-    version's queries and judgments (``GOLDSET_FILES``) are stored too when the store lacks
-    them, under no goldset name: ``--goldset NAME`` still means what it meant.
-
-    Idempotent: a run this store already holds (the same id, goldset version and start) is
-    left as it is, ``imported`` False. Raises ``InputError`` naming the file and field of a
-    broken export, and ``ConfigError`` when the store holds another run under that id.
-    """
+    """Store the run of the Parquet export ``path`` (its directory or ``run.json``) as it was
+    recorded, with ``imported_from`` naming the export, and its goldset version's queries and
+    judgments when the store lacks them (under no goldset name). Idempotent: a run already
+    held (same id, goldset version and start) is left, ``imported`` False. Raises
+    ``InputError`` naming the file and field of a broken export, and ``ConfigError`` when the
+    store holds another run under that id."""
     directory = path if path.is_dir() else path.parent
     missing = [name for name in PARQUET_FILES if not (directory / name).is_file()]
     if missing:

@@ -80,15 +80,10 @@ _CURSOR_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class SourceCursor:
-    """Where a subject's checks stopped reading one part of their source.
-
-    ``part`` identifies the part: a file by device and inode (``file:DEV:INODE``, so a
-    renamed file keeps its place), a table or a corpus by its path. A file's first
-    ``head_length`` bytes hash to ``head_hash`` (a replaced file is read afresh);
-    ``byte_offset`` is just past the last line read and ``rows_read`` the lines (Parquet:
-    rows) read. A table or corpus is read again from ``watermark``, the newest
-    ``updated_at`` read.
-    """
+    """Where a subject's checks stopped reading one part of their source: a file by
+    ``file:DEV:INODE`` (a renamed file keeps its place; one whose first ``head_length`` bytes
+    no longer hash to ``head_hash`` is read afresh) up to ``byte_offset``, ``rows_read`` lines;
+    a table or corpus from ``watermark``, the newest ``updated_at`` read."""
 
     subject: str
     part: str
@@ -306,15 +301,11 @@ def unreflected_changes(
 def read_duckdb_changes(
     path: Path, table: str, *, watermark: datetime | None, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """The rows of ``table`` in the DuckDB file ``path`` with their ``columns`` (those the
-    table has) and their position in the table as ``_row``.
-
-    The file is opened read-only. When ``updated_at`` is a timestamp column, only rows at or
-    after ``watermark`` are read and ``updated_at`` comes back as naive UTC; a column of
-    text or epoch seconds comes back as it is stored, every row of it. Raises InputError
-    when the file is not a DuckDB file, holds no such table or the table lacks ``doc_id``
-    or ``updated_at``.
-    """
+    """The rows of ``table`` in the DuckDB file ``path`` (opened read-only) with their
+    ``columns`` and their position as ``_row``. A timestamp ``updated_at`` reads only rows from
+    ``watermark``, as naive UTC; text or epoch seconds come back as stored, every row. Raises
+    InputError when the file is not DuckDB, lacks the table, or the table lacks ``doc_id`` or
+    ``updated_at``."""
     where = str(path)
     try:
         con = duckdb.connect(where, read_only=True)

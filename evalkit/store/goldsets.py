@@ -57,13 +57,9 @@ class GoldsetInfo:
 
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
-    """What storing a goldset version under its name did.
-
-    ``created`` is False when the name held this version already; ``was_current`` is the
-    version that was current under the name before, or None when the name held none or this
-    version was current already. ``created`` False with ``was_current`` set: an older
-    version was made current again.
-    """
+    """What storing a goldset version under its name did: ``created`` False when the name held
+    this version already; ``was_current`` the version current before (None: none, or this one),
+    so ``created`` False with ``was_current`` set means an older version was made current again."""
 
     created: bool
     was_current: str | None
@@ -100,14 +96,10 @@ def save_goldset_version(store: Store, goldset: Goldset) -> StoredVersion:
 def insert_goldset_version(
     store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset
 ) -> StoredVersion:
-    """Insert a goldset version through ``con`` inside the caller's transaction
-    (``save_goldset_version`` opens its own) and make it its name's current version.
-
-    A version the name holds already keeps its row (source, ``imported_at``) and becomes
-    current again when another one was. A version's content is stored once, however many
-    names share it. A name the goldset could not be run by again (``check_goldset_name``)
-    raises ConfigError.
-    """
+    """Insert a goldset version through ``con`` in the caller's transaction and make it its
+    name's current version (a version held already keeps its row; content is stored once
+    however many names share it). Raises ConfigError for a name the goldset could not be run
+    by again (``check_goldset_name``)."""
     import pandas as pd
 
     check_goldset_name(goldset.name)

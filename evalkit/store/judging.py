@@ -343,15 +343,10 @@ def latest_agreement(
 
 @dataclass(frozen=True, slots=True)
 class JudgedFigure:
-    """A measure of a run computed from labels that are not the goldset's.
-
-    ``source`` is ``assessor`` (LLM labels; ``labeller`` the assessor's name) or
-    ``estimate`` (calibrated scores; ``labeller`` the calibration). ``status`` is
-    ``complete`` or ``partial`` (some pairs left unjudged or over the budget);
-    ``judged_share`` is the share of the top-k documents the figure rests on;
-    ``agreement_id`` the assessor's agreement when the figure was computed (None: not
-    measured).
-    """
+    """A measure of a run computed from labels that are not the goldset's: ``source``
+    ``assessor`` (LLM labels, ``labeller`` the assessor) or ``estimate`` (``labeller`` the
+    calibration); ``partial`` when pairs were left unjudged; ``judged_share`` of the top-k it
+    rests on; ``agreement_id`` the assessor's agreement then (None: not measured)."""
 
     run_id: str
     source: str

@@ -60,13 +60,9 @@ def save_remap(
     min_overlap: float,
 ) -> StoredVersion:
     """Store the remapped ``goldset`` under its name, made current, and its mapping from
-    ``old``, in one transaction.
-
-    The mapping is stored once per (new version, old version): a remap that gave the same
-    version before, under this name or another (``--name``), keeps that remap's rows, and
-    the version is stored under this name too when it was not. Returns what storing the
-    version under its name did (``insert_goldset_version``).
-    """
+    ``old``, in one transaction. The mapping is stored once per (new, old) version: a remap
+    that gave this version before, under any name, keeps its rows. Returns what storing the
+    version under its name did."""
     import pandas as pd
 
     store.require_writable()

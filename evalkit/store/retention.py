@@ -46,13 +46,10 @@ _PER_QUERY_TABLES = (
 def retention_candidates(
     store: Store, *, older_than: datetime, keep_latest: int, keep: Sequence[str] = ()
 ) -> list[str]:
-    """Finished runs started before ``older_than`` whose per-query rows may go.
-
-    Never listed: runs still ``running``, the ``keep_latest`` newest runs of each (kind,
-    goldset, label), the first complete run of each retriever's series on a goldset (the
-    baseline ``evalkit drift precision`` compares the latest run with by default), runs
-    named in ``keep`` (pinned baselines), runs pruned already.
-    """
+    """Finished runs started before ``older_than`` whose per-query rows may go: never runs
+    still ``running``, the ``keep_latest`` newest of each (kind, goldset, label), a retriever's
+    first complete run on a goldset (the drift baseline), runs in ``keep``, or runs pruned
+    already."""
     rows = store.fetch(
         "SELECT run_id FROM runs WHERE status <> 'running'"
         " QUALIFY started_at < ?"

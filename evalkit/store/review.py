@@ -259,16 +259,11 @@ def _adopt_earlier_ids(
 
 
 def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
-    """Queue ``items`` in one transaction: new items are added ``open``; an item already
-    queued is updated (documents, priority, reason, provenance) only while it is open and
-    nobody has reviewed it, and otherwise kept as it is.
-
-    An item queued already under the same id for another tenant is a conflict: nothing is
-    queued and an ``InputError`` names both (an update never moves documents to another
-    tenant's item; the same tenant's question under another query id, as a later traffic
-    window promotes it, refreshes or keeps its item). A query queued before under another id
-    (its text shared then and not now, or the other way round; a tenanted item queued before
-    tenants were part of an item's id) is found under that id (``_adopt_earlier_ids``)."""
+    """Queue ``items`` in one transaction: new items ``open``; a queued item is updated only
+    while open and unreviewed. An item queued under the same id for another tenant is a
+    conflict: nothing is queued and an ``InputError`` names both. A query queued before under
+    another id (text shared then and not now, tenants not yet in ids) is found under that id
+    (``_adopt_earlier_ids``)."""
     store.require_writable()
     if not items:
         return QueueCounts(0, 0, 0)

@@ -105,15 +105,10 @@ in the collection: the whole index fingerprint of runs an earlier evalkit record
 
 
 def index_changed(before: RunSpec, after: RunSpec) -> bool:
-    """Whether two runs searched different indexes, by their index fingerprints.
-
-    Chroma runs an evalkit recorded before fingerprints covered the collection's contents
-    carry the fingerprint ``evalkit index`` stored as their own; a later run records that
-    one too (``INDEXED_FINGERPRINT``). Two such runs searched the same index when the older
-    one's fingerprint is the newer one's stored fingerprint and their document counts agree,
-    rather than an index changed by nothing but the upgrade. ``index_changed_sql`` is the
-    same rule in SQL.
-    """
+    """Whether two runs searched different indexes, by their index fingerprints; Chroma runs
+    recorded before fingerprints covered contents count as the same index when the older one's
+    fingerprint is the newer one's stored ``INDEXED_FINGERPRINT`` and their document counts
+    agree. ``index_changed_sql`` is the same rule in SQL."""
     if before.index_fingerprint == after.index_fingerprint:
         return False
     return not any(

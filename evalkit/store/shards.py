@@ -191,18 +191,11 @@ def load_run_shards(
     summary: ShardSummary | None = None,
     answers: ShardAnswers | None = None,
 ) -> int:
-    """Load ``shards`` into run ``run_id`` (still ``running``) and finish it with
-    ``status``, all in one transaction; the number of queries loaded. ``summary``: what
-    ``summarize_shards`` says of ``shards``, when the caller has it already.
-
-    The run's aggregates are the means of its loaded per-query values, over the queries
-    that were scored; ``n_total`` is the number of judged queries. Raises StoreError when
-    the run is not ``running`` (finished, or marked failed by another writer meanwhile)
-    or a shard was loaded into it before; nothing is written then.
-
-    With ``answers``, the answer shards of ``shards`` (those that exist) are loaded in the
-    same transaction as one answer scoring of the run; none exist: no scoring is stored.
-    """
+    """Load ``shards`` into run ``run_id`` (still ``running``) and finish it with ``status``,
+    in one transaction; the number of queries loaded. Aggregates are means over the scored
+    queries, ``n_total`` the number of judged queries, ``summary`` ``summarize_shards``'s when
+    the caller has it; ``answers`` loads the existing answer shards as one scoring. Raises
+    StoreError, writing nothing, when the run is not ``running`` or a shard was loaded before."""
     summary = summary or summarize_shards(store, shards, measures)
     rows = _rows_sql(summary.overlapping)
     files = _files(shards)

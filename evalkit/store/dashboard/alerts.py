@@ -59,13 +59,10 @@ def alerts_frame(
     limit: int = 500,
     offset: int = 0,
 ) -> pd.DataFrame:
-    """Notifications, newest first (``limit`` of them from row ``offset``), with their
-    deliveries summarised per alert. ``status="firing"`` lists what ``evalkit alerts list
-    --status firing`` lists: the firing notifications of conditions still open.
-
-    Columns: alert_id, created_at, fired_at, rule, kind, subject, status, severity, title,
-    summary, n_sinks, delivered, pending, abandoned, attempts, last_error.
-    """
+    """Notifications, newest first (``limit`` from row ``offset``), deliveries summarised per
+    alert; ``status="firing"`` lists the firing notices of conditions still open. Columns:
+    alert_id, created_at, fired_at, rule, kind, subject, status, severity, title, summary,
+    n_sinks, delivered, pending, abandoned, attempts, last_error."""
     condition, parameters = alert_status_condition(status)
     return read_frame(
         store,

@@ -15,22 +15,14 @@ __all__ = ["answer_items_frame", "answer_series_frame", "scoring_source", "unmea
 
 
 def answer_series_frame(store: Store, *, with_traffic: bool = False) -> pd.DataFrame:
-    """Per scoring, metric, method, method version and judge: when, the mean over measured
-    rows and the measured / unmeasured counts (means skip unmeasured rows; NULL when none
-    was measured).
-
-    ``method_version`` is the stored prompt version without its threshold (``offline-v2``,
-    ``offline-v3``, an LLM judge's prompt version): scores of different versions read on
-    different scales, so they are never one series.
-
-    ``answered_on`` is the day the answers were given: with ``with_traffic`` (the traffic
-    tables exist), the start of the traffic window the scored run replayed, else the day of
-    the earliest traffic record whose id a scored item carries; else the day it was scored.
-    ``answered_from`` says which (``traffic window``, ``traffic records``, ``scored``).
+    """Per scoring, metric, method, method version and judge: when, the mean over measured rows
+    (NULL when none was) and the measured / unmeasured counts. ``method_version`` is the prompt
+    version without its threshold: versions read on different scales, never one series.
+    ``answered_on`` is, with ``with_traffic``, the start of the replayed traffic window or else
+    the earliest traffic record's day an item names; else the scoring's day (``answered_from``).
 
     Columns: scoring_id, run_id, source, started_at, answered_on, answered_from, metric,
-    method, method_version, judge_model, mean, n_measured, n_unmeasured.
-    """
+    method, method_version, judge_model, mean, n_measured, n_unmeasured."""
     if with_traffic:
         days = (
             " LEFT JOIN (SELECT run_id, min(window_start) AS window_start"
@@ -83,13 +75,10 @@ def answer_items_frame(
     limit: int = 20,
     with_traffic: bool = False,
 ) -> pd.DataFrame:
-    """The lowest-scored measured items of a scoring on ``metric``, lowest first.
-
-    Columns: item_id, method, judge_model, value, n_claims, n_supported, detail, question,
-    answer, contexts. The last three are what was scored (stored with the scoring), else
-    the traffic record with the item's id (``with_traffic``, when the traffic tables
-    exist), else the question from the scored run's goldset; None when none is stored.
-    """
+    """The lowest-scored measured items of a scoring on ``metric``, lowest first. Columns:
+    item_id, method, judge_model, value, n_claims, n_supported, detail, question, answer,
+    contexts; the last three as stored with the scoring, else from the item's traffic record
+    (``with_traffic``), else the question from the run's goldset, else None."""
     traffic_join = " LEFT JOIN traffic_records t ON t.query_id = a.item_id" if with_traffic else ""
     traffic_columns = (
         "coalesce(i.question, t.text, q.text) AS question, coalesce(i.answer, t.answer) AS answer,"

@@ -41,13 +41,11 @@ def goldset_versions_frame(store: Store) -> pd.DataFrame:
 
 
 def goldset_coverage_frame(store: Store, *, depth: int = 10) -> pd.DataFrame:
-    """Judgment coverage of the newest finished run per goldset version and retriever: how
-    many of the top ``depth`` (and of all) retrieved documents are judged; a run of k below
-    ``depth`` has no ``judged_at_depth`` (its top is shorter, so not comparable).
-
-    Columns: goldset_name, goldset_version, retriever, run_id, started_at, k, n_top,
-    n_top_judged, judged_at_depth, n_retrieved, n_retrieved_judged, judged_at_k.
-    """
+    """Judgment coverage of the newest finished run per goldset version and retriever: how many
+    of the top ``depth`` (and of all) retrieved documents are judged; a run with k below
+    ``depth`` has no ``judged_at_depth``. Columns: goldset_name, goldset_version, retriever,
+    run_id, started_at, k, n_top, n_top_judged, judged_at_depth, n_retrieved,
+    n_retrieved_judged, judged_at_k."""
     return read_frame(
         store,
         f"WITH latest AS (SELECT run_id, goldset_name, goldset_version, {RETRIEVER_SQL}"

@@ -70,15 +70,11 @@ def series_frame(store: Store) -> pd.DataFrame:
 
 
 def measured_series_frame(store: Store, *, measure: str) -> pd.DataFrame:
-    """Per goldset x retriever, which finished runs stored a value of ``measure``: the
-    newest (``measured_run``) and the oldest complete one (``baseline_run``, the series'
-    baseline on this measure), with the k of those and of the latest finished run.
-
-    Columns: goldset_name, retriever, latest_k, measured_run, measured_started, measured_k,
-    baseline_run, baseline_started (NULL where no run stored the measure). A series whose
-    latest finished run did not store the measure (another k or measure set, or no query
-    answered) has a ``measured_run`` other than its latest run.
-    """
+    """Per goldset x retriever, the newest finished run that stored ``measure``
+    (``measured_run``; not the latest when that one has another k or measure set) and the
+    oldest complete one (``baseline_run``). Columns: goldset_name, retriever, latest_k,
+    measured_run, measured_started, measured_k, baseline_run, baseline_started (NULL where no
+    run stored the measure)."""
     return read_frame(
         store,
         f"WITH r AS (SELECT r.goldset_name, {RETRIEVER_SQL} AS retriever, r.run_id, r.status,"
@@ -172,12 +168,9 @@ def drifting_series_frame(
     store: Store, *, series: Sequence[tuple[str, str]], measure: str
 ) -> pd.DataFrame:
     """For each (goldset, retriever) series, the streams whose newest drift check about it
-    drifts (or found a model mismatch), described in one line.
-
-    A check is about a series when its subject is ``goldset|retriever`` (``evalkit drift
-    precision``), the retriever, its collection or URL, or ``goldset:measure`` (the
-    scheduler's metric drift). Columns: goldset_name, retriever, drift.
-    """
+    drifts or found a model mismatch, in one line each. A check is about a series by its
+    subject: ``goldset|retriever``, the retriever, its collection or URL, or
+    ``goldset:measure``. Columns: goldset_name, retriever, drift."""
     return read_frame(
         store,
         "WITH newest AS (SELECT stream, subject, finding, method, created_at, is_drift"

@@ -19,20 +19,14 @@ __all__ = ["alert_events_frame", "series_points_frame"]
 
 
 def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataFrame:
-    """Every finished run of a goldset with the measure's mean and per-query spread, plus
-    what changed since the previous run of the same retriever.
+    """Every finished run of a goldset with the measure's mean and per-query spread, and what
+    changed since the previous run of the same retriever.
 
     Columns: run_id, retriever, label, status, started_at, k, goldset_version, model_name,
-    model_fingerprint, index_fingerprint, value (the stored aggregate; NULL when the run
-    did not store the measure), n, sd (over the
-    stored per-query values), goldset_changed, model_changed, index_changed, k_changed, and
-    the previous run's goldset_version, model_fingerprint, index_fingerprint and k (prev_*).
-
-    ``model_changed`` compares the two runs' query models as ``RunSpec.same_query_model``
-    does (name, then canary embeddings by cosine), so the same model on ONNX Runtime and on
-    torch is no change; ``model_change_unconfirmed`` is True where their canary hashes
-    differ but a run stored no canary embeddings to tell.
-    """
+    model_fingerprint, index_fingerprint, value (NULL when not stored), n, sd, goldset_changed,
+    model_changed (as ``RunSpec.same_query_model`` tells), model_change_unconfirmed,
+    index_changed, k_changed and the previous run's goldset_version, model_fingerprint,
+    index_fingerprint and k (prev_*)."""
     points = read_frame(
         store,
         f"WITH r AS (SELECT run_id, {RETRIEVER_SQL} AS retriever, label, status, started_at,"

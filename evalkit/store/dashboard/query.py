@@ -116,12 +116,9 @@ def relevant_ranks_frame(
     store: Store, *, goldset: str, query_id: str, relevance_threshold: int = 1, limit: int = 50
 ) -> pd.DataFrame:
     """Where each judged-relevant document of a query was ranked in the newest finished runs.
-
-    Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved;
-    the best rank when the run returned the document more than once). A run whose
-    per-query rows retention pruned (``pruned_runs``) is left out: it no longer says what
-    it retrieved, so its documents were not "not retrieved".
-    """
+    Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved; the
+    best rank of a repeated document). Runs whose per-query rows retention pruned are left
+    out: they no longer say what they retrieved."""
     return read_frame(
         store,
         f"WITH r AS (SELECT run_id, started_at, goldset_version, {RETRIEVER_SQL} AS retriever"

@@ -53,15 +53,10 @@ RETRIEVER_SQL = RETRIEVER_ID_SQL
 
 
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with pandas' nullable columns (``Int64``, ``boolean``, ``string``) made
-    plain: numbers as float64 with NaN where missing (int64 when none is), the rest as
-    objects with None where missing.
-
-    DuckDB hands an integer or boolean column holding a NULL to pandas as a nullable
-    column whose gaps are ``pd.NA``, which neither Plotly nor Streamlit can serialise (a
-    run that did not store a measure has no per-query count); every frame the dashboard
-    reads goes through here, so no page meets ``pd.NA``.
-    """
+    """``frame`` with pandas' nullable columns made plain: numbers as float64 with NaN (int64
+    when nothing is missing), the rest as objects with None. DuckDB hands a column holding a
+    NULL to pandas with ``pd.NA`` gaps, which neither Plotly nor Streamlit can serialise;
+    every frame the dashboard reads goes through here."""
     plain: dict[Hashable, np.ndarray[Any, Any]] = {}
     for column in frame.columns:
         values = frame[column]

@@ -51,13 +51,11 @@ def traffic_windows_frame(store: Store, *, limit: int = 200) -> pd.DataFrame:
 
 
 def traffic_tenants_frame(store: Store, *, run_ids: Sequence[str]) -> pd.DataFrame:
-    """Per replayed window and tenant: replayed and failed queries, low-confidence share
-    (top-1 score below the window's threshold, or nothing returned, among answered
-    queries), churn (1 - mean overlap@k with the logged results) and mean top-1 score.
-
-    Columns: run_id, window_label, tenant, n_replayed, n_failed, low_confidence_share,
-    churn, top1_mean, n_compared.
-    """
+    """Per replayed window and tenant: replayed and failed queries, low-confidence share (top-1
+    below the window's threshold, or nothing returned, among answered queries), churn
+    (1 - mean overlap@k with the logged results) and mean top-1 score. Columns: run_id,
+    window_label, tenant, n_replayed, n_failed, low_confidence_share, churn, top1_mean,
+    n_compared."""
     return read_frame(
         store,
         "SELECT q.run_id, w.window_label, coalesce(q.tenant, '(none)') AS tenant,"
@@ -107,17 +105,11 @@ def traffic_volume_frame(
 def traffic_judged_frame(
     store: Store, *, window_labels: Sequence[str], measure_prefix: str = "precision@"
 ) -> pd.DataFrame:
-    """The figures an LLM assessor's labels gave the traffic windows ``window_labels``, for
-    the measures starting ``measure_prefix``, oldest window first.
-
-    Per window, assessor (``labeller``), retriever, source (``ASSESSOR_SOURCES``) and
-    measure, the newest judged replay's figure: the selection of
-    ``evalkit.store.judging.traffic_figure_series``, which the traffic precision checks
-    watch. Figures of different assessors or retrievers are separate rows, never merged.
-
+    """The newest judged replay's figures of the traffic windows ``window_labels`` on the
+    measures starting ``measure_prefix``, oldest window first, a row per window, assessor,
+    retriever, source and measure (never merged), as ``traffic_figure_series`` selects them.
     Columns: window_label, window_start, run_id, started_at, retriever, source, labeller,
-    measure, value, low, high, n_queries, judged_share, status, agreement_id.
-    """
+    measure, value, low, high, n_queries, judged_share, status, agreement_id."""
     return read_frame(
         store,
         "SELECT s.window_label, s.window_start, f.run_id, r.started_at, r.retriever, f.source,"

@@ -61,16 +61,9 @@ class SourceState:
 
 @contextmanager
 def ingest_settings(store: Store, *, busy_threads: int) -> Iterator[None]:
-    """The store set up for a pass of bulk ingest, and set back afterwards.
-
-    DuckDB works on the cores that the caller's ``busy_threads`` (decoding the next records
-    while DuckDB stores the last) leave it, at least one: on two cores, its worker threads
-    only took time from decoding. Strings are compressed with ZSTD instead of DuckDB's
-    default, DICT_FSST, whose analysis of each row group (122,880 query ids and texts, and
-    about five times as many logged document ids) cost more CPU than all of DuckDB's own
-    JSON import of the same lines; logged ids then take more space without a dictionary
-    (docs/traffic.md, "Speed and memory").
-    """
+    """The store set up for a pass of bulk ingest, and set back afterwards: DuckDB gets the
+    cores ``busy_threads`` leave it (at least one) and compresses strings with ZSTD, cheaper
+    than DICT_FSST's analysis (docs/traffic.md, "Speed and memory")."""
     (cores,) = store.fetch("SELECT current_setting('threads')")[0]
     with store.configured(threads=max(1, int(cores) - busy_threads), force_compression="zstd"):
         yield
@@ -108,16 +101,10 @@ _QUERY_KEY_SQL = (
 
 
 class IngestTransaction:
-    """One batch of ingested records stored atomically, its records added in parts.
-
-    ``with IngestTransaction(store, source=...) as batch:`` opens a transaction;
-    ``add_records`` stores parts one after another (a record whose query id is already
-    stored, by an earlier part too, or repeated earlier in the part is skipped), ``finish``
-    adds the batch's problems and the file's new state, and leaving the block commits, or
-    rolls back everything when it is left by an exception. A batch read from a file can so
-    be written a part at a time while the next part is read, and still be committed whole.
-    Failures of the store are raised as StoreError.
-    """
+    """One batch of ingested records stored atomically, added in parts (so a file is written
+    while its next part is read, and still committed whole). ``add_records`` skips query ids
+    stored already or repeated; ``finish`` adds the batch's problems and the file's new state;
+    leaving commits, or rolls back on an exception. Store failures raise StoreError."""
 
     def __init__(self, store: Store, *, source: str) -> None:
         self.store = store
@@ -186,13 +173,9 @@ class IngestTransaction:
         return inserted
 
     def _above_every_stored_id(self, con: duckdb.DuckDBPyConnection, lowest: str | None) -> bool:
-        """Whether every stored query id sorts below ``lowest``: then none of the part's
-        ids is stored, and the part need not be checked against the stored ids.
-
-        Ids that grow through a file (the usual case) are checked once per batch, by a
-        query the row groups' statistics answer without reading most of them; the parts
-        after it compare with the highest id stored so far.
-        """
+        """Whether every stored query id sorts below ``lowest``, so the part need not be checked
+        against stored ids: ids that grow through a file are checked once per batch, by a query
+        the row-group statistics answer; later parts compare with the highest id stored so far."""
         if lowest is None:
             return False
         if self._ceiling is not None:
@@ -351,19 +334,12 @@ def commit_ingest_batch(
     state: SourceState | None,
     generations: pa.Table | None = None,
 ) -> int:
-    """Store one batch atomically: new records, its problems and the file's new state.
-
-    Records whose query id is already stored (or repeated earlier in the batch) are skipped.
-    ``state`` is None for a batch that comes from no file (spans received over HTTP): its
-    problems already stored with the same line and message are then skipped too, so a batch
-    committed twice (a crash between its commit and the removal of its spool file) adds
-    nothing.
-    ``records`` may carry ``trace_id`` and ``span_id`` columns, and ``generations`` (columns
-    trace_id, span_id, started_at, answer, contexts) the answers of generation spans: each
-    record without an answer gets the one of the first generation span of its trace that
-    started at or after it (within a day), whichever of the two was stored first.
-    Returns how many records were stored.
-    """
+    """Store one batch atomically: new records, its problems and the file's new state; returns
+    how many records were stored. Query ids stored already or repeated are skipped; with
+    ``state`` None (spans over HTTP) so are problems stored already, so a batch committed
+    twice adds nothing. ``generations`` (trace_id, span_id, started_at, answer, contexts) give
+    each record without an answer that of its trace's first generation span at or after it
+    (within a day)."""
     with IngestTransaction(store, source=source) as batch:
         batch.add_records(records)
         batch.finish(problems=problems, state=state, records=records, generations=generations)
