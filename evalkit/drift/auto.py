@@ -1,10 +1,8 @@
 """The default embedding drift test (method ``auto``): the measured best test for the size.
 
-Up to ``exact_max_pool`` pooled rows it runs ``mmd`` with exact kernel sums, the most
-powerful method measured on windows of a few hundred real queries; above, ``moments``,
-which on large windows was more powerful than MMD with random Fourier features in every
-measured scenario, and runs in linear time (docs/drift.md has both comparisons). The
-result's ``method`` names the test that ran, so stored checks say what was computed.
+Exact-kernel ``mmd`` up to ``exact_max_pool`` pooled rows, ``moments`` above: the most
+powerful measured at each size (docs/drift.md). The result's ``method`` names the test that
+ran, so stored checks say what was computed.
 """
 
 from __future__ import annotations

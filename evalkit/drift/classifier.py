@@ -1,10 +1,8 @@
 """Domain-classifier drift: can a classifier tell the current window from the reference?
 
-The statistic is the held-out ROC AUC of a logistic regression separating reference from
-current rows. ``null="holdout"`` tests one seeded split with a Mann-Whitney test (valid:
-held-out labels are exchangeable under no drift); ``null="permutation"`` is exact but
-``n_permutations`` times slower. No Mann-Whitney p-value is offered for the cross-validated
-AUC: its false-alarm rate was 12 % at alpha 0.05 (docs/drift.md).
+The statistic is the held-out ROC AUC of a logistic regression; ``null="holdout"`` tests one
+seeded split by Mann-Whitney, ``null="permutation"`` is exact but ``n_permutations`` times
+slower. The cross-validated AUC gets no Mann-Whitney p-value: 12 % false alarms at 0.05.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Per-dimension two-sample Kolmogorov-Smirnov tests with Benjamini-Hochberg control.
 
-Every dimension gets a KS test (vectorised; p-values as ``scipy.stats.ks_2samp`` gives
-them). The window has drifted when BH at ``alpha`` finds at least one moved dimension, which
-is ``p_value <= alpha`` for Simes' combined p-value, so ``p_value`` is reported as that;
-``effect_size`` is the share of dimensions that moved.
+Vectorised KS p-values as ``scipy.stats.ks_2samp`` gives them; ``p_value`` is Simes'
+combined one (``<= alpha`` exactly when BH finds a moved dimension), ``effect_size`` the
+share of dimensions that moved.
 """
 
 from __future__ import annotations

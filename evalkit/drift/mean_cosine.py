@@ -1,10 +1,8 @@
 """Drift as the cosine distance between the mean embeddings of two windows.
 
-The statistic is ``1 - cos(mean(reference), mean(current))``; its p-value comes from a
-permutation test over the pooled sample (see ``permuted_label_sums``: independent random
-relabellings for small pools, every cyclic shift of a random row order for large ones).
-Cheap and easy to explain, but it only sees a move of the centre of the distribution: a
-change in spread or shape with the same mean goes unnoticed (MMD sees both).
+The statistic is ``1 - cos(mean(reference), mean(current))`` with a permutation p-value
+(``permuted_label_sums``). Cheap and easy to explain, but blind to a change in spread or
+shape that keeps the mean (MMD sees both).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Sequential change detection on a series of per-run metric means (e.g. nDCG@10 per run).
 
-``cusum`` and ``page_hinkley`` run the Lindley recursion over values standardised by a
-baseline, raise ``warning`` then ``alert``, estimate the change point and reset after
-``RECOVERY_RUNS`` values back at the baseline. The pure functions take a whole array;
-``Cusum`` and ``PageHinkley`` take one value at a time with the same arithmetic. Units,
-levels and recovery: docs/drift.md, "Sequential detection on metric series".
+``cusum`` and ``page_hinkley`` take a whole array, ``Cusum`` and ``PageHinkley`` one value at
+a time, with the same Lindley recursion over baseline-standardised values. Units, levels and
+recovery: docs/drift.md, "Sequential detection on metric series".
 """
 
 from __future__ import annotations

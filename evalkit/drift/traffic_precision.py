@@ -1,10 +1,8 @@
 """Precision on production traffic over time: the series of judged traffic windows.
 
-A series is one assessor's figure over one retriever's windows; two assessors or two
-retrievers are never one series. Each gets Page-Hinkley on the window means and an unpaired
-test of the newest window against a baseline window; windows judged below
-``min_judged_share`` are left out, and every check carries the assessor and its agreement.
-The test and its level: docs/judging.md, "Over time: drift and alerts".
+A series is one assessor's figure over one retriever's windows, watched by Page-Hinkley and
+an unpaired test of the newest window against a baseline; every check carries the assessor
+and its agreement. docs/judging.md, "Over time: drift and alerts".
 """
 
 from __future__ import annotations

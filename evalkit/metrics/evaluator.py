@@ -3,10 +3,9 @@
 Runs are scored exactly as trec_eval (10.0) scores them: ranked by score descending (as
 doubles), ties broken by doc id in descending byte order, any rank column ignored; judged
 queries absent from the run are skipped unless ``complete=True``; a document listed twice
-for one query is an error. Inputs are converted once at the edge (``metrics.inputs``),
-``metrics.ranking`` ranks the judged documents and each measure is one vectorised kernel
-call (``metrics.kernels``). Callers holding runs as arrays over a fixed corpus skip the
-string work with :meth:`Evaluator.corpus_index` and :meth:`Evaluator.evaluate_arrays`.
+for one query is an error. ``metrics.inputs`` converts, ``metrics.ranking`` ranks and
+``metrics.kernels`` scores; runs held as arrays over a fixed corpus skip the string work
+(:meth:`Evaluator.corpus_index`, :meth:`Evaluator.evaluate_arrays`).
 """
 
 from __future__ import annotations
@@ -125,11 +124,9 @@ class Evaluator:
     ) -> EvaluationResult:
         """Score ``run`` on every measure, per query and on average.
 
-        ``run`` is a DataFrame with columns query_id, doc_id, score (other columns are
-        ignored) or ``{query_id: {doc_id: score}}``; in the latter an empty inner mapping
-        means the query was run and retrieved nothing. ``complete=True`` also scores judged
-        queries absent from the run (as empty rankings). ``query_ids`` restricts the
-        evaluation to those queries, e.g. to leave out queries whose retrieval failed.
+        ``run``: a DataFrame (query_id, doc_id, score) or ``{query_id: {doc_id: score}}``,
+        an empty inner mapping meaning nothing retrieved. ``complete=True`` also scores judged
+        queries absent from the run; ``query_ids`` restricts the evaluation to those queries.
         """
         selected = self._selection(query_ids)
         ranked = rank_long_run(self._index, long_run(run), selected)

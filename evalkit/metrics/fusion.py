@@ -1,12 +1,9 @@
 """Rank fusion: several runs of the same queries combined into one, as ranx fuses them.
 
-A run is a DataFrame (query_id, doc_id, score) or ``{query_id: {doc_id: score}}``. Scores are
-normalised per query (:data:`NORMALIZATIONS`), then a method (:data:`FUSION_METHODS`)
-combines them with ranx 0.3's formulas and defaults; where ranx leaves an order to chance,
-evalkit fixes it. The runs are laid out once as a (runs x candidates) grid
-(:class:`FusionRuns`) and each method is a few array operations over it, so
-:func:`optimize_fusion` can fuse the same grid many times. Methods, normalisations and
-examples: docs/fusion.md.
+Scores are normalised per query (:data:`NORMALIZATIONS`) and combined (:data:`FUSION_METHODS`)
+with ranx 0.3's formulas, ties ordered where ranx leaves them to chance. The runs are laid out
+once as a (runs x candidates) grid (:class:`FusionRuns`) that :func:`optimize_fusion` fuses
+many times. docs/fusion.md.
 """
 
 from __future__ import annotations
@@ -79,11 +76,9 @@ _NORM_ALIASES = {"min_max": "min-max", "minmax": "min-max"}
 class _Grid:
     """Runs laid out over the candidates of each query: row ``r`` is run ``r``.
 
-    ``values`` holds each run's normalised score (0 where the run did not retrieve the
-    candidate), ``present`` where it did, ``positions`` its 0-based place in the run's
-    ranking of the query (0 where absent: the methods read positions only where present).
-    ``candidate_query`` is each candidate's query; ``sizes`` how many documents each run
-    holds for each query (runs x queries).
+    ``values`` holds each run's normalised score (0 where absent), ``present`` where the run
+    retrieved the candidate, ``positions`` its 0-based place there; ``candidate_query`` each
+    candidate's query; ``sizes`` each run's documents per query (runs x queries).
     """
 
     values: FloatArray
@@ -125,12 +120,9 @@ Combine = Callable[[_Grid, Mapping[str, float], FloatArray | None], FloatArray]
 class FusionMethod:
     """One registered fusion method.
 
-    ``ranx_name`` is the name ``ranx.fuse`` knows it by; ``params`` its parameters with
-    their defaults (None: the parameter must be given); ``weighted`` methods take one
-    weight per run. ``search`` is what :func:`optimize_fusion` fits and the values it
-    tries, as ranx's ``optimize_fusion`` does: a parameter and its grid, or the weights
-    (``("weights", ())``: every combination of multiples of a step that adds up to 1).
-    ``positional`` methods read each run's ranking, not its scores.
+    ``params`` maps each parameter to its default (None: required); ``weighted`` methods
+    take one weight per run; ``search`` is what :func:`optimize_fusion` fits and its grid
+    (``("weights", ())``: the weight grid); ``positional`` methods read rankings, not scores.
     """
 
     name: str
@@ -902,16 +894,12 @@ def optimize_fusion(
     relevance_threshold: int = 1,
     weight_step: float = 0.1,
 ) -> OptimizedFusion:
-    """Fit ``method``'s parameter or weights on ``judgments`` by a grid search, as ranx's
-    ``optimize_fusion`` does: rrf's k over 10, 20, ..., 100; gamma (combgmnz), sigma
-    (logn_isr) and phi (rbc) over 0.01, 0.02, ..., 1.0; the weights of a weighted method
-    over every combination of multiples of ``weight_step`` adding up to 1
-    (:func:`weight_grid`). Each configuration's fused run (cut to ``k``) is scored on
-    ``measure`` over ``query_ids`` (default: the judged queries the runs hold; a query
-    none of them answered scores 0), and the best is kept; among equal means the last one
-    tried, as ranx keeps it. ``params`` fixes the method's other parameters.
+    """Fit ``method``'s parameter or weights on ``judgments`` by ranx's grid search.
 
-    A method with nothing to fit (combsum, isr, bordafuse, ...) raises ConfigError.
+    Each configuration of ``FusionMethod.search`` (grids: docs/fusion.md) is fused, cut to
+    ``k`` and scored on ``measure`` over ``query_ids`` (default: the judged queries the runs
+    hold); the best is kept, the last tried among equals, as ranx keeps it. ``params`` fixes
+    the other parameters. A method with nothing to fit raises ConfigError.
     """
     chosen = fusion_method(method)
     if chosen.search is None:

@@ -94,10 +94,8 @@ marking a document as unjudged."""
 class RunArrays:
     """A run held as dense arrays over a corpus indexed by :meth:`Evaluator.corpus_index`.
 
-    Row ``i`` is the ranking of query ``query_ids[i]``: ``doc_indices[i, j]`` is the
-    position of a document in the corpus's ``doc_ids`` (``-1`` marks an empty slot) and
-    ``scores[i, j]`` its score. Column order does not matter: documents are ranked by
-    score, ties broken by doc id as trec_eval does.
+    Row ``i`` ranks query ``query_ids[i]``: ``doc_indices[i, j]`` a document's position in
+    the corpus (-1: empty slot), ``scores[i, j]`` its score; columns are in any order.
     """
 
     query_ids: Sequence[str] | NDArray[Any]

@@ -1,10 +1,8 @@
 """Measures as values with one canonical name, and the registry that defines them.
 
 ``parse_measure("nDCG@10")`` gives ``Measure("ndcg", 10)``, whose ``str()`` ``ndcg@10`` is
-what the store, the CLI, the config and the dashboard use; common trec_eval and ir_measures
-spellings are accepted but always printed canonically. Each measure is registered once in
-:data:`MEASURES` (kernel, cutoff, trec_eval name, label, explanation): what the rest of
-evalkit knows of a measure, it reads from here.
+what the store, the CLI and the dashboard use (trec_eval and ir_measures spellings parse).
+What evalkit knows of a measure it reads from its one entry in :data:`MEASURES`.
 """
 
 from __future__ import annotations
@@ -72,14 +70,11 @@ Explainer = Callable[[QueryEvidence], str]
 
 @dataclass(frozen=True, slots=True)
 class MeasureDefinition:
-    """One registered measure: canonical name, kernel, cutoff rule, trec_eval names, label
-    and explanation.
+    """One registered measure.
 
-    ``trec_eval_name`` is trec_eval's name without a cutoff (``map``); ``trec_eval_cut``
-    the prefix it uses with one (``map_cut`` for ``map_cut_100``). ``None`` where
-    trec_eval has no equivalent (``mrr@k``). ``label`` names the measure in a table's
-    header (ranx's ``metric_labels``, ``NDCG``); ``explain`` says how one query's value
-    comes about from a ``QueryEvidence``.
+    ``trec_eval_name`` is trec_eval's name without a cutoff (``map``), ``trec_eval_cut`` its
+    prefix with one (``map_cut``), None where trec_eval has none; ``label`` a table header
+    (``NDCG``); ``explain`` how one query's value comes about from a ``QueryEvidence``.
     """
 
     name: str

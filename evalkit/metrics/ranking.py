@@ -1,10 +1,8 @@
 """The ranking engine: judgments indexed once, runs ranked as trec_eval ranks them.
 
-The run is joined to the judgments with Arrow hash lookups and ``searchsorted`` over
-``int64`` (query, document) keys; each query's documents are ranked as rows of a 2-D
-array, either by sorting the rows or, when few documents are judged, by counting the
-documents ahead of each judged one. What comes out is the judged documents of each query
-with their rank and grade, ready for the kernels (:mod:`evalkit.metrics.kernels`).
+The run is joined to the judgments by Arrow hash lookups and ``searchsorted`` over ``int64``
+(query, document) keys, and each query's judged documents get their rank (rows of a 2-D array
+sorted, or the documents ahead counted) and grade: the kernels' ``RankedGrades``.
 """
 
 from __future__ import annotations
@@ -75,11 +73,10 @@ class JudgmentIndex:
 class CorpusIndex:
     """A corpus's doc ids bound to one evaluator's judgments, for ``evaluate_arrays``.
 
-    Build it once with :meth:`Evaluator.corpus_index`; it holds each document's place in
-    trec_eval's tie-break order and its judgments: most documents are judged for at most
-    one query, so ``sole_query`` / ``sole_grade`` give that query's code (-1: none, -2:
-    several) and grade, and the (query, position) keys of the documents judged for several
-    queries are kept sorted in ``shared_keys`` / ``shared_grades``.
+    Built once by :meth:`Evaluator.corpus_index`: each document's trec_eval tie-break place;
+    ``sole_query`` / ``sole_grade`` the one query judging it (-1: none, -2: several) and its
+    grade; the sorted (query, position) keys of documents several queries judge in
+    ``shared_keys`` / ``shared_grades``.
     """
 
     doc_ids: pa.Array
@@ -162,10 +159,8 @@ def _ranks_of_rows(
 ) -> Int64Array:
     """0-based rank of the rows ``wanted`` within their block of equal ``query_codes``.
 
-    Blocks are contiguous. When every block has the same length (top-k runs) the scores
-    are one 2-D array and only the wanted rows are ranked; otherwise blocks of similar
-    length are sorted together as one padded 2-D array, a chunk per doubling of length,
-    so a few very long rankings never pad all the others.
+    Blocks are contiguous. Equal-length blocks (top-k runs) are one 2-D array; otherwise
+    blocks are padded per doubling of length, so a few long rankings never pad the others.
     """
     if wanted.size == 0:
         return np.zeros(0, dtype=np.int64)
