@@ -107,16 +107,10 @@ class ScoredDoc:
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """What the retriever returned for one query.
-
-    ``error`` is set when the query failed; ``docs`` is then empty and the run that holds
-    it is ``partial``. A retriever that also generates (a RAG application behind an HTTP
-    endpoint) sets ``answer`` to the generated answer, and ``contexts`` / ``context_ids`` to
-    the passages it was generated from and their document ids, in rank order; the pipeline
-    scores such answers (``evalkit.answers``). Plain retrievers leave them empty.
-    ``n_duplicates`` counts documents the retriever returned more than once (chunks of one
-    document, say): replay keeps each document's best-ranked entry and counts the rest.
-    """
+    """What the retriever returned for one query. With ``error`` set, ``docs`` is empty and the
+    run is ``partial``. A retriever that also generates sets ``answer`` and the ``contexts`` /
+    ``context_ids`` it was given, in rank order (scored by ``evalkit.answers``);
+    ``n_duplicates`` counts repeated documents, of which replay keeps the best-ranked."""
 
     query_id: str
     docs: tuple[ScoredDoc, ...]

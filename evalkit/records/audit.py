@@ -190,13 +190,9 @@ FINDING_KINDS: Mapping[str, FindingKind] = {
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One problem found by an audit.
-
-    ``count`` is how many documents (or queries) are affected; ``doc_ids`` lists them,
-    ``clusters`` groups them when they come in groups (duplicates), ``query_ids`` names the
-    queries concerned. ``value`` is the measured figure compared with ``threshold`` when
-    the finding comes from a threshold (recall, coverage, cosine).
-    """
+    """One problem found by an audit: ``count`` documents (or queries) affected, listed in
+    ``doc_ids`` (grouped in ``clusters`` when they come in groups) and ``query_ids``; ``value``
+    is the figure compared with ``threshold`` for a threshold finding."""
 
     kind: str
     check: str
@@ -307,16 +303,10 @@ class AuditReport:
 
 @dataclass(frozen=True, slots=True)
 class Reembedding:
-    """Stored documents re-embedded from their stored text with the query model: what the
-    audit's model check and ``evalkit drift model`` read the stored vectors by.
-
-    ``cosines[i]`` is the cosine of ``doc_ids[i]``'s stored vector with the query model's
-    embedding of its stored text; ``content_changed[i]`` says that text is not the
-    document's own (it differs from its source, or from the content hash recorded when it
-    was indexed). A vector below ``min_cosine`` was made by another model when its text is
-    the document's (``other_model``), and replaced along with its content when it is not
-    (``replaced``).
-    """
+    """Stored documents re-embedded from their stored text with the query model. ``cosines[i]``
+    compares ``doc_ids[i]``'s stored vector with that embedding; ``content_changed[i]`` says
+    its text is not the document's own. Below ``min_cosine`` a vector is ``other_model`` when
+    its text is the document's, else ``replaced``."""
 
     doc_ids: tuple[str, ...]
     cosines: npt.NDArray[np.float64]
@@ -371,20 +361,11 @@ CHECK_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditConfig:
-    """What an audit checks and the thresholds that turn measurements into findings.
-
-    - ``near_duplicate_threshold``: cosine at or above which two stored vectors are near
-      duplicates; ``block_size``: rows (and columns) of one tile of the blocked search.
-    - ``model_sample_size``: stored documents re-embedded (None: all of them);
-      ``model_min_cosine``: agreement below which a stored vector came from another model.
-    - ``k``: depth of the ANN recall and judged@k; ``ann_max_queries``: queries sampled;
-      ``ann_min_recall`` (warning) and ``ann_critical_recall`` (critical).
-    - ``min_judged_at_k``: judged@k below which coverage is low; ``max_judged_drop``: relative
-      drop from the previous audit's judged@k that is reported even above that floor.
-    - ``orphaned_relevant_critical_share``: share of the goldset's relevant documents missing
-      from the index above which orphaned judgments are critical (the ``[audit]`` setting).
-    - ``severities``: per finding kind, a severity replacing the default.
-    """
+    """What an audit checks and the thresholds that turn measurements into findings
+    (docs/audit.md): ANN recall and judged@k at depth ``k`` on ``ann_max_queries`` sampled
+    queries; ``model_sample_size`` documents re-embedded (None: all); ``max_judged_drop`` a
+    relative drop from the previous audit's judged@k; ``severities`` replace a finding kind's
+    default severity."""
 
     checks: tuple[str, ...] = CHECK_NAMES
     near_duplicate_threshold: float = 0.95

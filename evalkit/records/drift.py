@@ -18,14 +18,9 @@ __all__ = ["DriftCheck", "DriftResult"]
 
 @dataclass(frozen=True, slots=True)
 class DriftResult:
-    """The verdict of one drift test: statistic and decision are separate fields.
-
-    ``threshold`` is the p-value threshold the decision used (the detector's ``alpha``), so
-    ``is_drift == (p_value <= threshold)``. ``effect_size`` is the method's interpretable
-    magnitude (see each detector). ``seed`` is the seed of any random step (None for
-    deterministic methods) so the same inputs reproduce the same result. ``details`` holds a
-    few JSON-able, method-specific extras (bandwidth, moved dimensions, per-fold AUCs).
-    """
+    """The verdict of one drift test: statistic and decision are separate fields, and
+    ``is_drift == (p_value <= threshold)`` (the detector's ``alpha``). ``seed`` is that of any
+    random step (None: deterministic); ``details`` holds a few JSON-able method extras."""
 
     statistic: float
     p_value: float
@@ -56,15 +51,10 @@ class DriftResult:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DriftCheck:
-    """One drift check as it is stored.
-
-    ``stream`` is what was watched (``queries``, ``documents``, ``model``, ``precision``,
-    ``metric``, ``top1_score``...); ``subject`` names it (a collection, a goldset x
-    retriever); ``finding`` is ``ok``, ``drift``, ``warning`` or ``model_mismatch`` — a
-    mismatch between embedding models is its own finding, never mere drift. ``reference``
-    and ``current`` name what was compared (windows, files, runs); the figures are those of
-    the test that decided, where one ran. ``details`` holds JSON-able evidence.
-    """
+    """One drift check as it is stored: ``stream`` watched (``queries``, ``documents``,
+    ``model``, ``precision``...), ``subject`` named; ``finding`` is ``ok``, ``drift``,
+    ``warning`` or ``model_mismatch`` (a model mismatch is never mere drift). The figures are
+    those of the test that decided, where one ran; ``details`` holds JSON-able evidence."""
 
     stream: str
     subject: str | None = None

@@ -37,17 +37,10 @@ changed document, ``auto`` reads the index where evalkit can and probes otherwis
 
 @dataclass(frozen=True, slots=True)
 class FreshnessRequest:
-    """What one freshness check is asked: where the changes come from, how reflection is
-    told, and the objective.
-
-    The source is either ``changes`` (change tables: JSON Lines files or folders of them,
-    Parquet files, or a DuckDB file whose ``changes_table`` holds ``doc_id, updated_at,
-    content``) or ``corpus`` (a corpus file or folder whose documents carry
-    ``updated_at_key`` in their metadata, or files with modification times). ``subject``
-    names the series of checks (default: the index, e.g. ``chroma:kb``); each subject keeps
-    its own read position in the source. ``since`` ignores changes made before it (naive
-    UTC). Durations are in seconds.
-    """
+    """What one freshness check is asked (docs/freshness.md): the source is ``changes``
+    (change tables: JSON Lines, Parquet, or a DuckDB file's ``changes_table``) or ``corpus``
+    (documents carrying ``updated_at_key``, or file modification times). Each ``subject``
+    keeps its own read position; ``since`` is naive UTC; durations are in seconds."""
 
     changes: tuple[Path, ...] = ()
     corpus: Path | None = None
@@ -125,14 +118,9 @@ class _SourceChange:
 
 @dataclass(frozen=True, slots=True)
 class ReflectedChange(_SourceChange):
-    """A change a check found reflected: when it was made, when it became retrievable and
-    the lag between the two.
-
-    ``reflected_by`` says how that time is known: ``index_time`` (the write time the index
-    stores: exact), ``check`` (the index held it at this check and not at the check before:
-    the lag is exact to within the check interval, ``reflected_after`` is its lower end) or
-    ``probe`` (a probe query found it; exact to within the probe interval).
-    """
+    """A change a check found reflected, with its lag. ``reflected_by`` says how its time is
+    known: ``index_time`` (exact), ``check`` (exact to within the check interval,
+    ``reflected_after`` its lower end) or ``probe`` (to within the probe interval)."""
 
     reflected_at: datetime
     reflected_after: datetime
@@ -153,18 +141,10 @@ class PendingChange(_SourceChange):
 
 @dataclass(frozen=True, slots=True)
 class FreshnessFigures:
-    """What a freshness check measured, as it ran and as it is stored.
-
-    ``n_read`` changes were read from the source by this check; ``n_reflected`` changes
-    (read now or waiting since earlier checks) were found reflected, with lag percentiles
-    ``lag_p50`` / ``lag_p95`` / ``lag_max`` (seconds; None when none was); ``n_pending``
-    still wait, the oldest for ``oldest_unreflected_seconds``; ``unreflected_share`` is
-    ``n_pending / (n_pending + n_reflected)``. ``n_superseded`` changes were replaced by a
-    newer change of the same document before being reflected (not measured). ``breaches``
-    names each half of the objective the check breached. ``evalkit_seconds`` is the check's
-    own time, without the index reads or probe queries (``index_seconds``,
-    ``probe_seconds``).
-    """
+    """What a freshness check measured, as it ran and as it is stored (docs/freshness.md):
+    lags in seconds (None when nothing was reflected); ``unreflected_share`` is
+    ``n_pending / (n_pending + n_reflected)``; superseded changes are not measured;
+    ``evalkit_seconds`` excludes the index reads and probes."""
 
     check_id: str
     subject: str

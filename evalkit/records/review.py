@@ -143,13 +143,10 @@ class ReviewRecord:
 
 @dataclass(frozen=True, slots=True)
 class DisagreementRequest:
-    """Which goldset judgments an LLM assessor disagrees with enough to queue for review.
-
-    A pair disagrees when the assessor's grade (0-3) is at least ``min_gap`` grades from the
-    human's on a graded goldset; on a binary goldset (grades 0 and 1 only) when the
-    assessor's grade made binary at ``assessor_threshold`` differs from the human's.
-    ``assessors`` limits the assessors considered (empty: every assessor in the pool).
-    """
+    """Which goldset judgments an LLM assessor disagrees with enough to queue for review: at
+    least ``min_gap`` grades apart on a graded goldset, or on a binary one the assessor's grade
+    made binary at ``assessor_threshold`` differing (docs/goldsets.md). Empty ``assessors``:
+    every assessor in the pool."""
 
     assessors: tuple[str, ...] = ()
     min_gap: int = 1
