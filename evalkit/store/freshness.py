@@ -193,8 +193,11 @@ def save_freshness_check(
     )
     try:
         with store.transaction() as con:
-            _insert_changes(con, check, new_changes)
-            _apply_outcomes(con, check, outcomes)
+            subject, at, check_id = check.subject, check.checked_at, check.check_id
+            _execute_over(
+                con, new_changes, CHANGE_COLUMNS, _INSERT_CHANGES, [subject, at, check_id, subject]
+            )
+            _execute_over(con, outcomes, OUTCOME_COLUMNS, _APPLY_OUTCOMES, [at, check_id, subject])
             for cursor in cursors:
                 con.execute(
                     "INSERT OR REPLACE INTO freshness_sources"
@@ -213,42 +216,38 @@ def save_freshness_check(
         ) from error
 
 
-def _insert_changes(
-    con: duckdb.DuckDBPyConnection, check: FreshnessCheck, changes: pd.DataFrame
-) -> None:
-    if changes.empty:
-        return
-    frame = changes.loc[:, list(CHANGE_COLUMNS)]
-    with registered(con, "_incoming_freshness_changes", frame) as view:
-        con.execute(
-            "INSERT INTO freshness_changes (subject, doc_id, updated_at, origin, content_hash,"
-            " text_hash, probe_text, read_at, read_check_id, status)"
-            " SELECT DISTINCT ON (n.doc_id, n.updated_at) ?, n.doc_id, n.updated_at, n.origin,"
-            f" n.content_hash, n.text_hash, n.probe_text, ?, ?, 'pending' FROM {view} n"
-            " WHERE NOT EXISTS (SELECT 1 FROM freshness_changes c WHERE c.subject = ?"
-            "  AND c.doc_id = n.doc_id AND c.updated_at = n.updated_at)"
-            " ORDER BY n.doc_id, n.updated_at",
-            [check.subject, check.checked_at, check.check_id, check.subject],
-        )
+_INSERT_CHANGES = (
+    "INSERT INTO freshness_changes (subject, doc_id, updated_at, origin, content_hash,"
+    " text_hash, probe_text, read_at, read_check_id, status)"
+    " SELECT DISTINCT ON (n.doc_id, n.updated_at) ?, n.doc_id, n.updated_at, n.origin,"
+    " n.content_hash, n.text_hash, n.probe_text, ?, ?, 'pending' FROM {view} n"
+    " WHERE NOT EXISTS (SELECT 1 FROM freshness_changes c WHERE c.subject = ?"
+    "  AND c.doc_id = n.doc_id AND c.updated_at = n.updated_at)"
+    " ORDER BY n.doc_id, n.updated_at"
+)
+_APPLY_OUTCOMES = (
+    "UPDATE freshness_changes AS c SET status = o.status, state = o.state,"
+    " last_checked_at = ?, reflected_at = o.reflected_at,"
+    " reflected_after = o.reflected_after, reflected_by = o.reflected_by,"
+    " lag_seconds = o.lag_seconds,"
+    " check_id = CASE WHEN o.status = 'pending' THEN NULL ELSE ? END"
+    " FROM {view} AS o WHERE c.subject = ? AND c.status = 'pending'"
+    " AND c.doc_id = o.doc_id AND c.updated_at = o.updated_at"
+)
 
 
-def _apply_outcomes(
-    con: duckdb.DuckDBPyConnection, check: FreshnessCheck, outcomes: pd.DataFrame
+def _execute_over(
+    con: duckdb.DuckDBPyConnection,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    sql: str,
+    parameters: Sequence[object],
 ) -> None:
-    if outcomes.empty:
+    """Run ``sql`` with ``frame``'s ``columns`` as its ``{view}``; nothing for an empty frame."""
+    if frame.empty:
         return
-    frame = outcomes.loc[:, list(OUTCOME_COLUMNS)]
-    with registered(con, "_freshness_outcomes", frame) as view:
-        con.execute(
-            "UPDATE freshness_changes AS c SET status = o.status, state = o.state,"
-            " last_checked_at = ?, reflected_at = o.reflected_at,"
-            " reflected_after = o.reflected_after, reflected_by = o.reflected_by,"
-            " lag_seconds = o.lag_seconds,"
-            " check_id = CASE WHEN o.status = 'pending' THEN NULL ELSE ? END"
-            f" FROM {view} AS o WHERE c.subject = ? AND c.status = 'pending'"
-            " AND c.doc_id = o.doc_id AND c.updated_at = o.updated_at",
-            [check.checked_at, check.check_id, check.subject],
-        )
+    with registered(con, "_freshness_frame", frame.loc[:, list(columns)]) as view:
+        con.execute(sql.format(view=view), parameters)
 
 
 def _check(row: Sequence[Any]) -> StoredFreshnessCheck:
