@@ -56,13 +56,9 @@ class RetrievedLists:
 class AuditContext:
     """Everything the checks read: the collection, its snapshot, the inputs, the settings.
 
-    ``source_hashes`` holds each source document's content and text hash (None: no source);
-    ``span_sources`` holds the current text of each source the goldset's span judgments
-    name, rebuilt from the source corpus (None: no source corpus given);
-    ``goldset`` supplies golden queries and judgments; ``queries`` are the queries the ANN
-    recall check samples (default: the golden queries); ``previous`` holds the
-    measurements of the previous comparable audit; ``outcomes`` holds what the checks run
-    so far found, by name (``run_audit`` adds each as it ends).
+    ``source_hashes``: each source document's content and text hash; ``span_sources``: the
+    current text of each source the span judgments name (each None without a source);
+    ``queries``: what ANN recall samples; ``outcomes``: the findings so far, by check.
     """
 
     collection: Collection

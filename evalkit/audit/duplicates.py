@@ -1,9 +1,8 @@
 """Duplicate documents: the same content under several ids, and near-identical vectors.
 
 Exact duplicates share a content hash. Near duplicates come from a blocked exact cosine
-search (tiles of the upper triangle, keeping pairs above the threshold), so memory is
-O(block_size² + pairs) and the search does not depend on the ANN index the audit also
-checks; pairs are merged into clusters by union-find.
+search (memory O(block_size² + pairs), independent of the ANN index), merged into clusters
+by union-find.
 """
 
 from __future__ import annotations

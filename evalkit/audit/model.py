@@ -1,11 +1,8 @@
 """Model mismatch: was the index built by the model that embeds the queries?
 
-Two independent signals: the fingerprint the collection records, and a seeded sample of
-stored documents re-embedded from their text (``reembed_stored``). A stored vector the query
-model does not reproduce was made by another model, even without a fingerprint or for a
-slice of the index, unless the stored text is not the document's own either: then the
-content was replaced in place, which re-indexing fixes, not another model. docs/audit.md,
-"Model mismatch".
+Two signals: the collection's recorded fingerprint and a seeded sample of stored documents
+re-embedded from their text (``reembed_stored``); a vector not reproduced whose text is not
+the document's own either is replaced content, not another model. docs/audit.md.
 """
 
 from __future__ import annotations

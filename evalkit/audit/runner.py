@@ -57,12 +57,10 @@ def run_audit(
     """Audit a Chroma collection: duplicates, staleness, model, ANN recall, coverage, orphans
     and span judgments.
 
-    ``embedder`` is the query model (needed for the model check, golden queries and
-    coverage); ``source`` the corpus the index should mirror (a path read with
-    ``iter_corpus``, or documents); ``goldset`` supplies golden queries and judgments;
-    ``queries`` (e.g. sampled traffic) replace the golden queries for the ANN recall check;
-    ``previous`` holds the measurements of the previous comparable audit (a drop of judged@k
-    is reported). A check whose inputs are missing is listed as not run, with the reason.
+    ``embedder`` is the query model, ``source`` the corpus the index should mirror (a path or
+    documents), ``queries`` replace the golden queries for ANN recall, ``previous`` the last
+    comparable audit's measurements. A check whose inputs are missing is listed as not run,
+    with the reason.
     """
     settings = config or AuditConfig()
     started_at = utc_now()

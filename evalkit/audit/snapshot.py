@@ -1,9 +1,7 @@
 """One read of a Chroma collection that every check shares: ids, content hashes, vectors.
 
-The collection is paged through once, keeping only ids, ``evalkit_content_hash``, the stored
-text's hash and vectors: the recorded hash says which version was indexed, the text's hash
-what the index holds now (a pipeline that rewrote documents in place leaves the first as it
-was). Documents without a content hash get one from their stored text.
+The collection is paged through once, keeping ids, vectors, the recorded
+``evalkit_content_hash`` (the version indexed) and the stored text's hash (what it holds now).
 """
 
 from __future__ import annotations
@@ -51,11 +49,8 @@ class IndexSnapshot:
     """What a collection holds: ``ids[i]`` has content hash ``hashes[i]``, stores a text
     whose ``embedded_text_hash`` is ``text_hashes[i]`` and vector ``vectors[i]``.
 
-    ``hashes[i]`` is the content hash recorded when the document was indexed; a document
-    written without one (by another tool) gets the hash of its stored text, title and
-    metadata, as ``evalkit index`` computes it; ``hashes[i]`` is empty only when it was
-    stored without text, as is ``text_hashes[i]``.
-    ``space`` is the collection's distance space (``cosine``, ``ip`` or ``l2``).
+    ``hashes[i]`` is the hash recorded at indexing, else computed as ``evalkit index`` would;
+    both hashes are empty for a document stored without text. ``space``: cosine, ip or l2.
     """
 
     name: str

@@ -1,11 +1,8 @@
 """Span judgments: does each span-anchored judgment still quote its source?
 
-When a source is edited, a span judgment's quote no longer stands at its offsets: the
-judgment grades text that is not there any more. This check places every span judgment in
-its source's current text by ``evalkit goldset remap``'s rule
-(``evalkit.goldset.remap.locate_span``) and reports those whose text changed or moved and
-those whose source is gone. Sources come from the audited corpus, else from the collection's
-documents (spans of sources it does not hold are counted as unchecked).
+Each span judgment is placed in its source's current text by ``goldset.remap.locate_span``
+(``evalkit goldset remap``'s rule); those whose text changed or moved, or whose source is
+gone, are reported. Sources come from the audited corpus, else from the collection.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Staleness: how the index differs from its source corpus, by content hash and stored text.
 
-The source (``evalkit.goldset.iter_corpus``) is hashed twice per document, ``content_hash``
-(what indexing records as ``evalkit_content_hash``) and ``embedded_text_hash``, and compared
-with ``read_snapshot``'s recorded hash and the hash of the text the index stores now. A
-document is *changed at the source*, *changed in the index* (rewritten in place after
-indexing, which re-indexing skips), *not in the source* (and among those a *duplicate of a
-source document* under another id) or *missing*: docs/audit.md, "Staleness".
+Each source document's ``content_hash`` and ``embedded_text_hash`` are compared with the hash
+the index recorded and the hash of the text it stores now: changed at the source, changed in
+the index, not in the source (or a copy of a source document) or missing. docs/audit.md.
 """
 
 from __future__ import annotations
@@ -76,10 +73,9 @@ def compare_hashes(
 ) -> StalenessDiff:
     """Compare the index (``indexed_ids[i]`` has ``indexed_hashes[i]``) with the source.
 
-    With the text hashes of both sides (``indexed_texts[i]``, ``source_texts``; empty for a
-    document stored without text), documents whose stored text differs from the source
-    under a matching hash are ``rewritten``, and ids not in the source whose text a source
-    document has are ``copies`` of it (of the first such id in sorted order).
+    With both sides' text hashes, a matching hash over a different text is ``rewritten``,
+    and an id not in the source with a source document's text is a ``copies`` of the first
+    such id in sorted order.
     """
     indexed = pd.Series(list(indexed_hashes), index=list(indexed_ids), dtype=object)
     current = pd.Series(list(source.values()), index=list(source.keys()), dtype=object)

@@ -1,10 +1,8 @@
 """Which changes an index reflects, since when, and the lag percentiles: whole frames at once.
 
-A change is reflected when the index holds its version (the same content or text hash, or a
-write time at or after the change). The lag is exact where the index keeps a write time, else
-exact to within the check interval; of several changes of one document waiting together, the
-older ones are superseded. The rules: docs/freshness.md, "Telling that the index reflects a
-change".
+A change is reflected when the index holds its version (same hash, or a write time at or
+after it); the older of several waiting changes of one document are superseded. docs/freshness.md,
+"Telling that the index reflects a change".
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The probe query of a changed document: its most distinctive passage.
 
-A probe asks the retriever for a changed document with a passage of its new text; the passage
-should single the document out, so it is the sentence whose words are rarest among the
-changed documents read together (mean inverse document frequency), among sentences long
-enough to carry meaning, with longer sentences preferred up to ``FULL_SENTENCE_WORDS``. Two
-documents that share a boilerplate sentence then each get a sentence of their own.
+The sentence whose words are rarest among the changed documents read together (mean inverse
+document frequency), longer ones preferred up to ``FULL_SENTENCE_WORDS``, so two documents
+sharing a boilerplate sentence each get one of their own.
 """
 
 from __future__ import annotations

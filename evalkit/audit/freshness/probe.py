@@ -1,9 +1,8 @@
 """Probing any retriever for changed documents: each document's passage is replayed as a
 query, a round at a time, until the document comes back in the top k or time runs out.
 
-The lag is exact to within the interval between rounds. Only the retriever protocol is used,
-so any retriever can be probed; a failed query is retried next round, and a round in which
-every query fails stops the probe with a ``RetrieverError``.
+Only the retriever protocol is used; a failed query is retried next round, and a round in
+which every query fails stops the probe with a ``RetrieverError``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Reading what changed at the source since a subject's last check.
 
-Two kinds of source, each read on from where the last check stopped: **change tables**
-(one row per change: ``doc_id``, ``updated_at``, ``content``; JSON Lines files or folders
-read as traffic logs are, Parquet files, a DuckDB table) and **a corpus** (every document
-whose ``updated_at`` is at or after the newest one read). The fields and how each is read:
-docs/freshness.md, "Where the changes come from".
-
-Every malformed row is reported (file, line, field) in one ``InputError``; nothing of a
-source with bad rows is read, so the check can be run again once it is fixed.
+Change tables (JSON Lines, Parquet, a DuckDB table) and corpora, each read on from where the
+last check stopped: docs/freshness.md, "Where the changes come from". Every malformed row is
+reported (file, line, field) in one ``InputError`` and nothing of that source is read, so the
+check can run again once it is fixed.
 """
 
 from __future__ import annotations
@@ -111,15 +107,12 @@ def read_changes(
     seen: Callable[[datetime], Collection[str]] = lambda moment: (),
     now: datetime | None = None,
 ) -> ChangeRead:
-    """The changes ``request``'s source made since ``subject``'s read positions
-    (``cursors``), with each change's probe passage when ``passages`` (a probe check needs
-    them; reading the index does not). ``seen(moment)`` gives the documents whose change
-    made at ``moment`` the subject has read already: a corpus is read again from its newest
-    time, and its documents of that very time are skipped rather than read and hashed again
-    (a corpus loaded at once has one time for all of them).
+    """The changes ``request``'s source made since ``subject``'s ``cursors``, with probe
+    passages when ``passages``. ``seen(moment)`` gives the documents of time ``moment``
+    already read, which a corpus read again from its newest time skips.
 
-    Raises InputError, listing every bad row (file, line, field), when any row is malformed
-    or dated more than ``CLOCK_SKEW`` after ``now`` (default: the clock's time).
+    Raises InputError listing every bad row (file, line, field): malformed, or dated more
+    than ``CLOCK_SKEW`` after ``now`` (default: the clock's time).
     """
     rows = _Rows(latest=(now or utc_now()) + CLOCK_SKEW)
     if request.corpus is not None:
@@ -513,15 +506,12 @@ def _recent_lines(
     layout: str,
     known: Collection[str],
 ) -> tuple[Path, dict[int, int], datetime | None]:
-    """The lines of a JSON Lines corpus whose document may have changed at or after
-    ``floor`` (less the ``known`` documents of exactly that time), copied into ``scratch``
-    to be read as the corpus is (same checks, same hash), with the original number of each
-    copied line and the newest time of the lines left out.
+    """The lines of a JSON Lines corpus that may have changed at or after ``floor`` (less
+    the ``known`` ones of exactly that time), copied into ``scratch`` for the strict reader,
+    with each copied line's original number and the newest time of the lines left out.
 
-    Only a line's id and ``metadata.KEY`` are decoded to choose: a corpus of 100,000
-    documents of which 1 % changed is then read whole by the strict reader for 1,000
-    documents only. A line whose time cannot be read is copied, so that the reader reports
-    it.
+    Only a line's id and ``metadata.KEY`` are decoded to choose; a line whose time cannot
+    be read is copied, so that the reader reports it.
     """
     decoder = _stamp_decoder(key)
     kept: list[bytes] = []
