@@ -1,9 +1,7 @@
-"""Probable causes of a regression, a drift or an alert: the evidence the store already
-holds, joined and ranked by the share of the loss each cause can account for.
+"""Probable causes of a regression, a drift or an alert, joined from the store's evidence.
 
-``join`` does the joining and scoring, ``subjects`` finds the runs a drift check or an alert
-is about, ``records`` holds what comes out, ``latency`` names what can explain a latency rise.
-docs/cli.md, "Probable causes: `evalkit explain`".
+``join`` joins and scores, ``subjects`` finds the runs a drift check or an alert is about,
+``records`` holds what comes out. docs/cli.md, "Probable causes: `evalkit explain`".
 """
 
 from evalkit.causes.join import explain_comparison, explain_runs, previous_run

@@ -1,9 +1,6 @@
 """The ``crowded_by_duplicates`` cause: a query's top k filled with copies of documents the
-index holds several times, pushing relevant documents down or out.
-
-A dropped query whose top k holds more extra copies than the baseline's lost that many
-places; what they cost is measured by scoring the query again with each group in one place
-(``duplicates_cause``; docs/cli.md, "Probable causes: `evalkit explain`").
+index holds several times, pushing relevant documents down or out (``duplicates_cause``;
+docs/cli.md, "Probable causes: `evalkit explain`").
 """
 
 from __future__ import annotations
@@ -142,15 +139,12 @@ def duplicates_cause(
     explained: set[str],
 ) -> set[str]:
     """Trace the dropped queries' losses to extra copies of duplicates in the candidate's
-    top k and add the cause to ``found`` when any is; returns the lost relevant documents
-    pushed out of the top k by the copies (other than the ``explained`` ones, which an audit
-    already names missing or stale).
+    top k, adding the cause to ``found``; returns the lost relevant documents the copies
+    pushed out (other than the ``explained`` ones).
 
-    A query's fraction is the share of its drop that collapsing each duplicate cluster into
-    one place (``DuplicateClusters.collapse``) in both runs' top k wins back: in the
-    candidate's, with the relevant documents the copies pushed out put back after the rest,
-    as if the copies had not taken their places; in the baseline's too, so that copies both
-    runs ranked explain nothing.
+    A query's fraction is the share of its drop won back by collapsing each duplicate cluster
+    into one place (``DuplicateClusters.collapse``) in both runs' top k, so copies both runs
+    ranked explain nothing.
     """
     if not clusters.of or not loss.drops:
         return set()

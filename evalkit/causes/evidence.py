@@ -1,13 +1,10 @@
 """Which evidence describes the index a candidate run searched: the audits and model canary
 checks nearest the run, not the newest.
 
-A post-mortem is often made after the fix: an audit made once the index was restored sees the
-restored index, which the incident run never searched, and would clear the documents the
-incident lost. So each check of an audit is read from the audit nearest the candidate that
-ran it (the first made since the candidate started, else the newest made between the
-baseline's start and the candidate's), and evidence made once the index had changed after
-the candidate (``index_evidence``: an audit that counted other documents or found the
-collection indexed again, a later run of another index) is left out, with a note saying so.
+A post-mortem is often made after the fix, and an audit of the restored index would clear the
+documents the incident lost. So each audit check is read from the audit nearest the candidate
+that ran it, and evidence made once the index had changed after the candidate
+(``index_evidence``) is left out, with a note saying so.
 """
 
 from __future__ import annotations

@@ -87,13 +87,10 @@ def _series_key(run: RunRecord) -> tuple[str | None, str]:
 
 
 def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord:
-    """The baseline ``explain`` uses by default: the newest finished run of the same
-    goldset and retriever (``RunRecord.retriever_id``: its kind or factory, where it
-    searches and its options) that started before ``run`` (complete preferred, else partial),
-    among the runs recorded in this store: a run imported from an export ran elsewhere, on
-    another index, so it is a baseline only when named.
-
-    Raises ``ConfigError`` when there is none: then name a baseline.
+    """The baseline ``explain`` uses by default: the newest finished run (complete
+    preferred) of the same goldset and ``RunRecord.retriever_id`` that started before ``run``,
+    imported runs left out (they ran on another index). Raises ``ConfigError`` when there is
+    none: then name a baseline.
     """
     key = _series_key(run)
     older = [
@@ -819,13 +816,9 @@ def _audit_note(base: RunRecord, cand: RunRecord) -> str | None:
 def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     """The probable causes of ``report``, a comparison of two stored runs, best first.
 
-    Joins the audits of the candidate's collection since the baseline started (each check
-    from the audit nearest the candidate that ran it), the two runs' records and results,
-    the model canary checks since the baseline started, and the drift checks made between
-    the baseline's start and the candidate's end (see the module docstring for the scores).
-    Audits and canary checks made once the index had changed after the candidate (a
-    restore, a re-index) are left out, with a note; ``Explanation.evidence`` lists what was
-    read.
+    Joins the two runs' records and results with the audits and canary checks since the
+    baseline started (``causes.evidence`` chooses them) and the drift checks between the
+    baseline's start and the candidate's end; ``Explanation.evidence`` lists what was read.
     """
     base_id, cand_id = report.baseline_run.run_id, report.candidate_run.run_id
     if base_id is None or cand_id is None:

@@ -1,9 +1,8 @@
 """Probable causes of a latency rise between two runs, from the runs' own records.
 
 A latency rise is not traced query by query: the cause the store can show is an index that
-grew by at least ``INDEX_GROWTH`` between the runs (``index_grew``, from
-``RunSpec.index_documents`` and ``index_vectors``). A search's cost grows with what it
-searches, so this is a probable cause, not a proof.
+grew by at least ``INDEX_GROWTH`` between the runs (``RunSpec.index_documents``,
+``index_vectors``), a probable cause, not a proof.
 """
 
 from __future__ import annotations
@@ -21,11 +20,8 @@ INDEX_GROWTH: Final = 0.05
 
 def index_growth(baseline: RunRecord, candidate: RunRecord) -> Cause | None:
     """``index_grew`` when the candidate's index holds at least ``INDEX_GROWTH`` more
-    documents (or vectors) than the baseline's, both as recorded; None otherwise, or when
-    either run did not record its index size.
-
-    Its score is 1: nothing traces a latency rise to a query, so the growth can account for
-    all of it (a residual, as ``join`` scores changes that touch every query).
+    documents (or vectors) than the baseline's as recorded, else None. Its score is 1, a
+    residual: nothing traces a latency rise to a query.
     """
     grown = []
     for name in ("documents", "vectors"):

@@ -171,10 +171,9 @@ class CauseLink:
 class Cause:
     """One probable cause of a regression.
 
-    ``score`` is the share (0 to 1) of the primary measure's loss it can account for (see
-    the module docstring); ``measured`` says whether that share was traced query by query or
-    is the residual no measured cause explains. ``statement`` says it in one line with the
-    numbers; ``evidence`` holds the rows behind it (at most ``EVIDENCE_ROWS``).
+    ``score`` is the share (0 to 1) of the primary measure's loss it can account for,
+    ``measured`` whether traced query by query or the residual; ``evidence`` holds at most
+    ``EVIDENCE_ROWS`` rows behind the one-line ``statement``.
     """
 
     kind: str
@@ -204,15 +203,10 @@ class Cause:
 class Explanation:
     """The probable causes of the difference between two runs, best first.
 
-    ``measure`` is the primary measure (the one that dropped most), ``delta`` its mean
-    change and ``loss`` the sum of its per-query drops that the scores share out;
-    ``lost_queries`` counts the queries that dropped, ``lost_documents`` the distinct
-    relevant documents they lost and ``lost_pairs`` the (query, document) losses (a
-    document relevant to two queries is lost twice). ``notes`` say what evidence is
-    missing (no audit since the baseline, for example) and what would produce it.
-    ``evidence`` lists what was read about the index: each audit (``kind`` audit, ``id``,
-    ``collection``, ``at``, the ``checks`` read from it) and each drift or canary check a
-    cause cites (``kind`` drift_check, ``id``, ``stream``, ``at``).
+    ``measure`` is the one that dropped most, ``loss`` the sum of its per-query drops the
+    scores share out; ``lost_pairs`` counts (query, document) losses, ``lost_documents``
+    distinct documents. ``notes`` say what evidence is missing and what would produce it;
+    ``evidence`` lists the audits and drift or canary checks read about the index.
     """
 
     baseline: str

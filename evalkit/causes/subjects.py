@@ -26,15 +26,12 @@ _INDEX_STREAMS: Final = ("documents", "model")
 def explain_drift_check(
     store: Store, check_id: str, *, test: PairedTestSettings = PAIRED_TEST_DEFAULTS
 ) -> Explanation:
-    """The probable causes behind a stored drift check (``explain_runs``, with the paired
-    ``test``).
+    """The probable causes behind a stored drift check (``explain_runs``, with ``test``).
 
-    A precision check names its runs (the pinned baseline and the newest run), and so does
-    a metric series' check (its first run and its newest, on its measure). Any other
-    check (queries, documents, model) is resolved to the newest finished goldset run made
-    before it on its collection and that run's ``previous_run``; a query check, of traffic
-    rather than of an index, to the newest goldset run when none searched its subject, and a
-    documents or model check of a collection no run searched is a ``ConfigError``.
+    A precision or metric check names its runs; any other is resolved to the newest finished
+    goldset run before it on its collection (a query check: any goldset run when none searched
+    its subject) and that run's ``previous_run``. A documents or model check of a collection
+    no run searched is a ``ConfigError``.
     """
     check = get_drift_check(store, check_id)
     if check.stream in ("precision", "metric"):
