@@ -1,13 +1,10 @@
 """Running work concurrently from synchronous code: a coroutine, also where an event loop
 already runs, and blocking requests on a few threads that an interruption does not wait for.
 
-The LLM judge and the LangChain / LlamaIndex adapters are async underneath but called from
-synchronous stages. ``asyncio.run`` refuses to start inside a running loop (a notebook, an
-async web server), so there the coroutine gets a loop of its own in a worker thread, with
-the caller's context variables (tracing, callbacks) carried over.
-
-``map_requests`` sends a retriever's requests on threads named ``REQUEST_THREADS``; the
-command line ends without waiting for the requests left in flight by Ctrl-C or SIGTERM.
+``asyncio.run`` refuses to start inside a running loop (a notebook, an async web server), so
+there the coroutine gets a loop of its own in a worker thread, with the caller's context
+variables (tracing, callbacks) carried over. ``map_requests`` runs on threads named
+``REQUEST_THREADS``.
 """
 
 from __future__ import annotations
@@ -50,11 +47,9 @@ def map_requests(
 ) -> list[R]:
     """``[ask(item, stopped) for item in items]``, on at most ``workers`` threads, in order.
 
-    When the caller is interrupted while it waits (Ctrl-C, SIGTERM), it goes on at once:
-    the requests not started are dropped, ``stopped`` is set so that those in flight start
-    no other attempt, and they are left to end on their own. Waiting for them held a
-    SIGTERM for a hung endpoint's timeout times its attempts, minutes past a container's
-    grace period.
+    Interrupted (Ctrl-C, SIGTERM), the caller goes on at once: requests not started are
+    dropped and ``stopped`` is set so those in flight try no more. Waiting for them held a
+    SIGTERM minutes past a container's grace period on a hung endpoint.
     """
     stopped = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=REQUEST_THREADS)

@@ -1,11 +1,9 @@
 """evalkit's optional parts and the extra that installs each.
 
-The core install (metrics, goldsets, the store, gate, score, runs, the HTTP retriever, the
-CLI) needs none of the heavy packages; each of those comes with an extra of the
-``evalkit-retrieval`` distribution. A command that reaches for a package its install lacks
-fails with ``MissingExtraError`` naming the extra to install (exit 2), never an ImportError;
-a command that needs several (``evalkit index``: Chroma and a local embedding model) checks
-them all first with ``require_all`` and names every missing extra in one install command.
+The core install needs none of the heavy packages; each comes with an extra of the
+``evalkit-retrieval`` distribution. A command reaching for a missing one fails with
+``MissingExtraError`` naming the extra (exit 2), never an ImportError; ``require_all`` names
+every missing extra of a command in one install command.
 """
 
 from __future__ import annotations

@@ -40,10 +40,9 @@ def depth_checked(decode: Callable[[_Source], _Decoded], data: _Source) -> _Deco
     """``decode(data)``, raising ``TooDeepError`` (message ``TOO_DEEP``) where JSON nested
     deeper than the interpreter's stack makes ``decode`` raise ``RecursionError``.
 
-    ``json`` and msgspec both recurse once per level of nesting; a line of a few thousand
-    ``[`` is valid JSON that neither can read, and nothing in a reader of hostile input
-    expects a ``RecursionError``. Each reader turns ``TooDeepError`` into its own error for
-    malformed input, with its file and line.
+    ``json`` and msgspec recurse once per level, so a line of a few thousand ``[`` is
+    valid JSON neither can read; each reader turns ``TooDeepError`` into its own error
+    naming file and line.
     """
     try:
         return decode(data)

@@ -1,14 +1,10 @@
 """Package attributes that load their module on first use.
 
-A stage's package re-exports its public names; importing the package for one of them must
-not load every module of the stage (and the scipy, pandas or HTTP clients they import), or
-a quick command pays for all of them. Such a package states each public name once, as an
-import under ``if TYPE_CHECKING:`` written ``from module import Name as Name`` (the form
-type checkers and readers take as a re-export), and sets
-``__getattr__ = lazy_attributes(__name__)``: the package's ``__getattr__`` (PEP 562), which
-reads those imports from the package's source on first use, imports each name from its
-module when first asked for, and gives ``__all__``. A plain ``from module import Name``
-under ``TYPE_CHECKING`` stays private, as it is to a type checker.
+Importing a stage's package for one name must not load every module of the stage (and the
+scipy, pandas or HTTP clients they import). Such a package states each public name once, as
+``from module import Name as Name`` under ``if TYPE_CHECKING:`` (a re-export to type
+checkers), and sets ``__getattr__ = lazy_attributes(__name__)`` (PEP 562), which reads those
+imports from its source, imports each name when first asked for, and gives ``__all__``.
 """
 
 from __future__ import annotations

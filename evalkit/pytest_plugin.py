@@ -1,12 +1,8 @@
 """evalkit's pytest plugin: gate retrieval quality from your own test suite.
 
-Installed with evalkit (entry point ``pytest11``, name ``evalkit``); ``-p no:evalkit`` turns
-it off. The ``evalkit_gate`` fixture and the ``@pytest.mark.evalkit_gate(...)`` marker
-(arguments: ``GateSpec``) run the workflow of ``evalkit gate``
-(``evalkit.pipeline.gate_against_baseline``), so decisions and reports are the same. Usage
-and options: docs/ci.md, "pytest plugin".
-
-Importing this module loads nothing heavy: a session that never gates pays nothing.
+The ``evalkit_gate`` fixture and marker (arguments: ``GateSpec``) run ``evalkit gate``'s
+workflow (``pipeline.gate_against_baseline``), so decisions and reports are the same
+(docs/ci.md, "pytest plugin"). Importing this module loads nothing heavy.
 """
 
 from __future__ import annotations
@@ -59,20 +55,12 @@ _WORKER_OUTPUT: Final = "evalkit_gates"
 class GateSpec:
     """What a gate compares, and how: the arguments of the fixture's call and the marker.
 
-    ``goldset``: a goldset folder or file (``goldset_format`` jsonl, beir or trec, as
-    ``evalkit goldset import`` reads; ``goldset_name`` defaults to its stem, ``split`` and
-    ``topics`` as there) or the name of a goldset in the store, told apart as ``evalkit run
-    --goldset`` does (``evalkit.pipeline.resolve_goldset``: a value with a path separator is a
-    path, a bare word a stored name first). ``baseline``: a TREC run file
-    (written from the candidate when it does not exist yet), a run export (a directory
-    ``evalkit runs export RUN --format parquet`` wrote: imported, with its provenance and
-    probable causes) or a stored run id.
-    ``retriever``: a ``--retriever`` spec (a kind, a plug-in's name or ``module:factory``),
-    an HTTP endpoint's URL, ``RetrieverOptions``, or a ready retriever object (an evalkit
-    retriever, a LangChain or LlamaIndex one); None uses ``collection`` / ``chroma_url`` /
-    ``http_url`` if given, else the ``[retriever]`` table of evalkit.toml. ``options`` are a
-    factory's keyword arguments. The rest are ``evalkit gate``'s options, with its defaults;
-    ``junit``, ``markdown``, ``inconclusive`` and ``first_run`` override the session's.
+    ``goldset``: goldset files or a stored name, told apart by ``pipeline.resolve_goldset``;
+    ``baseline``: a TREC run file (written from the candidate when missing), a run export
+    or a stored run id; ``retriever``: a ``--retriever`` spec, an HTTP URL,
+    ``RetrieverOptions`` or a retriever object (None: ``collection`` / ``chroma_url`` /
+    ``http_url``, else evalkit.toml's ``[retriever]``). The rest are ``evalkit gate``'s
+    options with its defaults; ``junit`` to ``first_run`` override the session's. docs/ci.md.
     """
 
     goldset: str | os.PathLike[str] | None = None

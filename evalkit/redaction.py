@@ -1,11 +1,9 @@
 """Masking of configured secrets in every text evalkit stores, logs or prints.
 
-One redactor for the whole package: code that holds a secret registers it
-(``register_secrets``; ``option_secrets`` finds those of a table of options), and every
-error text passes through ``redact_known`` where it becomes a record, a log line or CLI
-output. A secret is masked in every form a server may echo it in: as is, URL-encoded,
-base64-encoded at any offset, and a URL's ``user:password`` as Basic auth. This module
-imports nothing from evalkit, so every stage may use it.
+Code that holds a secret registers it (``register_secrets``, ``option_secrets``), and error
+text passes through ``redact_known`` before it is stored, logged or printed. A secret is
+masked as is, URL-encoded, base64-encoded at any offset and as a URL's Basic auth. This
+module imports nothing from evalkit, so every stage may use it.
 """
 
 from __future__ import annotations

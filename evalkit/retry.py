@@ -1,10 +1,8 @@
 """The one retry policy: exponential back-off with jitter, a cap, and ``Retry-After``.
 
-The HTTP retriever, the webhook sink and the LLM judge retry the same way: retry n waits
-``backoff * 2**n`` times a jitter factor (so concurrent callers do not retry in lockstep),
-at most ``max_wait``, or the failure's ``Retry-After`` under the same cap. ``retryable``
-decides which exceptions are worth another attempt; others, and the last failure, are raised
-unchanged. Built on tenacity.
+Retry n waits ``backoff * 2**n`` times a jitter factor (concurrent callers do not retry in
+lockstep), or the failure's ``Retry-After``, at most ``max_wait``. ``retryable`` decides which
+exceptions get another attempt; others, and the last failure, are raised unchanged.
 """
 
 from __future__ import annotations
