@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady, json_ready
 from evalkit.store.columns import (
     column_names,
     json_text,
@@ -52,6 +52,18 @@ def test_json_ready_gives_every_field_in_order_with_times_marked_utc() -> None:
     plain = json_ready(record, omit=("details", "checks"), utc_mark="")
     assert list(plain) == ["name", "at", "ended", "clusters"]
     assert plain["at"] == "2026-11-20T08:30:00"
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready(JsonReady):
+    name: str
+    at: datetime
+
+
+def test_a_json_ready_record_gives_its_json_ready_form_and_keeps_its_slots() -> None:
+    record = _Ready(name="a", at=datetime(2026, 11, 20, 8, 30))
+    assert record.to_dict() == {"name": "a", "at": "2026-11-20T08:30:00Z"}
+    assert not hasattr(record, "__dict__")
 
 
 def test_column_lists_and_json_columns() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalkit.errors import ConfigError
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -105,15 +105,11 @@ class FreshnessRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class _SourceChange:
+class _SourceChange(JsonReady):
     """A change made at the source: the document and when it was changed."""
 
     doc_id: str
     updated_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: every field, times in ISO 8601 UTC."""
-        return json_ready(self)
 
 
 @dataclass(frozen=True, slots=True)

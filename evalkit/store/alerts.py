@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady
 from evalkit.store.columns import (
     column_names,
     json_text,
@@ -141,7 +141,7 @@ def save_alert_states(store: Store, states: Sequence[StoredAlertState]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredAlert:
+class StoredAlert(JsonReady):
     """One stored notification and how its deliveries stand.
 
     ``deliveries`` maps each sink to its state (``pending``, ``delivered``, ``abandoned``);
@@ -165,10 +165,6 @@ class StoredAlert:
     n_sinks: int
     deliveries: Mapping[str, str] = field(default_factory=dict)
     delivery_errors: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
 
 
 _ALERT_COLUMNS = (
@@ -324,7 +320,7 @@ def resolution_of(store: Store, alert_id: str) -> StoredAlert | None:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredDelivery:
+class StoredDelivery(JsonReady):
     """One delivery attempt of one alert to one sink."""
 
     alert_id: str
@@ -335,10 +331,6 @@ class StoredDelivery:
     ok: bool
     status_code: int | None
     error: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
 
 
 def alert_deliveries(store: Store, alert_id: str) -> list[StoredDelivery]:

@@ -21,7 +21,7 @@ import numpy as np
 from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady
 from evalkit.store.columns import (
     column_names,
     json_text,
@@ -77,7 +77,7 @@ _SCORING_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class StoredScoring:
+class StoredScoring(JsonReady):
     """One stored scoring: what was scored, when, and how many judge calls it cost."""
 
     scoring_id: str
@@ -89,10 +89,6 @@ class StoredScoring:
     judge_calls: int
     cache_hits: int
     settings: Mapping[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
 
     def answer_scores(self, summaries: Sequence[MetricSummary]) -> AnswerScores:
         """This scoring with these ``summaries`` as ``AnswerScores``, without its per-item

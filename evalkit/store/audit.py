@@ -17,7 +17,7 @@ import duckdb
 
 from evalkit import __version__
 from evalkit.errors import ConfigError, NotFoundError
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady
 from evalkit.store.columns import json_text, json_value, placeholders, values_of
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ _FINDING_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class StoredAudit:
+class StoredAudit(JsonReady):
     """One stored audit: what was audited, when, with what, and how it came out."""
 
     audit_id: str
@@ -79,13 +79,9 @@ class StoredAudit:
         """The checks this audit ran (a check whose inputs were missing is listed, not run)."""
         return frozenset(str(check.get("name")) for check in self.checks if check.get("ran"))
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
-
 
 @dataclass(frozen=True, slots=True)
-class StoredFinding:
+class StoredFinding(JsonReady):
     """One stored finding of an audit (see ``evalkit.audit.FINDING_KINDS`` for the kinds)."""
 
     audit_id: str
@@ -103,10 +99,6 @@ class StoredFinding:
     value: float | None
     threshold: float | None
     details: Mapping[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
 
 
 def save_audit(store: Store, report: AuditReport) -> StoredAudit:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady
 from evalkit.store.columns import record_of
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ STRATUM_KINDS = {"none": _stratum_none, "tenant": _stratum_tenant, "tag": _strat
 
 
 @dataclass(frozen=True, slots=True)
-class StoredSample:
+class StoredSample(JsonReady):
     """A stored traffic sample: how it was drawn (window, strata, seed) and what it holds."""
 
     sample_id: str
@@ -83,10 +83,6 @@ class StoredSample:
     n_sampled: int
     quotas: Mapping[str, int]
     created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self)
 
 
 def _distinct_queries_sql(
