@@ -1,12 +1,6 @@
-"""What an audit is asked to check and what it reports: findings with a severity, per-check
-measurements, the whole report.
-
-``AuditConfig`` names the checks to run and the thresholds that turn measurements into
-findings. A ``Finding`` is one problem of one kind (``exact_duplicates``, ``changed_at_source``...)
-with every document or query it concerns. A ``CheckOutcome`` is what one check measured,
-whether or not it found anything (or why it did not run). An ``AuditReport`` holds both,
-with what was audited and when, and decides whether a deployment gate fails.
-"""
+"""What an audit is asked to check (``AuditConfig``) and what it reports: findings
+(``Finding``) with a severity, each check's ``CheckOutcome`` and the whole ``AuditReport``,
+which decides whether a deployment gate fails."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What a drift test says and what a drift check stores.
-
-A ``DriftResult`` is one detector's verdict on two windows: the statistic and the decision
-as separate fields. A ``DriftCheck`` is what evalkit keeps of any check it runs on what it
-watches (an embedding window, the query model, a metric series, the precision of a
-goldset x retriever): which stream and subject, the finding, the figures behind it and its
-evidence. The store adds an id and a time (``evalkit.store.drift.StoredDriftCheck``).
-"""
+"""What a drift test says (``DriftResult``: one detector's verdict on two windows) and what
+a drift check stores (``DriftCheck``; the store adds an id and a time,
+``evalkit.store.drift.StoredDriftCheck``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What a workflow is asked to do, with every default in one place.
-
-The CLI's options, the scheduler's job parameters and the pytest plugin build these records
-(their defaults read from the ``*_DEFAULTS`` instances below, never retyped), and the
-pipeline takes them whole, one record per workflow. ``PairedTestSettings`` are the
-statistics of a comparison of two runs and ``DriftTestSettings`` those of a test of two
-windows of embeddings.
-"""
+"""What a workflow is asked to do, with every default in one place: the CLI, the scheduler's
+jobs and the pytest plugin build these records (defaults read from the ``*_DEFAULTS`` below,
+never retyped) and the pipeline takes them whole, one record per workflow."""
 
 from __future__ import annotations
 
