@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Concatenate, Final, Literal, ParamSpec
+from typing import Concatenate, Final, Literal, ParamSpec, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -115,16 +115,16 @@ class SequentialTrace:
 _LEVEL_RANK = {AlertLevel.OK: 0, AlertLevel.WARNING: 1, AlertLevel.ALERT: 2}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Settings:
-    allowance: float
-    h_warning: float
-    h_alert: float
-    warmup: int
-    target: float | None
-    sd: float | None
-    min_sd: float
-    direction: Direction
+    allowance: float = 0.5
+    h_warning: float = 5.0
+    h_alert: float = 8.0
+    warmup: int = 20
+    target: float | None = None
+    sd: float | None = None
+    min_sd: float = 1e-3
+    direction: Direction = "drop"
 
     def check(self, method: str) -> None:
         if self.allowance < 0.0:
@@ -305,10 +305,23 @@ def sequential_trace(
 ) -> SequentialTrace:
     """``cusum`` or ``page_hinkley`` (``method``) over a whole series, ``allowance`` being
     the detector's slack (CUSUM's ``k``, Page-Hinkley's ``delta``)."""
-    settings = _Settings(allowance, h_warning, h_alert, warmup, None, None, min_sd, "drop")
+    settings = _Settings(
+        allowance=allowance, h_warning=h_warning, h_alert=h_alert, warmup=warmup, min_sd=min_sd
+    )
     running_reference = method != "cusum"
     name = "page_hinkley" if running_reference else "cusum"
     return _trace(name, _as_series(values), settings, running_reference=running_reference)
+
+
+class _Options(TypedDict, total=False):
+    """The settings both detectors take, defaults in ``_Settings``: docs/drift.md."""
+
+    h_warning: float
+    h_alert: float
+    warmup: int
+    sd: float | None
+    min_sd: float
+    direction: Direction
 
 
 class _Incremental:
@@ -385,21 +398,10 @@ class Cusum(_Incremental):
     method = "cusum"
 
     def __init__(
-        self,
-        *,
-        k: float = 0.5,
-        h_warning: float = 5.0,
-        h_alert: float = 8.0,
-        warmup: int = 20,
-        target: float | None = None,
-        sd: float | None = None,
-        min_sd: float = 1e-3,
-        direction: Direction = "drop",
+        self, *, k: float = 0.5, target: float | None = None, **options: Unpack[_Options]
     ) -> None:
-        super().__init__(
-            _Settings(k, h_warning, h_alert, warmup, target, sd, min_sd, direction),
-            running_reference=False,
-        )
+        settings = _Settings(allowance=k, target=target, **options)
+        super().__init__(settings, running_reference=False)
 
 
 class PageHinkley(_Incremental):
@@ -407,21 +409,8 @@ class PageHinkley(_Incremental):
 
     method = "page_hinkley"
 
-    def __init__(
-        self,
-        *,
-        delta: float = 0.5,
-        h_warning: float = 5.0,
-        h_alert: float = 8.0,
-        warmup: int = 20,
-        sd: float | None = None,
-        min_sd: float = 1e-3,
-        direction: Direction = "drop",
-    ) -> None:
-        super().__init__(
-            _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction),
-            running_reference=True,
-        )
+    def __init__(self, *, delta: float = 0.5, **options: Unpack[_Options]) -> None:
+        super().__init__(_Settings(allowance=delta, target=None, **options), running_reference=True)
 
 
 _P = ParamSpec("_P")
