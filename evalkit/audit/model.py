@@ -83,41 +83,60 @@ def reembed_stored(
     )
 
 
+def _sample_finding(
+    context: AuditContext,
+    sample: Reembedding,
+    rows: npt.NDArray[np.bool_],
+    kind: str,
+    message: str,
+    **details: object,
+) -> Finding:
+    """The finding ``kind`` on the re-embedded documents ``rows`` selects, with their cosines."""
+    bad_ids, cosines = sample.ids(rows), sample.cosines[rows]
+    return context.config.finding(
+        kind,
+        message,
+        len(bad_ids),
+        doc_ids=bad_ids,
+        value=float(cosines.min()),
+        threshold=context.config.model_min_cosine,
+        details={
+            "sampled": len(sample),
+            **details,
+            "cosines": {
+                doc_id: round(float(cosine), 6)
+                for doc_id, cosine in zip(bad_ids, cosines, strict=True)
+            },
+        },
+    )
+
+
 def _other_model_finding(context: AuditContext, sample: Reembedding) -> Finding:
     config, snapshot = context.config, context.snapshot
     other = sample.other_model
     share = float(other.mean())
-    bad_ids = sample.ids(other)
+    bad = int(other.sum())
     estimated = round(share * len(snapshot))
-    return config.finding(
+    return _sample_finding(
+        context,
+        sample,
+        other,
         "vectors_from_another_model",
-        f"{len(bad_ids)} of {len(sample)} re-embedded documents do not match their "
+        f"{bad} of {len(sample)} re-embedded documents do not match their "
         f"stored vectors (cosine < {config.model_min_cosine}); about {estimated} "
         f"of {len(snapshot)} documents were embedded by another model. Indexing "
         "the corpus again leaves them as they are, since their content has not "
         "changed: rebuild the collection with the query model "
         f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
         "`collection.delete(ids=...)`) and index again.",
-        len(bad_ids),
-        doc_ids=bad_ids,
-        value=float(sample.cosines[other].min()),
-        threshold=config.model_min_cosine,
-        details={
-            "sampled": len(sample),
-            "mismatched_share": share,
-            "estimated_documents": estimated,
-            "cosines": {
-                doc_id: round(float(cosine), 6)
-                for doc_id, cosine in zip(bad_ids, sample.cosines[other], strict=True)
-            },
-        },
+        mismatched_share=share,
+        estimated_documents=estimated,
     )
 
 
 def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
     config, snapshot = context.config, context.snapshot
     replaced = sample.replaced
-    bad_ids = sample.ids(replaced)
     with_source = context.source_hashes is not None
     against = (
         "their source (whose version they were indexed from)"
@@ -129,27 +148,19 @@ def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
         if with_source
         else "Audit with --source to list every such document (changed_in_index)"
     )
-    return config.finding(
+    return _sample_finding(
+        context,
+        sample,
+        replaced,
         "content_replaced",
-        f"{len(bad_ids)} of {len(sample)} re-embedded documents do not match their stored "
+        f"{int(replaced.sum())} of {len(sample)} re-embedded documents do not match their stored "
         f"vectors (cosine < {config.model_min_cosine}), and their stored text differs from "
         f"{against}: the text and vectors under these ids were replaced after indexing "
         "(e.g. `collection.update(documents=..., embeddings=...)`), not embedded by another "
         f"model. {listed}; delete them from the collection and index again, or rebuild "
         f"it ({_rebuild(snapshot.name)}).",
-        len(bad_ids),
-        doc_ids=bad_ids,
-        value=float(sample.cosines[replaced].min()),
-        threshold=config.model_min_cosine,
-        details={
-            "sampled": len(sample),
-            "replaced_share": float(replaced.mean()),
-            "compared_with": "source" if with_source else "recorded_hash",
-            "cosines": {
-                doc_id: round(float(cosine), 6)
-                for doc_id, cosine in zip(bad_ids, sample.cosines[replaced], strict=True)
-            },
-        },
+        replaced_share=float(replaced.mean()),
+        compared_with="source" if with_source else "recorded_hash",
     )
 
 
