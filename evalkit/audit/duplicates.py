@@ -153,12 +153,20 @@ def _groups(rows: IntArray, labels: npt.NDArray[np.integer]) -> list[IntArray]:
     return sorted(groups, key=lambda group: int(group[0]))
 
 
-def _clustered_ids(
-    ids: npt.NDArray[np.object_], groups: Sequence[IntArray]
-) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
-    """The document ids of each group, and all of them in group order."""
+def _cluster_finding(
+    context: AuditContext,
+    ids: npt.NDArray[np.object_],
+    groups: Sequence[IntArray],
+    kind: str,
+    message: str,
+    **fields: object,
+) -> Finding:
+    """The finding ``kind`` on the documents of ``groups``, listed by group."""
     clusters = tuple(tuple(str(doc_id) for doc_id in ids[group]) for group in groups)
-    return clusters, tuple(doc_id for cluster in clusters for doc_id in cluster)
+    doc_ids = tuple(doc_id for cluster in clusters for doc_id in cluster)
+    return context.config.finding(
+        kind, message, len(doc_ids), doc_ids=doc_ids, clusters=clusters, **fields
+    )
 
 
 def check_duplicates(context: AuditContext) -> CheckOutcome:
@@ -181,32 +189,30 @@ def check_duplicates(context: AuditContext) -> CheckOutcome:
     near_clusters = cluster_pairs(len(snapshot), near.first, near.second)
 
     findings: list[Finding] = []
+    exact_documents = sum(len(group) for group in exact)
+    near_documents = sum(len(group) for group in near_clusters)
     if exact:
-        clusters, doc_ids = _clustered_ids(ids, exact)
-        n_docs = len(doc_ids)
         findings.append(
-            config.finding(
+            _cluster_finding(
+                context,
+                ids,
+                exact,
                 "exact_duplicates",
-                f"{n_docs} documents are exact duplicates in {len(exact)} groups "
+                f"{exact_documents} documents are exact duplicates in {len(exact)} groups "
                 "(same content under different ids); delete the extra ids and make "
                 "ingestion idempotent (stable ids)",
-                n_docs,
-                doc_ids=doc_ids,
-                clusters=clusters,
-                details={"groups": len(exact), "redundant_documents": n_docs - len(exact)},
+                details={"groups": len(exact), "redundant_documents": exact_documents - len(exact)},
             )
         )
     if near_clusters:
-        clusters, doc_ids = _clustered_ids(ids, near_clusters)
-        n_docs = len(doc_ids)
         findings.append(
-            config.finding(
+            _cluster_finding(
+                context,
+                ids,
+                near_clusters,
                 "near_duplicates",
-                f"{n_docs} documents form {len(near_clusters)} near-duplicate clusters (cosine "
-                f">= {config.near_duplicate_threshold}); keep one version of each",
-                n_docs,
-                doc_ids=doc_ids,
-                clusters=clusters,
+                f"{near_documents} documents form {len(near_clusters)} near-duplicate clusters "
+                f"(cosine >= {config.near_duplicate_threshold}); keep one version of each",
                 value=float(near.similarity.min()),
                 threshold=config.near_duplicate_threshold,
                 details={
@@ -221,9 +227,9 @@ def check_duplicates(context: AuditContext) -> CheckOutcome:
     measurements = {
         "documents": float(len(snapshot)),
         "exact_duplicate_groups": float(len(exact)),
-        "exact_duplicate_documents": float(sum(len(group) for group in exact)),
+        "exact_duplicate_documents": float(exact_documents),
         "near_duplicate_clusters": float(len(near_clusters)),
-        "near_duplicate_documents": float(sum(len(group) for group in near_clusters)),
+        "near_duplicate_documents": float(near_documents),
         "near_duplicate_pairs": float(len(near)),
     }
     return CheckOutcome("duplicates", True, measurements, tuple(findings))
