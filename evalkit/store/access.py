@@ -480,6 +480,29 @@ class StoreAccess:
         """The store open for writing, once no other process has the file open (DuckDB's
         own lock: a writer that does not take the writer lock, a reader), waiting until
         the ``time.monotonic()`` ``deadline``; for a holder of the writer lock."""
+        return self._open_polling(
+            deadline,
+            stop=stop,
+            busy=lambda cause: (
+                f"the store {self.store_path} has been open in another writing process "
+                f"for more than {self.wait:g} s ({cause}); try again when it is done"
+            ),
+            waiting=lambda cause: (
+                f"waiting for the store {self.store_path}: another process has it open ({cause})"
+            ),
+        )
+
+    def _open_polling(
+        self,
+        deadline: float,
+        *,
+        busy: Callable[[BaseException | None], str],
+        waiting: Callable[[BaseException | None], str],
+        read_only: bool = False,
+        stop: threading.Event | None = None,
+    ) -> Store:
+        """The store, opened as soon as DuckDB's own lock lets it, trying until ``deadline``;
+        ``busy`` and ``waiting`` word the StoreBusyError and the one notice by the conflict."""
         told = False
         while True:
             if stop is not None and stop.is_set():
@@ -487,22 +510,19 @@ class StoreAccess:
                     f"gave up waiting for the store {self.store_path}: stopping"
                 )
             try:
-                return Store.open(self.store_path, memory_limit=self.memory_limit)
+                return Store.open(
+                    self.store_path, read_only=read_only, memory_limit=self.memory_limit
+                )
             except StoreError as error:
                 if not _duckdb_lock_conflict(error):
                     raise
                 if time.monotonic() >= deadline:
-                    raise StoreBusyError(
-                        f"the store {self.store_path} has been open in another writing process "
-                        f"for more than {self.wait:g} s ({error.__cause__}); try again when "
-                        "it is done"
-                    ) from error
-                self._blocked_by = str(error.__cause__)
+                    raise StoreBusyError(busy(error.__cause__)) from error
+                if not read_only:
+                    # What a holder of the writer lock waits for, to name it to its own waiters.
+                    self._blocked_by = str(error.__cause__)
                 if not told:
-                    self._tell(
-                        f"waiting for the store {self.store_path}: another process has it "
-                        f"open ({error.__cause__})"
-                    )
+                    self._tell(waiting(error.__cause__))
                     told = True
             time.sleep(_POLL)
 
@@ -514,27 +534,15 @@ class StoreAccess:
     @contextmanager
     def reader(self) -> Iterator[Store]:
         """The store, open read-only, for the duration of the block."""
-        deadline = time.monotonic() + self.wait
-        told = False
-        while True:
-            try:
-                store = Store.open(self.store_path, read_only=True, memory_limit=self.memory_limit)
-                break
-            except StoreError as error:
-                if not _duckdb_lock_conflict(error):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise StoreBusyError(
-                        f"the store {self.store_path} has been written by {self._writer()} for "
-                        f"more than {self.wait:g} s ({error.__cause__}); try again when it is "
-                        "done"
-                    ) from error
-                if not told:
-                    self._tell(
-                        f"waiting to read the store: it is being written by {self._writer()}"
-                    )
-                    told = True
-            time.sleep(_POLL)
+        store = self._open_polling(
+            time.monotonic() + self.wait,
+            read_only=True,
+            busy=lambda cause: (
+                f"the store {self.store_path} has been written by {self._writer()} for "
+                f"more than {self.wait:g} s ({cause}); try again when it is done"
+            ),
+            waiting=lambda _: f"waiting to read the store: it is being written by {self._writer()}",
+        )
         try:
             yield store
         finally:
