@@ -142,12 +142,9 @@ def save_alert_states(store: Store, states: Sequence[StoredAlertState]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StoredAlert(JsonReady):
-    """One stored notification and how its deliveries stand.
-
-    ``deliveries`` maps each sink to its state (``pending``, ``delivered``, ``abandoned``);
-    ``delivery_errors`` each sink not delivered to yet, or given up, to the error of its last
-    attempt (the status and the receiver's reason), or to why it was abandoned.
-    """
+    """One stored notification and how its deliveries stand: each sink's state
+    (``deliveries``: ``pending``, ``delivered``, ``abandoned``) and, for a sink not delivered to,
+    the error of its last attempt or why it was abandoned (``delivery_errors``)."""
 
     alert_id: str
     rule: str
@@ -250,12 +247,9 @@ def list_alerts(
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[StoredAlert]:
-    """Stored notifications, newest first, with their delivery states.
-
-    ``status="firing"`` lists the firing notifications of conditions still open: one that
-    a later *resolved* notification of its key closed is left out, so what is listed is
-    what still needs someone (the escalations and reminders of an open condition stay).
-    """
+    """Stored notifications, newest first, with their delivery states. ``status="firing"``
+    leaves out those a later *resolved* notification of their key closed (an open condition's
+    escalations and reminders stay): what is listed still needs someone."""
     condition, parameters = alert_status_condition(status)
     rows = store.fetch(
         f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE (? IS NULL OR rule = ?)"

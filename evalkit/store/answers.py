@@ -374,12 +374,9 @@ def forget_judge_calls(store: Store, judgment_keys: Sequence[str]) -> None:
 
 
 class _TableCache(Generic[V]):
-    """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of the store, read
-    with ``load`` and written with ``save``.
-
-    ``store`` is a ``WriterAccess``: an open ``Store``, or an access that opens the store
-    for each read or write only (a scoring that waits on a judge then keeps no other
-    process out of the store meanwhile)."""
+    """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of the store. ``store``
+    is a ``WriterAccess``: an access that opens the store per read or write keeps no other
+    process out while a scoring waits on its judge."""
 
     def __init__(
         self,

@@ -110,12 +110,9 @@ def save_remap(
 
 @dataclass(frozen=True, slots=True)
 class VersionOrigin:
-    """Where a stored goldset version came from, for finding the corpus its doc ids name.
-
-    ``source`` is its ``goldsets.source`` (a path for an import); ``remap_corpus`` the new
-    corpus of the remap that wrote it (``--corpus``), when a remap did; ``published_from``
-    the version a review-queue publish made it from, when a publish did.
-    """
+    """Where a stored goldset version came from, for finding the corpus its doc ids name: its
+    ``goldsets.source``, the ``remap_corpus`` of the remap that wrote it, or the version a
+    review-queue publish made it from (``published_from``)."""
 
     source: str | None
     remap_corpus: str | None

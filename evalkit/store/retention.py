@@ -153,12 +153,9 @@ class TrafficPruned:
 
 
 def prune_traffic(store: Store, *, older_than: datetime) -> TrafficPruned:
-    """Delete the production traffic logged before ``older_than``, in one transaction.
-
-    Goes: ``traffic_records`` asked before the cutoff, the query copies of samples whose
-    whole window ended by then, and ``traffic_generations`` that started before it. Stays:
-    the samples' rows, window summaries and runs (retention of runs is separate).
-    """
+    """Delete the production traffic logged before ``older_than``, in one transaction: the
+    records asked before it, the query copies of samples whose window ended by then and the
+    generation spans started before it. Samples' rows, window summaries and runs stay."""
     statements = (
         ("records", "traffic_records WHERE ts < ?"),
         (

@@ -42,12 +42,9 @@ attached to it (bounds the records an attachment looks at)."""
 
 @dataclass(frozen=True, slots=True)
 class SourceState:
-    """How far ingest has read one log file.
-
-    The file is the one with this ``device`` and ``inode`` whose first ``head_length``
-    bytes hash to ``head_hash``; ``byte_offset`` is just past the last line ingested (for
-    Parquet, the file's size) and ``lines_read`` the lines (rows) consumed up to there.
-    """
+    """How far ingest has read one log file: the file with this ``device`` and ``inode`` whose
+    first ``head_length`` bytes hash to ``head_hash``, read up to ``byte_offset`` (Parquet:
+    its size), ``lines_read`` lines (rows) consumed."""
 
     device: int
     inode: int
