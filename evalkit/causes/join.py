@@ -10,6 +10,7 @@ docs/cli.md, "Probable causes: `evalkit explain`".
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final
@@ -107,7 +108,7 @@ def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord
             return pool[0]
     raise ConfigError(
         f"run {run.run_id} has no earlier finished run of the same goldset and retriever: "
-        "name the baseline (--baseline RUN)"
+        "name the baseline (`baseline`)"
     )
 
 
@@ -135,7 +136,7 @@ def explain_runs(
     )
     if not chosen:
         raise InputError(
-            f"runs {base.run_id} and {cand.run_id} share no stored measure: name one with -m"
+            f"runs {base.run_id} and {cand.run_id} share no stored measure: name one (`measures`)"
         )
     report = compare_stored_runs(
         store, base.run_id, cand.run_id, chosen, test, worst=0, failed_as_zero=True
@@ -207,9 +208,7 @@ def _audit_causes(
         pairs = loss.lost_pairs_of(by_doc)
         fractions = loss.document_fractions(pairs)
         share = loss.share(fractions)
-        counts: dict[tuple[str, str, str], int] = {}
-        for source in by_doc.values():
-            counts[source] = counts.get(source, 0) + 1
+        counts = Counter(by_doc.values())
         audit_id, collection, finding_kind = max(counts, key=lambda s: (counts[s], s[0]))
         what = (
             "are missing from the index"
@@ -267,9 +266,7 @@ def _unreflected_cause(
     pairs = loss.lost_pairs_of(by_doc)
     fractions = loss.document_fractions(pairs)
     share = loss.share(fractions)
-    subjects: dict[str, int] = {}
-    for row in by_doc.values():
-        subjects[str(row["subject"])] = subjects.get(str(row["subject"]), 0) + 1
+    subjects = Counter(str(row["subject"]) for row in by_doc.values())
     subject = max(subjects, key=lambda name: (subjects[name], name))
     waiting = sum(row["status"] == "pending" for row in by_doc.values())
     found.measured(

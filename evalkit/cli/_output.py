@@ -72,6 +72,13 @@ SETTING_FLAGS: Mapping[str, str] = {
     'engine = "local"': "--engine local",
     "(`ray_actors`)": "(--ray-actors)",
     "(`answers = false`)": "(--no-answers)",
+    "`weights` per run": "--weight per run",
+    "(`params` ": "(--param ",
+    "(`optimize`)": "(--optimize)",
+    "(`weights`, in the order": "(--weight, in the order",
+    "one `weights` entry per run": "one --weight per run",
+    "(`baseline`)": "(--baseline RUN)",
+    "name one (`measures`)": "name one with -m",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

@@ -453,7 +453,7 @@ class Fusion:
         unknown = sorted(set(given) - set(chosen.params))
         if unknown:
             takes = ", ".join(chosen.params) or "no parameters"
-            hint = " (weights are given apart: --weight per run)" if "weights" in unknown else ""
+            hint = " (weights are given apart: `weights` per run)" if "weights" in unknown else ""
             raise ConfigError(
                 f"fusion method {chosen.name} takes {takes}; got {', '.join(unknown)}{hint}"
             )
@@ -465,8 +465,8 @@ class Fusion:
                 if name == fitted:
                     continue
                 raise ConfigError(
-                    f"fusion method {chosen.name} needs {name}: give it (--param "
-                    f"{name}=VALUE) or fit it on the goldset (--optimize)"
+                    f"fusion method {chosen.name} needs {name}: give it (`params` "
+                    f"{name}=VALUE) or fit it on the goldset (`optimize`)"
                 )
             resolved[name] = _checked_param(chosen.name, name, value)
         return cls(
@@ -523,15 +523,15 @@ def _checked_weights(
         if fitting:
             return None
         raise ConfigError(
-            f"fusion method {method.name} needs one weight per run (--weight, in the order "
-            "the runs are named), or fit them on the goldset (--optimize)"
+            f"fusion method {method.name} needs one weight per run (`weights`, in the order "
+            "the runs are named), or fit them on the goldset (`optimize`)"
         )
     values = tuple(float(w) for w in weights)
     if not all(math.isfinite(w) for w in values):
         raise ConfigError(f"fusion weights must be finite numbers, got {list(weights)}")
     if n_runs is not None and len(values) != n_runs:
         raise ConfigError(
-            f"{len(values)} weight(s) for {n_runs} runs: give one --weight per run, in the "
+            f"{len(values)} weight(s) for {n_runs} runs: give one `weights` entry per run, in the "
             "order the runs are named"
         )
     return values
