@@ -503,7 +503,6 @@ def watch_precision(
     per-query results) by the paired test ``test``. A retriever with no complete run is in
     ``skipped`` with the reason. docs/drift.md, "``evalkit drift precision``".
     """
-    # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
     parse_measure(measure)  # a misspelt measure is named as such, not as "no runs with it"
     scored = [
         run
@@ -512,10 +511,9 @@ def watch_precision(
         )
         if run.status in ("complete", "partial") and measure in run.aggregates
     ]
-    every: dict[str, list[Any]] = {}
+    every: dict[str, list[RunRecord]] = {}
     for run in scored:
-        key = run.retriever_id
-        every.setdefault(key, []).append(run)
+        every.setdefault(run.retriever_id, []).append(run)
     if subject is not None:
         if subject not in every:
             raise ConfigError(
@@ -636,12 +634,9 @@ def _pinned_baseline(
 
 
 MIN_WARMUP = 5
-"""The fewest runs whose spread Page-Hinkley learns before it judges. From 2 runs the spread
-is a guess: 2-run warm-ups alarmed on 5 % of stable series at every check (N(0.6, 0.02),
-2,000 series), and 11 % of them alarmed at least once by their 20th run. From 5 runs, with
-the short warm-up's sd widened (``warmup_widening``), 0.5 % alarmed by the 20th run and
-2.6 % by the 100th. Until then only the paired test against the baseline, which is
-calibrated, finds drift."""
+"""The fewest runs whose spread Page-Hinkley learns before it judges: from 2 runs the spread
+is a guess (11 % of stable series alarmed by their 20th run, against 0.5 % from 5; measured
+in docs/drift.md). Until then only the calibrated paired test finds drift."""
 
 
 @dataclass(frozen=True, slots=True)
