@@ -9,6 +9,7 @@ Every error evalkit raises on purpose derives from one root, so callers can catc
     │   ├── GoldsetError   a golden set (queries / judgments / corpus) is invalid
     │   └── MeasureError   a measure name does not parse
     ├── RetrieverError     the retriever is unreachable, misconfigured or failed as a whole
+    │   └── CollectionNotFoundError  the collection named does not exist
     ├── JudgeError         the LLM judge endpoint failed as a whole
     │   └── TooFewJudgedError  too few pairs judged for a measurement to mean anything
     ├── EmbeddingError     the embedding model cannot be loaded or used
