@@ -133,7 +133,6 @@ class FusionMethod:
     weighted: bool = False
     search: tuple[str, tuple[float, ...]] | None = None
     positional: bool = False
-    aliases: tuple[str, ...] = ()
 
 
 def _combsum(grid: _Grid, params: Mapping[str, float], weights: FloatArray | None) -> FloatArray:
@@ -261,43 +260,36 @@ FUSION_METHODS: Mapping[str, FusionMethod] = MappingProxyType(
                 search=("k", tuple(range(10, 101, 10))),
                 positional=True,
             ),
-            FusionMethod(
-                "combsum", "sum", "sum of the scores (Fox & Shaw 1993)", _combsum, aliases=("sum",)
-            ),
+            FusionMethod("combsum", "sum", "sum of the scores (Fox & Shaw 1993)", _combsum),
             FusionMethod(
                 "combmnz",
                 "mnz",
                 "sum of the scores x the number of runs that retrieved the document",
                 _combmnz,
-                aliases=("mnz",),
             ),
             FusionMethod(
                 "combmax",
                 "max",
                 "highest score (a run that did not retrieve the document counts -1e9)",
                 _combmax,
-                aliases=("max",),
             ),
             FusionMethod(
                 "combmin",
                 "min",
                 "lowest score (a run that did not retrieve the document counts 1e9)",
                 _combmin,
-                aliases=("min",),
             ),
             FusionMethod(
                 "combmed",
                 "med",
                 "median of the scores of the runs that retrieved the document",
                 _combmed,
-                aliases=("med",),
             ),
             FusionMethod(
                 "combanz",
                 "anz",
                 "mean of the scores of the runs that retrieved the document",
                 _combanz,
-                aliases=("anz",),
             ),
             FusionMethod(
                 "combgmnz",
@@ -306,7 +298,6 @@ FUSION_METHODS: Mapping[str, FusionMethod] = MappingProxyType(
                 _combgmnz,
                 params={"gamma": None},
                 search=("gamma", _UNIT_GRID),
-                aliases=("gmnz",),
             ),
             FusionMethod(
                 "wsum",
@@ -393,7 +384,7 @@ posfuse, mapfuse) and the pairwise Condorcet methods."""
 _METHOD_ALIASES = {
     alias: method.name
     for method in FUSION_METHODS.values()
-    for alias in (*method.aliases, method.ranx_name, method.name.replace("comb", "comb_"))
+    for alias in (method.ranx_name, method.name.replace("comb", "comb_"))
 }
 
 
