@@ -683,7 +683,10 @@ def _terminate_once_two_judgments_are_kept(
         # Answered is not yet kept: the two judgments reach the cache with the scoring's
         # next write, which SIGTERM could otherwise overtake.
         wait_until(
-            lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
+            lambda: _cached_judgments(store_path) == 2,
+            timeout=60,
+            what="2 cached judgments",
+            interval=0.5,
         )
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
@@ -694,6 +697,9 @@ def _terminate_once_two_judgments_are_kept(
 
 
 def _cached_judgments(store_path: Path) -> int:
+    """The judge cache's rows, counted under the store's writer lock. Poll it slowly: the
+    scoring waits only 1 s for the store to keep its outputs, and a poll that took the lock
+    back every few milliseconds could starve it (then they are kept only at its end)."""
     with StoreAccess(store_path, wait=10, program="test").writer("counting") as store:
         return int(store.fetch("SELECT count(*) FROM judge_cache")[0][0])
 
@@ -762,7 +768,10 @@ def test_answer_scores_the_store_refuses_at_the_end_are_said_not_stored(
         _wait_for_calls(scoring, fake_judge, answered=4, received=5)
         if not cache_file:  # the scoring keeps its own cache file open
             wait_until(
-                lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
+                lambda: _cached_judgments(store_path) == 2,
+                timeout=60,
+                what="2 cached judgments",
+                interval=0.5,
             )
         with StoreAccess(store_path, wait=10, program="test").writer("a long write"):
             fake_judge.released.set()
