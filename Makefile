@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
+# Python keeps the bytecode of what it imports: with PYTHONDONTWRITEBYTECODE set (as some CI
+# images do) every test's subprocess, Ray worker and browser server compiled torch, Ray,
+# pandas and the rest from source again, 9 CPU-s a process importing the model's stack.
+unexport PYTHONDONTWRITEBYTECODE
 DEMO_HOME ?= .evalkit
 
 .PHONY: install browser promtool demo test test-fast lint typecheck unit install-check benchmarks clean
