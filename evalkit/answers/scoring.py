@@ -92,30 +92,14 @@ def score_answers(
     every_context_metric: bool = False,
     judge_must_answer: bool = False,
 ) -> AnswerScores:
-    """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
+    """Score ``records`` (``run_id`` / ``source`` say what was scored); docs/answers.md says how.
 
-    Faithfulness comes from the LLM judge when ``settings`` configure one (and the method
-    allows it), otherwise from the offline method (``offline-nli`` with the local model of
-    ``nli_model_path`` when one is set and no ``offline`` is given, else ``offline``);
-    answer relevance from the judge only; context precision / recall from ragas' ID-based
-    and non-LLM metrics when some record carries reference context ids or texts. Answers
-    that cannot be measured (no claim, no context, a judge failure after retries) are
-    stored with their reason, counted in the summaries and left out of the means.
-    ``run_id`` / ``source`` say what was scored.
-
-    The judge cache is ``cache`` if given, else an in-memory cache for this call; the
-    offline method's context vectors are kept in ``embedding_cache`` if given, else in the
-    offline method's own memory. ``progress`` is called with (answers done, in all) as the
-    scoring advances (with both methods, each answer counts once for each).
-
-    With ``every_context_metric`` every context metric is scored, even one no record has a
-    reference for (all its rows are then unmeasured ``no_reference``): for a batch of a
-    larger set, whose caller keeps a context metric when some record of the whole set has
-    a reference for it, as scoring the set at once would.
-
-    With ``judge_must_answer`` a judge that answers none of the calls sent raises
-    JudgeError instead (an answers file scored on purpose; a run's answers are scored
-    beside its retrieval, which stands without them).
+    Faithfulness comes from the LLM judge when ``settings`` configure one, else offline
+    (``offline-nli`` with ``nli_model_path``, else ``offline``); context metrics from ragas when a
+    record carries reference context. Unmeasurable answers keep their reason, out of the means.
+    ``cache``/``embedding_cache`` default to memory; ``progress`` gets (done, in all). With
+    ``every_context_metric`` every context metric is scored (a batch of a larger set); with
+    ``judge_must_answer`` a judge that answers no call raises JudgeError.
     """
     settings = settings or load_settings().judge
     _check_ids(records)
@@ -205,14 +189,9 @@ def score_with_judge(
 ) -> tuple[list[MetricScore], int, int]:
     """Judge every record with every judge metric; returns (scores, judge calls, cache hits).
 
-    Judgments found in ``cache`` are not requested again, nor are the calls of unfinished
-    judgments whose outputs it holds; new judgments and call outputs are added to it as they
-    arrive (within a second, from a thread of its own), so a scoring stopped part-way,
-    even by ``kill -9``, keeps what the judge answered but in its last second. Failures are
-    not cached, so they are retried next time. ``progress`` is called with (answers done,
-    in all) as each answer's judgments are all made. With ``must_answer``, a judge that
-    answered none of the calls sent (down, refusing every request) is a JudgeError rather
-    than a batch of unmeasured scores.
+    ``cache`` spares judgments and calls already made and takes new ones within a second, so a
+    killed scoring keeps its work; failures are not cached. ``progress`` gets (done, in all).
+    With ``must_answer`` a judge that answered no call raises JudgeError.
     """
     tasks: list[JudgeTask] = []
     scores: list[MetricScore] = []

@@ -66,13 +66,10 @@ class ReplayTiming:
 
 @dataclass(frozen=True, slots=True)
 class ReplaySpec:
-    """What a replay is asked for: the run it belongs to, ``k`` documents per query, and
-    what an engine that scores as it replays (Ray) scores each batch on.
-
-    ``measures`` and ``relevance_threshold`` score the judged queries; with ``answers``
-    (judge settings) the generated answers are scored too, reading the judge cache snapshot
-    ``judge_cache`` (a Parquet file of ``tables.JUDGED_SCHEMA``) before calling the judge.
-    The local engine scores nothing itself: the pipeline scores its results afterwards.
+    """What a replay is asked for: its run, ``k`` documents per query, and what an engine that
+    scores as it replays (Ray) scores on: ``measures`` at ``relevance_threshold`` and, with
+    ``answers``, the generated answers (reading the ``judge_cache`` snapshot). The local engine
+    scores nothing itself.
     """
 
     run_id: str

@@ -88,13 +88,9 @@ def replay(
 ) -> list[QueryResult]:
     """Send ``queries`` to ``retriever`` in batches; one QueryResult per query, in order.
 
-    A batch that raises, or answers other queries, fails each of its queries with the
-    error; a retriever that returns something other than a list of ``QueryResult``
-    raises ``ConfigError`` at once (``checked_results``).
-
-    ``on_batch`` receives each batch's results as soon as they exist (the pipeline stores
-    them there, so a crash keeps what was done); ``progress(done, total)`` is called after
-    each batch.
+    A batch that raises or answers other queries fails each of its queries; a non-``QueryResult``
+    answer raises ConfigError (``checked_results``). ``on_batch`` gets each batch's results at
+    once (so a crash keeps them); ``progress(done, total)`` follows each batch.
     """
     if k < 1:
         raise RetrieverError(f"k must be at least 1, got {k}")

@@ -182,19 +182,12 @@ def actor_judge_settings(settings: JudgeSettings, actors: int) -> JudgeSettings:
 
 @dataclass(frozen=True)
 class RayEngine:
-    """A replay on Ray: where the cluster is and how the actor pool is shaped.
+    """A replay on Ray: where the cluster is and how the actor pool is shaped (docs/scale.md).
 
-    ``retriever`` and ``settings`` travel to every actor, which builds its own retriever from
-    them (a retriever client cannot be shipped between processes); a ``query_embedder`` in
-    the options is left behind, each actor builds the ``[embedder]`` one. ``address`` is a
-    Ray cluster's address, ``HOST:PORT`` or ``auto`` (None: ``RAY_ADDRESS`` if set, else a
-    local Ray instance started for the run and stopped after it); a ``ray://`` (Ray Client)
-    address is refused with ConfigError, as is a malformed one. ``actors`` is the size of
-    the pool; ``batch_size`` the queries per batch (and per shard); ``actor_cpus`` the CPUs
-    Ray reserves per actor (replay waits on the retriever, so less than one CPU is usual);
-    ``shard_root`` the directory under which each run's shards go (None: ``settings.home /
-    "shards"``). An actor that dies is restarted by Ray and its batch retried (Ray Data's
-    default for actor pools).
+    Every actor builds its own retriever (and ``[embedder]``) from ``retriever`` and ``settings``.
+    ``address`` is ``HOST:PORT`` or ``auto`` (None: ``RAY_ADDRESS``, else a local Ray for the run);
+    a ``ray://`` or malformed address is a ConfigError. ``shard_root`` defaults to
+    ``settings.home / "shards"``; a dead actor is restarted and its batch retried.
     """
 
     retriever: RetrieverOptions

@@ -446,18 +446,12 @@ def replay_on_ray(
     total: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Replay the queries of the Parquet ``query_table`` on Ray, leaving one shard per batch
-    in ``shard_dir``; the number of queries the shards hold when the engine finished.
+    """Replay ``query_table``'s queries on Ray, one shard per batch in ``shard_dir``; returns the
+    number of queries the shards hold.
 
-    Raises EngineStoppedError when the engine stops (an actor that cannot be built, a
-    cluster that goes away); the shards written until then stay, and the caller records
-    the queries they lack as lost. ``progress(done, total)`` is called as batches finish;
-    what it raises (a job being cancelled) propagates unchanged.
-
-    The actors replay to ``spec.k`` and score ``spec.measures``; with ``spec.answers`` (judge
-    settings) they also score the answers the retriever generates and leave them in answer
-    shards; ``spec.judge_cache`` is a Parquet snapshot of the judge cache (``JUDGED_SCHEMA``)
-    the actors read before calling the judge.
+    Raises EngineStoppedError when the engine stops (shards written so far stay). Actors score
+    ``spec.measures`` at ``spec.k`` and, with ``spec.answers``, the answers (reading the
+    ``spec.judge_cache`` snapshot). What ``progress(done, total)`` raises propagates.
     """
     retriever = replace(engine.retriever, query_embedder=None)
     check_shippable(retriever)

@@ -53,13 +53,9 @@ _BLOCK_CELLS: Final = 1 << 22
 class ScoreCalibration:
     """P(relevant | score) of one retriever configuration and model, fitted at depth ``k``.
 
-    The curve is piecewise-linear through ``(knots, probabilities)`` and flat beyond the
-    first and last knot. ``replicates`` holds the same curve fitted on ``len(replicates)``
-    bootstrap resamples of the goldset queries (seed ``seed``), at the same knots.
-    ``n_pairs``, ``n_queries`` and ``n_relevant`` count the (query, document) pairs, the
-    queries and the relevant pairs it was fitted on. ``fingerprint`` names the retriever
-    configuration and model of the goldset runs, as the caller identifies them (None: not
-    recorded).
+    Piecewise-linear through ``(knots, probabilities)``, flat beyond the ends; ``replicates`` are
+    seeded bootstrap refits at the same knots. ``n_*`` count what it was fitted on;
+    ``fingerprint`` names the retriever and model (None: not recorded).
     """
 
     method: str
@@ -137,13 +133,9 @@ class ScoreCalibration:
 class PrecisionEstimate:
     """The estimated precision@k of a window of unlabelled queries, with its interval.
 
-    ``estimate`` is the mean of ``per_query`` (each query's expected precision@k, in the
-    window's order); ``[low, high]`` is the percentile bootstrap interval at ``confidence``
-    over ``n_resamples`` resamples of the window's queries (seed ``seed``), each with one of
-    the calibration's ``calibration_replicates`` replicates (0: the calibration was taken as
-    exact). It covers the precision of the traffic the window was drawn from, under the
-    assumption that P(relevant | score) there is what it was on the goldset. The
-    ``calibration_*`` fields say what the figure rests on.
+    ``estimate`` is the mean of ``per_query``; ``[low, high]`` the seeded percentile bootstrap at
+    ``confidence``, each resample with one calibration replicate (0: taken as exact). It assumes
+    P(relevant | score) on traffic is what it was on the goldset (``calibration_*`` fields).
     """
 
     k: int
@@ -180,21 +172,12 @@ def fit_calibration(
     seed: int = 0,
     fingerprint: str | None = None,
 ) -> ScoreCalibration:
-    """Fit P(relevant | score) on goldset runs, from the top ``k`` documents of each query.
+    """Fit P(relevant | score) on the top ``k`` documents of each goldset query (docs/judging.md).
 
-    ``ranked_scores[i]`` holds the retriever's scores of goldset query ``i``'s documents in
-    rank order and ``ranked_relevant[i]`` whether each is relevant (human grade at or above
-    the goldset's threshold; an unjudged document is not relevant, as in trec_eval). Only
-    the first ``k`` of each query are used: fit at the depth you will estimate.
-
-    ``method`` is ``isotonic`` (non-decreasing in the score; the default) or ``logistic``
-    (``sigmoid(a + b * score)``, maximum likelihood). ``n_replicates`` fits on bootstrap
-    resamples of the queries (seeded by ``seed``) give the calibration's own uncertainty; 0
-    skips them. ``fingerprint`` is stored as given.
-
-    Raises :class:`ConfigError` for a bad ``k``, ``method`` or ``n_replicates`` and
-    :class:`InputError` when the two sequences do not match, a score is not finite, or the
-    top ``k`` documents hold no pair or no relevant pair.
+    ``ranked_scores[i]`` / ``ranked_relevant[i]`` are query ``i``'s scores and relevance in rank
+    order; ``method`` is ``isotonic`` or ``logistic``; ``n_replicates`` seeded bootstrap fits give
+    the calibration's uncertainty. Raises ConfigError for a bad ``k``, ``method`` or
+    ``n_replicates`` and InputError for mismatched, non-finite or pairless inputs.
     """
     _check_k(k)
     fitter = CALIBRATION_METHODS.get(method)
@@ -271,18 +254,11 @@ def estimate_precision(
 ) -> PrecisionEstimate:
     """Estimate the precision@k of a window of unlabelled queries from their scores.
 
-    ``ranked_scores[i]`` holds the retriever's scores of window query ``i``'s documents in
-    rank order; the first ``k`` count, fewer than ``k`` count as non-relevant. ``k``
-    defaults to the depth the calibration was fitted at, and any other ``k`` is refused.
-    The interval is a percentile bootstrap at ``confidence`` over the window's queries
-    (``n_resamples`` resamples, one seeded generator), each resample scored with one of
-    the calibration's replicates drawn at random. ``fingerprint`` names the retriever
-    configuration and model that served the window; when both it and the calibration's
-    are given they must be equal.
-
-    Raises :class:`ConfigError` for a ``k`` or fingerprint the calibration was not fitted
-    for, or bad ``confidence`` or ``n_resamples``, and :class:`InputError` for an empty
-    window or a score that is not finite.
+    ``ranked_scores[i]`` holds query ``i``'s scores in rank order (fewer than ``k`` count as
+    non-relevant); ``k`` must be the calibration's. The interval is a seeded percentile bootstrap
+    over queries, each resample using a random replicate. Raises ConfigError for a ``k`` or
+    ``fingerprint`` the calibration does not match or bad ``confidence`` / ``n_resamples``, and
+    InputError for an empty window or a non-finite score.
     """
     depth = calibration.k if k is None else k
     _check_k(depth)

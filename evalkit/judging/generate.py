@@ -589,16 +589,11 @@ class QuestionWriter(EndpointClient):
         cached: Mapping[str, str] | None = None,
         on_reply: Callable[[JudgeCallOutput], None] | None = None,
     ) -> WriteOutcome:
-        """Write every task's question (concurrently, under the guard's limits), in task
-        order, dropping paraphrases with more than ``max_overlap`` of their content words
-        from the passage after a second ask, and sending at most ``max_calls`` requests
-        (retries and second asks included; tasks left when it is spent are dropped as
-        ``over_budget``). ``on_written`` is called with each result as it arrives.
-
-        A request whose reply ``cached`` holds (call key -> reply, filed under the task's
-        ``reply_key``) is not sent and costs nothing from the budget; ``on_reply`` is given
-        each reply received, as it arrives, to be kept, except one holding a configured
-        secret (it is asked for again instead: nothing stored holds a secret)."""
+        """Write every task's question concurrently, in task order, within ``max_calls`` requests
+        (the rest dropped ``over_budget``); paraphrases over ``max_overlap`` are asked again, then
+        dropped. ``on_written`` gets each result. Replies in ``cached`` are reused for free;
+        ``on_reply`` gets each new reply to keep, except one holding a secret (asked again).
+        """
         if not 0.0 <= max_overlap <= 1.0:
             raise ConfigError(f"max_overlap must be within 0 and 1, got {max_overlap}")
         if not tasks:

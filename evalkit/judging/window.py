@@ -65,17 +65,10 @@ def _per_query(grades: GradeMatrix, threshold: int) -> dict[str, FloatArray]:
 
 
 def mean_interval(values: FloatArray, *, confidence: float = 0.95) -> tuple[float, float]:
-    """The interval of the mean of ``values`` (one per query, each in [0, 1]) at
-    ``confidence``: Clopper-Pearson at the effective sample size, with Korn and Graubard's
-    adjustment for a variance estimated from n - 1 degrees of freedom.
+    """The interval of the mean of ``values`` (each in [0, 1]) at ``confidence`` (docs/judging.md).
 
-    The effective sample size is n * m(1 - m) / s^2 (m the mean, s^2 the sample variance),
-    the number of independent 0/1 values that would have the same spread: n - 1 for
-    values that are all 0 or 1 (a hit rate), more for values that vary less than that
-    (precision@k). Where every value is the same it is n, so a window whose queries all
-    hit gets [0.61, 1] at 10 queries, not a point. It is then scaled by (z / t)^2, the
-    normal over Student's t quantile on n - 1 degrees of freedom, which widens the interval
-    of a small window. One value says nothing of the spread: [0, 1].
+    Clopper-Pearson at the effective sample size n * m(1 - m) / s^2 (n where all values are
+    equal), scaled by (z / t)^2 on n - 1 degrees of freedom (Korn and Graubard). One value: [0, 1].
     """
     n = len(values)
     if n < 2:

@@ -60,13 +60,10 @@ def measure_agreement(
     judging: JudgingRequest,
     progress: Progress | None = None,
 ) -> AgreementOutcome:
-    """Judge a sample of ``goldset_name``'s human-judged pairs with ``assessor`` and store
-    its agreement with the humans: weighted kappa with a bootstrap interval and the
-    confusion matrix and, over the goldset's stored complete runs (at least three),
-    Kendall's tau between the runs ranked by precision@k under both label sources
-    (docs/judging.md, "Agreement": how unjudged documents fill a sample with no negatives, and
-    which pairs are left out). Raises ``TooFewJudgedError`` (nothing stored; the judged pairs
-    stay in the pool) when less than ``request.min_judged_share`` was judged.
+    """Judge a sample of ``goldset_name``'s human-judged pairs with ``assessor`` and store its
+    agreement with the humans: weighted kappa, confusion matrix and Kendall's tau over the
+    stored runs (docs/judging.md, "Agreement"). Raises ``TooFewJudgedError`` (nothing stored)
+    below ``request.min_judged_share``.
     """
     with access.writer("judge agreement") as store:
         goldset = load_stored_goldset(store, goldset_name)

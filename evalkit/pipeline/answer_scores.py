@@ -112,13 +112,10 @@ def score_and_store_answers(
     judge_must_answer: bool = False,
 ) -> AnswerScores:
     """Score ``records`` (``evalkit.answers.score_answers``) and store every score under a new
-    scoring id, which the returned ``AnswerScores`` carries (the caches used: docs/answers.md).
+    scoring id, carried by the returned ``AnswerScores`` (caches: docs/answers.md).
 
-    ``store`` is a ``WriterAccess``: one that does not keep the store open is opened only to
-    read and add to the caches as the scoring goes (judge outputs are kept as they arrive, so a
-    rerun pays only for what was not answered) and to store the scores in one transaction at
-    the end. When the store stays busy past the access's wait, the StoreBusyError says that no
-    score is stored, and what the judge's cache keeps.
+    A ``WriterAccess`` that does not keep the store open is opened only for the caches and the
+    final transaction; a StoreBusyError then says no score is stored and what the cache keeps.
     """
     settings = settings or load_settings().judge
     scored = (

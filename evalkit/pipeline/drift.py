@@ -126,14 +126,11 @@ def check_drift_queries(
     subject: str = "traffic",
     before_test: Callable[[], None] | None = None,
 ) -> DriftOutcome:
-    """Test the newest replayed traffic window's query embeddings against a reference
-    window (default: the window before it) as ``test`` says and store the check.
+    """Test the newest replayed window's query embeddings against a reference window (default:
+    the one before) as ``test`` says and store the check.
 
-    Windows embedded with different models are not compared: a ``model_mismatch`` finding
-    is stored instead. With fewer than two replayed windows or stored embeddings, or no
-    window newer than ``reference_window``, nothing is stored and the outcome carries a
-    note. ``before_test`` is called just before the
-    statistical test (a scheduled job stops there when asked to).
+    Different embedding models store a ``model_mismatch`` finding; too little to compare stores
+    nothing and notes why. ``before_test`` runs just before the test (a job's stop point).
     """
     summaries = list_window_summaries(store, limit=500)
     if not summaries:

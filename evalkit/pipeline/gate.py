@@ -152,19 +152,12 @@ def gate_against_baseline(
     label: str = GATE_CANDIDATE_LABEL,
     progress: Callable[[int, int], None] | None = None,
 ) -> GateOutcome:
-    """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
-    share: score ``baseline``, get the candidate, score it, compare the two (docs/gate.md).
+    """The gate's workflow (``evalkit gate``, ``evalkit compare``, the pytest plugin; docs/gate.md).
 
-    ``baseline`` and a string or ``RunReference`` ``candidate`` are run references
-    (``RunReference.parse``, ``resolve_run``); any other candidate is a live retriever (or
-    ``RetrieverOptions`` built with ``settings``) replayed on ``goldset`` as ``evalkit run``
-    replays (``replay_candidate``) and stored labelled ``label``. Both are scored with the
-    judgments of ``qrels`` or ``goldset`` (``comparison_judgments``); a judged query the
-    baseline lacks is left out, a candidate run file's missing queries score 0. ``store`` (a
-    ``WriterAccess``; None for run files only) is held for the scoring and given back before
-    the statistics. The comparison (``compare_scored``) and the latency check
-    (``check_latency``, with ``max_latency_increase``) follow ``policy``; the verdict is the
-    more severe of the two. ``progress`` follows a live candidate's replay.
+    ``baseline`` and a string/``RunReference`` ``candidate`` are run references; any other
+    candidate is a live retriever replayed on ``goldset`` (``replay_candidate``) labelled
+    ``label``. Both are scored with ``comparison_judgments``; ``store`` is held for the scoring
+    only. The verdict is the more severe of ``compare_scored`` and ``check_latency`` (``policy``).
     """
     started = time.perf_counter()
     measures = policy.measures

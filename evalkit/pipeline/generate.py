@@ -92,12 +92,9 @@ suggestions as if a person had made them.
 class GenerationOutcome:
     """What a generation did (or, on a dry run, would do) and cost.
 
-    ``dropped`` counts the questions asked for that are not in the draft, by reason
-    (``DropReason``); ``failures`` details each dropped question the endpoint or a check
-    refused (task, kind, reason, a masked detail). ``calls`` counts requests sent (retries
-    and second asks included), ``from_cache`` the kept replies used instead (on a dry run:
-    those it would send and use), ``tokens`` the tokens the endpoint reported using, and
-    ``estimated_tokens`` those of the questions needing a request at four characters a token.
+    ``dropped`` counts questions not in the draft by ``DropReason``; ``failures`` details each
+    refused one; ``calls`` the requests sent, ``from_cache`` the kept replies used, ``tokens`` as
+    reported and ``estimated_tokens`` at four characters a token.
     """
 
     corpus: Path
@@ -181,13 +178,11 @@ def generate_goldset(
     progress: Progress | None = None,
     replies: WriterAccess | None = None,
 ) -> GenerationOutcome:
-    """Generate a draft goldset of ``request.n`` questions from ``corpus`` into the folder
-    ``out`` (see the module's docstring); on a dry run, plan it and say what it would cost.
-    With ``replies`` (the store), replies are kept and reused.
+    """Generate a draft goldset of ``request.n`` questions from ``corpus`` into ``out`` (a dry run
+    plans and prices it); ``replies`` (the store) keeps and reuses replies.
 
-    Raises InputError when ``out`` exists (unless ``request.overwrite``) or the corpus holds
-    no document with text, ConfigError for options that cannot work, and JudgeError when
-    calls were sent but no question came out of them (nothing is written then).
+    Raises InputError for an existing ``out`` or a corpus without text, ConfigError for options
+    that cannot work, JudgeError when calls yield no question (nothing is written).
     """
     _check_request(request)
     corpus_path, target = Path(corpus), Path(out)

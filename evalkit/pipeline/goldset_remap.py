@@ -25,13 +25,10 @@ __all__ = ["GoldsetRemapRequest", "RemapOutcome", "old_corpus_of", "remap_goldse
 
 @dataclass(frozen=True, slots=True)
 class GoldsetRemapRequest:
-    """What a remap is asked to do.
+    """What a remap is asked to do (docs/goldsets.md).
 
-    ``goldset`` names a stored goldset (its ``version``, default the current one);
-    ``corpus`` is the new chunk corpus (JSONL with ``source_id``/``start``/``end``);
-    ``old_corpus`` the corpus the judgments' doc ids name, for judgments without a span
-    (default: ``old_corpus_of`` the goldset); ``min_overlap`` the rule's share; ``name``
-    the name of the new version (default the goldset's).
+    ``goldset`` (at ``version``, default current) onto the chunk ``corpus``; ``old_corpus`` for
+    judgments without a span (default ``old_corpus_of``); ``min_overlap``; the new ``name``.
     """
 
     goldset: str
@@ -102,14 +99,11 @@ def _trace_old_corpus(store: Store, goldset: Goldset) -> tuple[Path | None, str]
 
 
 def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOutcome:
-    """Remap the stored goldset's judgments onto ``request.corpus`` and store the new
-    version with its mapping in one transaction (``evalkit.goldset.remap`` has the rule).
+    """Remap the stored goldset's judgments onto ``request.corpus`` and store the new version with
+    its mapping in one transaction (``evalkit.goldset.remap`` has the rule).
 
-    The store is opened twice for short stretches (to read the goldset, to write the new
-    version); the corpora are read in between. When no judgment maps, nothing is written.
-    Judgments without a span need the old corpus (``request.old_corpus``, else
-    ``old_corpus_of`` the goldset): without one the remap is refused (ConfigError) before
-    anything is read or written, rather than storing a version that lacks them.
+    When no judgment maps, nothing is written. Judgments without a span need the old corpus:
+    without one the remap raises ConfigError before anything is read or written.
     """
     with store.writer("goldset remap") as opened:
         old = load_stored_goldset(opened, request.goldset, request.version)

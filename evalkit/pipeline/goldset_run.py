@@ -86,15 +86,12 @@ def run_goldset(
     progress: Callable[[int, int], None] | None = None,
     progress_bar: Callable[[str], AbstractContextManager[StagedProgress | None]] | None = None,
 ) -> RunOutcome:
-    """The goldset run of ``evalkit run``, the ``goldset_replay`` job, the gate's live
-    candidate and each sweep point: the goldset ``request`` names (``resolve_goldset``), or
-    the ``goldset`` already loaded, replayed against ``retriever``, scored and stored
-    (``evaluate_goldset``, which says how the store is held and what becomes current).
+    """The goldset run of ``evalkit run``, the ``goldset_replay`` job, the gate's live candidate and
+    each sweep point: ``request``'s goldset (or ``goldset``) replayed, scored and stored
+    (``evaluate_goldset``).
 
-    ``retriever`` is a ready retriever (left open) or options built now with ``settings`` and
-    closed afterwards; ``build`` (a job's, the gate's) builds it instead. The replay runs
-    locally or on Ray (``request.engine``, or a sweep's ready ``engine``). ``progress`` follows
-    the replay; ``progress_bar``, given the goldset's name, opens a staged one instead.
+    ``retriever`` is a ready retriever (left open) or options built with ``settings`` and closed
+    afterwards; ``build`` builds it instead. ``progress_bar`` opens a staged bar over ``progress``.
     """
     options = retriever if isinstance(retriever, RetrieverOptions) else None
     on_ray = engine
@@ -183,18 +180,12 @@ def evaluate_goldset(
     engine: RayEngine | None = None,
     make_current: bool = True,
 ) -> RunOutcome:
-    """Replay a goldset against a live retriever as ``request`` says (depth, measures,
-    relevance threshold, batch size, label, answers), score it and store everything.
+    """Replay a goldset against a live retriever as ``request`` says, score it and store it all.
 
-    ``store`` is a ``WriterAccess``, held as the run lifecycle says (``runs._record_run``; an
-    access that does not keep the store open is not held during the replay). Failed queries
-    are left out of the averages and the run is ``partial``; a crash marks it ``failed`` and
-    re-raises. With ``answers``, generated answers are scored after the run is recorded
-    (``score_run_answers``, with ``judge_settings`` checked before the first query; a scoring
-    that fails leaves the run as it finished). ``close_retriever`` closes the retriever on the
-    way out. The goldset is stored as an import stores it, becoming current unless
-    ``make_current`` is false (a stored older version). With an ``engine`` (``RayEngine``) the
-    replay runs on Ray (``sharded_run``), each actor building its own retriever.
+    ``store`` is held as ``runs._record_run`` says. Failed queries make the run ``partial``; a
+    crash marks it ``failed`` and re-raises. ``answers`` are scored after the run is recorded
+    (a failed scoring leaves the run as it is). The goldset is stored as an import stores it,
+    current unless ``make_current`` is false. An ``engine`` replays on Ray (``sharded_run``).
     """
     k, measures, answers = request.k, request.measures, request.answers
     relevance_threshold = request.relevance_threshold
@@ -415,15 +406,11 @@ def resolve_goldset(
     split: str = DEFAULT_GOLDSET_SPLIT,
     topics: Path | None = None,
 ) -> str | Goldset:
-    """What a goldset argument (``--goldset``, the pytest plugin's ``goldset=``) names: a
-    stored goldset's name, or goldset files, read now.
+    """What a goldset argument names: a stored goldset's name, or goldset files, read now.
 
-    Text with a path separator (or a ``PathLike``) is a path and must exist; a bare word is a
-    goldset ``store`` holds, else an existing file or folder, else a name the store will say it
-    does not know. Relative paths are relative to ``root`` (default: the working directory).
-    Files are read as ``evalkit goldset import`` reads them (``format``, ``topics``, ``split``,
-    ``name``: default the stem, checked by ``check_goldset_name`` before reading; ConfigError),
-    versioned by their content's hash; ``source`` is the path relative to ``root`` inside it.
+    A path (separator or ``PathLike``) must exist; a bare word is a stored goldset, else an existing
+    file, else a name the store will refuse. Paths are relative to ``root``; files are read as
+    ``evalkit goldset import`` reads them (name checked first; ConfigError), versioned by hash.
     """
     text = os.fspath(value)
     base = root or Path.cwd()

@@ -105,13 +105,10 @@ class CorpusTexts:
 
 @dataclass(frozen=True, slots=True)
 class CollectionTexts:
-    """Document texts from a Chroma collection (what ``evalkit index`` wrote, or the user's
-    own collection): embedded under the settings' home, or at ``chroma_url``.
+    """Document texts from a Chroma collection under the settings' home or at ``chroma_url``.
 
-    Each text is the one that was embedded, as the corpus gives it (``Document.content``):
-    the stored text behind the title ``evalkit index`` keeps in the document's metadata, so
-    a pair judged with texts from the corpus is the same pair in the pool when read from
-    the collection. A document another tool wrote, with no such title, is its stored text.
+    Each text is the one embedded (``Document.content``, from the title ``evalkit index`` keeps
+    in the metadata), so a pair judged from the corpus is the same pair read from the collection.
     """
 
     settings: Settings

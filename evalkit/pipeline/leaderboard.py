@@ -151,15 +151,12 @@ def leaderboard_of_runs(
     goldset: str | Goldset | None = None,
     qrels: Path | None = None,
 ) -> RunLeaderboard:
-    """Score each of ``references`` (stored run ids, run exports, TREC run files) on the
-    request's measures and rank them (``evalkit.stats.leaderboard``): means with bootstrap
-    intervals, every pair tested and corrected for the many comparisons, groups of runs
-    not significantly different, and each stored run's replay latency.
+    """Score each of ``references`` on the request's measures and rank them
+    (``evalkit.stats.leaderboard``; docs/gate.md).
 
-    The runs are scored with ``qrels`` or ``goldset`` when given, else each stored run
-    with its own goldset's judgments, and then they must all be runs of one goldset
-    version. A run with failed queries is refused (``FailedQueriesError``, exit 3) unless
-    ``request.failed_as_zero`` counts them as 0.
+    Scored with ``qrels`` or ``goldset`` when given, else each stored run with its own goldset's
+    judgments (then all must share one goldset version). A run with failed queries raises
+    ``FailedQueriesError`` unless ``request.failed_as_zero``.
     """
     if len(references) < 2:
         raise ConfigError(f"a leaderboard compares at least two runs, got {len(references)}")

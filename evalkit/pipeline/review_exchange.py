@@ -297,14 +297,11 @@ def _sort_out(records: Sequence[ReviewRecord], stored: Sequence[ReviewRecord]) -
 def import_label_studio(
     access: WriterAccess, path: Path | str, *, annotators: Annotators | None = None
 ) -> LabelStudioImport:
-    """Save every annotation of the Label Studio export at ``path`` as a review, signed by its
-    annotator (``annotators`` names Label Studio users by id or email).
+    """Save every annotation of the Label Studio export at ``path`` as a review signed by its
+    annotator (docs/goldsets.md, "Label Studio").
 
-    A malformed export, one naming an item or document the queue lacks, or an ``annotators``
-    name that differs from a user's earlier one raises ``InputError`` (listing each problem at
-    its task and annotation) and saves nothing. Annotations of items published since are
-    counted, not saved; an ``annotators`` user the export lacks is told in ``unmatched``; an
-    annotation imported before or repeated is saved once (docs/goldsets.md, "Label Studio").
+    A malformed export, an unknown item or document, or a renamed ``annotators`` user raises
+    InputError listing each problem, saving nothing. Published items are counted, not saved.
     """
     with access.writer("review import") as store:
         listed = list_items(store, needed_reviews=0)

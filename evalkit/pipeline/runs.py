@@ -162,23 +162,13 @@ def _record_run(
     conclude: Callable[[Store, RunRecorder, _Value], _Outcome],
     record_first: bool = False,
 ) -> _Outcome:
-    """The lifecycle of every replayed run (goldset, traffic, a gate's candidate; on any
-    ``engine``), each step of it a ``RunRecorder``'s.
+    """The lifecycle of every replayed run on any ``engine``, each step a ``RunRecorder``'s.
 
-    ``prepare`` writes what the run row refers to (its goldset) before the run is recorded
-    ``running``; ``engine.replay(replay_spec, queries)`` replays run ``replay_spec.run_id``;
-    ``finish(recorder, report)`` stores what the report holds and finishes the run
-    (``complete``, ``partial``, ``failed``; with no query at all, ``nothing_answered``);
-    ``conclude`` builds the outcome outside the run's failure handling (it cannot fail the run).
-    Any crash before the run is finished marks it ``failed`` with the error, and re-raises.
-
-    An open ``Store`` records the run ``running`` before the replay and stores batches as they
-    come. Any other ``WriterAccess`` is not held during the replay (why: docs/architecture.md,
-    docs/scheduler.md "One writer"): the run is recorded after it, with the replay's start
-    time, in one short stretch (``_recording_replayed``), a crash in a short stretch of its
-    own. With ``record_first`` (Ray's shards) the run is recorded ``running`` before the replay
-    too, under ``run_lock`` until it is finished, so a driver killed without a chance to record
-    leaves a ``running`` run the next writer marks failed.
+    ``prepare`` writes what the run row refers to; ``engine.replay`` replays; ``finish`` stores
+    the report and finishes the run; ``conclude`` builds the outcome (it cannot fail the run). A
+    crash before the run is finished marks it ``failed`` and re-raises. An open ``Store`` records
+    the run ``running`` first; any other ``WriterAccess`` is not held during the replay
+    (docs/scheduler.md "One writer") unless ``record_first`` (Ray's shards) holds ``run_lock``.
     """
     run_id = replay_spec.run_id
     purpose = f"{spec.kind} run {run_id}"
@@ -347,15 +337,11 @@ def sharded_run(
     nothing_answered: str,
     answers: JudgeSettings | None = None,
 ) -> RunOutcome:
-    """A run replayed by an engine that leaves its results as Parquet shards (``RayEngine``),
-    through the run lifecycle (``_record_run``).
+    """A run an engine leaves as Parquet shards (``RayEngine``), through ``_record_run``.
 
-    The one writer records the queries no shard holds as failed, then loads every shard and
-    the final status in one transaction (``evalkit.store.shards.load_engine_report``): a run
-    has all its rows or none. Shards and the query table are removed once loaded; a crash (or
-    an interruption through ``progress``) marks the run ``failed``, re-raises and keeps them.
-    With ``answers`` (judge settings) the actors score the generated answers, loaded in the
-    same transaction as one answer scoring of the run.
+    The writer records the queries no shard holds as failed, then loads every shard (and, with
+    ``answers``, their answer scores) and the final status in one transaction: all rows or none.
+    Loaded shards are removed; a crash or interruption marks the run ``failed`` and keeps them.
     """
     engine.preflight()
     started_at = utc_now()

@@ -82,17 +82,13 @@ def replay_traffic_window(
     answers_progress: Callable[[int, int], None] | None = None,
     close_retriever: bool = False,
 ) -> TrafficReplay:
-    """Replay the traffic sample ``sample_id`` against ``retriever`` as ``request`` says;
-    store the run (kind ``traffic``), the comparison with logged results and the window
-    summary (``evalkit.traffic.replay`` says what is compared and summarised).
+    """Replay traffic sample ``sample_id`` against ``retriever``; store the run (kind ``traffic``),
+    the comparison with logged results and the window summary (``evalkit.traffic.replay``).
 
-    ``store`` is held as for a goldset run (``runs._record_run``). With ``setup.embedder``
-    (``prepare_traffic_replay``), up to ``request.embedding_sample_size`` distinct queries are
-    embedded before the replay and stored with the summary. Raises ConfigError when the sample
-    holds tenants but the retriever does not filter by tenant (unless ``tenant_isolation`` is
-    off). A crash marks the run failed and re-raises. With ``request.answers`` the logged
-    answers are scored after the run is stored (``score_answers_for_run``, with
-    ``setup.judge_settings``). ``close_retriever`` closes the retriever on the way out.
+    ``store`` is held as for a goldset run. ``setup.embedder`` embeds up to
+    ``request.embedding_sample_size`` queries first. Raises ConfigError for tenants the retriever
+    cannot filter (unless ``tenant_isolation`` is off); a crash fails the run and re-raises.
+    ``request.answers`` scores the logged answers after the run is stored.
     """
     setup = setup or ReplaySetup()
     embedder = setup.embedder

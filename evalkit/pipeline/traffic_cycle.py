@@ -62,15 +62,12 @@ def run_traffic_cycle(
     judging_progress: Progress | None = None,
     between: Callable[[], None] | None = None,
 ) -> TrafficCycle:
-    """Replay a window's sample against the retriever ``retriever`` builds, then judge and
-    estimate the replayed window, as ``request`` asks, under ``settings``.
+    """Replay a window's sample against the retriever ``retriever`` builds, then judge and estimate
+    it, as ``request`` asks (with ``draw``, a new sample is drawn and stored first).
 
-    With ``draw`` a new sample of its window is drawn and stored first (the ``traffic`` job),
-    else the stored sample ``request`` names is replayed. The judge settings and the assessor
-    are checked, and the sample read, before the retriever is built (and closed after the
-    replay). ``texts`` are the documents' texts the assessor reads; ``between`` runs before the
-    judging (a job's cancellation check). The replay stays stored whatever happens to the
-    estimate: one that cannot be made leaves ``estimate_note`` saying why.
+    Judge settings, assessor and sample are checked before the retriever is built. ``texts`` feed
+    the assessor; ``between`` runs before the judging. The replay stays stored whatever happens to
+    the estimate; ``estimate_note`` says why one could not be made.
     """
     replay = request.replay
     if request.judge and texts is None:

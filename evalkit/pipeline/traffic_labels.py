@@ -323,13 +323,11 @@ def estimate_traffic_run(
     method: str = DEFAULT_CALIBRATION,
     seed: int = 0,
 ) -> WindowEstimate:
-    """Estimate the precision@``k`` of traffic replay ``run_id`` without labels: the
-    retriever's scores, calibrated to P(relevant) on the newest complete goldset run of the
-    same retriever configuration and query model (``calibration_key``), refitted from that
-    run every time, so a new goldset run or a changed retriever or model is taken up.
-    Stores the figure (source ``estimate``) with the calibration it rests on.
+    """Estimate the precision@``k`` of traffic replay ``run_id`` without labels and store it
+    (source ``estimate``) with its calibration, refitted each time on the newest complete goldset
+    run of the same retriever and query model (``calibration_key``).
 
-    Raises ConfigError when no goldset run of the same retriever and model exists.
+    Raises ConfigError when no such goldset run exists.
     """
     with access.writer("judge estimate") as store:
         run, summary = _traffic_run(store, run_id)

@@ -234,15 +234,11 @@ def run_sweep(
     progress: SweepProgress | None = None,
     query_progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:
-    """Run the points of ``sweep`` that have no complete run yet, each a stored goldset
-    run (``run_goldset``) tagged and labelled with its settings, and rank them all
-    (docs/sweeps.md, "Every point is a run").
+    """Run the points of ``sweep`` that have no complete run yet, each a tagged goldset run
+    (``run_goldset``), and rank them all (docs/sweeps.md, "Every point is a run").
 
-    ``goldset`` is what the sweep names (``resolve_goldset``); each point's settings derive from
-    ``settings``; ``engine`` (a ``RayEngine``) runs every point on Ray. ``check_sweep`` runs
-    first. A point that cannot be built or whose run fails is reported and the sweep goes on; a
-    ConfigError or StoreError stops it. ``query_progress`` is each run's progress callback.
-    Answers are not scored: a sweep ranks retrieval.
+    A point that cannot be built or whose run fails is reported and the sweep goes on; a
+    ConfigError or StoreError stops it. ``engine`` runs every point on Ray. Answers are not scored.
     """
     check_sweep(sweep, settings)
     if not isinstance(goldset, str) and sweep.goldset_version is not None:
