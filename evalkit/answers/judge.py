@@ -503,13 +503,10 @@ class LLMJudge:
         on_call: Callable[[JudgeCallOutput], None] | None = None,
         on_judged: Callable[[JudgeTask, CachedJudgment | JudgeCallError], None] | None = None,
     ) -> list[CachedJudgment | JudgeCallError]:
-        """Judge every task (under the guard's limits); the outcomes are in task order.
+        """Judge every task (``concurrency`` at once, under the guard's limits), in task order.
 
-        At most ``concurrency`` judgments are worked on at once, taken in task order. A call
-        whose output ``known_calls`` holds (call key -> output, see ``JudgmentCalls``) is
-        not sent; ``on_call`` is called with each new call output and ``on_judged`` with
-        each outcome as soon as it arrives, so that a caller can keep what was paid for
-        when the whole batch does not finish (Ctrl-C, SIGTERM, kill).
+        Calls ``known_calls`` holds are not sent; ``on_call`` / ``on_judged`` get each new output as
+        it arrives, so a caller keeps what was paid for if the batch is killed.
         """
         if not tasks:
             return []

@@ -276,12 +276,9 @@ def _stem(token: str) -> str:
 def claim_token_features(
     claims: Sequence[str], contexts: Sequence[str]
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(coverage, salient, weights) of each claim against the contexts.
-
-    ``coverage``: share of the claim's stemmed content words present in the contexts (1 when
-    it has none); ``salient``: share of its numbers and capitalised words (not first in the
-    claim) present in the contexts (1 when it has none); ``weights``: its number of content
-    words (at least 1).
+    """(coverage, salient, weights) of each claim against the contexts: shares of its stemmed
+    content words and of its numbers / capitalised words present (1 when none), and its
+    number of content words (at least 1).
     """
     context_words = {match.group().lower() for c in contexts for match in WORD_TOKEN.finditer(c)}
     context_stems = {_stem(word) for word in context_words if word not in STOPWORDS}
@@ -401,13 +398,9 @@ class ClaimFaithfulness(abc.ABC):
 
 
 class OfflineFaithfulness(ClaimFaithfulness):
-    """Faithfulness without an LLM (see the module doc): build once, score many batches.
-
-    The embedding model loads on first use (``load_embedder()`` unless one is given).
-    ``cache`` keeps context sentence vectors (default: in memory, for this object's life);
-    ``version`` is ``offline-v3`` (default: the share through ``answer_calibration``) or
-    ``offline-v2`` (the share itself); ``legacy_units`` computes the signals the
-    ``offline-v1`` way (for benchmarks only).
+    """Faithfulness without an LLM (see the module doc): build once, score many batches. The
+    embedder loads on first use; ``cache`` keeps context vectors; ``version`` is ``offline-v3``
+    or ``offline-v2``; ``legacy_units`` is the ``offline-v1`` way (benchmarks only).
     """
 
     method = Method.offline_embedding

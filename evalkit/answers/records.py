@@ -85,12 +85,9 @@ class Unmeasured(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AnswerRecord:
-    """One generated answer to score, with the contexts it was generated from.
-
-    ``contexts`` are the retrieved passages given to the generator, in rank order;
-    ``context_ids`` their document ids when known. ``reference`` is the reference answer,
-    ``reference_contexts`` / ``reference_context_ids`` the passages that should have been
-    retrieved (any of them enables ragas' non-LLM / ID-based context metrics).
+    """One generated answer to score, with the contexts (``context_ids``) it was generated from,
+    in rank order; ``reference`` and ``reference_contexts`` / ``reference_context_ids`` enable
+    ragas' non-LLM / ID-based context metrics.
     """
 
     id: str
@@ -143,11 +140,8 @@ def item_columns(records: Sequence[AnswerRecord]) -> dict[str, list[Any]]:
 @dataclass(frozen=True, slots=True)
 class MetricScore:
     """One metric of one record: a value in [0, 1], or None with the reason it is unmeasured.
-
-    ``judge_model`` and ``prompt_version`` identify what produced the value (the LLM and a
-    hash of ragas' prompts, or the embedding model and the offline method's version and
-    threshold). ``n_repeats`` and ``spread`` (max - min) describe repeated judging;
-    ``n_claims`` / ``n_supported`` count the answer's claims where the method knows them.
+    ``judge_model`` / ``prompt_version`` say what produced it; ``n_repeats``, ``spread``,
+    ``n_claims`` and ``n_supported`` describe repeated judging and claims.
     """
 
     item_id: str

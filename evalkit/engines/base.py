@@ -100,13 +100,9 @@ class ReplayQueries:
 
 @dataclass(frozen=True, slots=True)
 class EngineReport:
-    """What an engine's replay produced.
-
-    ``results``: one ``QueryResult`` per query, in order, when the engine hands results
-    back (local; empty for Ray). ``shard_dir``: where the engine left one Parquet shard per
-    batch for the store's writer to load, with ``query_table``, the numbered table it
-    replayed (the writer records the queries no shard holds as lost). ``n_replayed``: the
-    queries replayed; ``stopped``: why the engine stopped before the end, if it did.
+    """What an engine's replay produced: ``results`` in query order when handed back (local;
+    empty for Ray), or ``shard_dir`` and its numbered ``query_table`` for the writer to load
+    (queries no shard holds are lost); ``n_replayed``; ``stopped``, why it stopped early.
     """
 
     engine: str

@@ -32,10 +32,8 @@ IntArray = npt.NDArray[np.int64]
 class KappaResult:
     """Weighted Cohen's kappa of two raters over the same pairs, with its bootstrap interval.
 
-    ``confusion[i][j]`` counts pairs the human graded ``human_levels[i]`` and the assessor
-    ``assessor_levels[j]`` (the assessor's own 0-3, before any binarisation). ``scale`` is
-    ``graded`` (linear weights over 0-3) or ``binary`` (assessor made binary at
-    ``assessor_threshold``).
+    ``confusion[i][j]`` counts pairs graded ``human_levels[i]`` / ``assessor_levels[j]``; ``scale``
+    is ``graded`` (linear weights) or ``binary`` (at ``assessor_threshold``).
     """
 
     kappa: float

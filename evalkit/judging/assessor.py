@@ -211,10 +211,8 @@ class RelevanceAssessor(EndpointClient):
     ) -> list[Assessment]:
         """Grade every pair (concurrently, under the guard's limits), in pair order.
 
-        ``on_assessed`` is called with each assessment as soon as it is made, one at a time, so
-        a caller can store it before the next arrives: a process killed while judging loses
-        only the judgments in flight. Inside a running event loop (a notebook) the calls are
-        made from a loop in a worker thread, where ``on_assessed`` is then called.
+        ``on_assessed`` gets each assessment as it is made, one at a time (from a worker thread
+        inside a running event loop), so a kill loses only the judgments in flight.
         """
         if not pairs:
             return []

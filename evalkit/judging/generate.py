@@ -318,13 +318,9 @@ def estimate_tokens(task: GenerationTask) -> int:
 
 
 def parse_reply(content: str) -> tuple[str, str, tuple[str, ...]]:
-    """(question, answer, evidence quotes) from a reply; raises MalformedReplyError saying
-    what is wrong.
-
-    The object may stand in a Markdown code fence or among other text (the outermost
-    ``{...}`` is read); ``question`` must be non-blank text, ``answer`` text (may be
-    blank), ``evidence`` a non-empty list of non-blank strings (one string is read as a
-    list of one).
+    """(question, answer, evidence quotes) from a reply's outermost ``{...}`` (fenced or not);
+    raises MalformedReplyError saying what is wrong: ``question`` must be non-blank, ``answer``
+    text, ``evidence`` non-blank strings (one string is a list of one).
     """
     data = reply_object(content)
     question = data.get("question")

@@ -218,12 +218,9 @@ def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
 def run_answer_records(
     queries: Sequence[Query], results: Sequence[QueryResult]
 ) -> list[AnswerRecord]:
-    """One answer record per answered query that came back with a generated answer.
-
-    The record carries the query's text, reference answer and reference context ids (from
-    the goldset) and the result's answer, contexts and context ids. Queries whose retrieval
-    failed, and results without an answer, give no record; an answer without contexts does,
-    and is then scored as unmeasured (``empty_contexts``).
+    """One answer record per answered query whose result carries a generated answer, with the
+    goldset's references; failed or answerless queries give none, an answer without contexts
+    gives one scored ``empty_contexts``.
     """
     by_id = {query.id: query for query in queries}
     return [

@@ -22,12 +22,10 @@ def score_answer_file(
     embedder: Embedder | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores:
-    """Read a JSONL of answer records (see ``evalkit.answers.files``), score and store it.
+    """Read a JSONL of answer records (``evalkit.answers.files``), score and store it.
 
-    Without ``store`` the scores are only returned; with one that does not keep the store
-    open (``evalkit answers score``'s, the ``answers`` job's) the store is not held while
-    the judge works (``score_and_store_answers``). A judge that answers none of the calls
-    sent raises JudgeError, and nothing is stored.
+    Without ``store`` the scores are only returned; the store is not held while the judge works.
+    A judge that answers no call raises JudgeError and nothing is stored.
     """
     records = read_answer_records(path)
     if progress is not None:

@@ -42,12 +42,10 @@ def audit_collection(
     goldset: str | None = None,
     save: bool = True,
 ) -> AuditOutcome:
-    """Audit the health of a Chroma collection and store the report (``save``).
+    """Audit the health of a Chroma collection and store the report (``save``; docs/audit.md).
 
-    The collection is found at ``chroma_url`` (default the settings'); ``goldset`` (a stored
-    name) probes ANN recall and judgment coverage; ``store`` may be None only when neither
-    ``save`` nor ``goldset`` needs it. The previous audit is the baseline (docs/audit.md). The
-    store is not held while the checks run, unless ``store`` keeps it open anyway.
+    ``goldset`` probes ANN recall and coverage; ``store`` may be None when neither needs it and
+    is not held while the checks run.
     """
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.audit import run_audit

@@ -376,12 +376,9 @@ def check_drift_documents(
     report_dir: Path | None = None,
     first_reference: bool = False,
 ) -> DriftOutcome:
-    """Test a sample of a collection's embeddings now against a reference snapshot
-    (default: the newest saved by ``save_documents_reference``) as ``test`` says (its seed
-    also draws the sample) and store the check. With ``first_reference`` and no snapshot yet,
-    save one instead and say so in the note. The current sample is drawn outside the
-    reference's rows (``collection_vectors``), or is the whole sample when fewer than 2 lie
-    outside. The store is opened only once the collection has been read.
+    """Test a sample of a collection's embeddings against a reference snapshot (default the
+    newest) as ``test`` says and store the check; with ``first_reference`` and none yet, save
+    one. The sample avoids the reference's rows where it can; the store opens after reading.
     """
     if reference is None and first_reference and not _snapshots(settings, collection):
         path, n_vectors = save_documents_reference(

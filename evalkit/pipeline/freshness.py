@@ -77,11 +77,9 @@ def check_freshness(
 ) -> FreshnessCheck:
     """Check how fresh the index is against ``request``'s source, and store the check.
 
-    Give ``index`` to read the versions the index stores (``method`` ``index`` or ``auto``)
-    or ``retriever`` to probe it (``probe`` or ``auto``). ``stop`` is called between probe
-    rounds and may raise to end the check (nothing is stored then). Raises InputError when
-    the source has malformed rows (nothing is read), ConfigError when the method and what
-    was given disagree, RetrieverError when the index cannot be read or every probe fails.
+    ``index`` reads the versions the index stores, ``retriever`` probes it; ``stop`` may raise
+    between probe rounds (nothing stored). Raises InputError for malformed source rows,
+    ConfigError when method and input disagree, RetrieverError when nothing can be read.
     """
     method = _method(request, index=index, retriever=retriever)
     subject = request.subject or (

@@ -92,10 +92,8 @@ class _Sources:
 def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
     """Fuse the stored runs ``request`` names and store the fused run.
 
-    The runs must be finished runs of one goldset version and relevance threshold (else
-    ConfigError naming the run that differs). The store is opened twice, briefly: to read the
-    runs and their goldset, and to record the fused run (``RunRecorder``); an optimisation's
-    grid search runs in between, with the store closed.
+    The runs must share a goldset version and threshold (else ConfigError naming the run); the
+    store is closed while an optimisation's grid search runs.
     """
     with store.writer("fuse: reading the runs") as reading:
         sources = _read_sources(reading, request)
@@ -188,13 +186,10 @@ def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
 def _measures_at_depth(
     asked: Sequence[str], shared: Sequence[str], depth: int, source_depth: int
 ) -> tuple[list[str], list[str]]:
-    """The fused run's measures and a note when some were adapted.
-
-    Cut to fewer documents than its sources retrieved (``depth`` below ``source_depth``),
-    a fused run refuses a measure ``asked`` deeper than ``depth`` and takes the sources'
-    ``shared`` measures cut deeper at ``depth``: under their deep names they would mean
-    something else than in the sources. Otherwise the measures are the ``asked`` ones, else
-    the ``shared`` ones, else the defaults at ``depth``."""
+    """The fused run's measures and a note when some were adapted: cut below ``source_depth``,
+    it refuses an ``asked`` measure deeper than ``depth`` and takes the ``shared`` ones cut at
+    ``depth``; otherwise ``asked``, else ``shared``, else the defaults at ``depth``.
+    """
     cut = depth < source_depth
     if asked or not cut:
         parsed = parse_measures(asked or shared or default_measures(depth))

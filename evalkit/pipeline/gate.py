@@ -105,12 +105,9 @@ def replay_candidate(
     progress: Callable[[int, int], None] | None = None,
     allow_partial: bool = False,
 ) -> RunOutcome:
-    """Replay ``goldset`` against a live candidate and store the run (``run_goldset``,
-    without answer scoring), scored on the default measures for ``k`` (default ``settings.k``)
-    plus ``measures``; ``retriever`` and ``progress`` as ``run_goldset`` takes them.
-    Raises RetrieverError unless every query was answered: a gate never compares a partial
-    run as if it were complete. With ``allow_partial`` (the policy's ``failed_as_zero``) a
-    partial run is kept; a run none of whose queries was answered never is.
+    """Replay ``goldset`` against a live candidate and store the run (``run_goldset``, no answers)
+    on the default measures for ``k`` plus ``measures``. Raises RetrieverError unless every
+    query was answered, or with ``allow_partial`` unless at least one was.
     """
     depth = settings.k if k is None else k
     wanted = list(dict.fromkeys([*default_measures(depth), *measure_names(measures)]))

@@ -31,12 +31,8 @@ def evaluate_query_table(
     label: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunOutcome:
-    """Replay the queries of a Parquet query table (``evalkit.engines``: one row per query
-    with its judgments) on the Ray engine, score and store the run (kind ``queries``).
-
-    For query sets too large for a goldset in memory (a day of traffic, a re-embedded
-    index): the driver never holds the queries or their results, DuckDB reads both from
-    Parquet. The retriever is built once here to describe the run, then closed.
+    """Replay a Parquet query table (one row per query with its judgments) on the Ray engine,
+    score and store the run (kind ``queries``): the driver never holds the queries or results.
     """
     # Parquet's reader is for the engine's paths only, not every `evalkit run`'s start.
     import pyarrow.parquet as pq

@@ -78,12 +78,9 @@ def judge_run_holes(
     assessor_threshold: int = 2,
     progress: Progress | None = None,
 ) -> HolesOutcome:
-    """Judge the top-``request.k`` documents of goldset run ``run_id`` that its goldset
-    never judged, and store the run's measures with those holes filled by the assessor's
-    grades (source ``holes_filled``), beside its exact figures, which stay as they are.
-
-    Against a binary goldset a hole counts as relevant (grade 1) when the assessor grades it
-    ``assessor_threshold`` or more; against a graded one it takes the assessor's grade.
+    """Judge the top-``request.k`` documents of goldset run ``run_id`` its goldset never judged and
+    store its measures with those holes filled (source ``holes_filled``) beside the exact ones;
+    a binary goldset takes grade 1 at ``assessor_threshold`` or more, a graded one the grade.
     """
     with access.writer("judge holes") as store:
         run = get_run(store, run_id)

@@ -34,12 +34,9 @@ def check_drift_model(
     sample: int = DEFAULT_MODEL_SAMPLE,
     seed: int = DRIFT_TEST_DEFAULTS.seed,
 ) -> ModelCheck:
-    """Check that the configured query model embeds as the model a collection was built
-    with, by its stored fingerprint and by a seeded sample of ``sample`` stored documents
-    re-embedded from their text (as the audit's model check does), and store the check; a
-    mismatch is its own finding.
-
-    The store is opened only once the sample has been re-embedded.
+    """Check that the query model embeds as a collection's model did, by stored fingerprint and
+    by re-embedding a seeded ``sample`` of stored documents, and store the check (a mismatch
+    is a finding). The store is opened only after the re-embedding.
     """
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
         raise ConfigError(f"the model check's sample must be at least 1 document, got {sample!r}")

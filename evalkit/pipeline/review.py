@@ -194,12 +194,9 @@ def ingest_draft(
     goldset: str | None = None,
     texts: DocumentTexts | None = None,
 ) -> QueueOutcome:
-    """Queue every query of the draft folder ``directory`` (promoted traffic or generated
-    questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's name).
-    A malformed draft, or a draft query id that is another query of the stored goldset, raises
-    ``GoldsetError`` naming each problem's file, line and field, and nothing is queued. Items
-    queued before keep their reviews; queries the goldset asks already are queued and listed in
-    ``already_asked``. ``texts`` gives the reviewers the documents the draft has no text for.
+    """Queue every query of the draft folder ``directory`` for ``goldset`` (default: its name).
+    A malformed draft or clashing query id raises GoldsetError naming file, line and field
+    (nothing queued); earlier items keep their reviews; already-asked queries are listed.
     """
     # Checked before anything is queued: `goldset publish` could never take the name later.
     name = check_goldset_name(goldset or Path(directory).resolve().name, option="--goldset")
@@ -267,13 +264,10 @@ def queue_disagreements(
     *,
     texts: DocumentTexts | None = None,
 ) -> QueueOutcome:
-    """Queue the judgments of ``goldset``'s current version that an LLM assessor graded
-    differently (``DisagreementRequest``), one item per query with its disagreeing
-    documents: each document's suggested grade is the assessor's (the most distant one when
-    several assessors disagree), its human grade is in the provenance
-    (``human:<doc_id>``). The documents' texts, for the reviewer to read, come from
-    ``texts`` (the corpus or the collection; the judged pool keeps none), else from the
-    judgment's quoted span."""
+    """Queue the judgments of ``goldset``'s current version an LLM assessor graded differently,
+    one item per query: the suggested grade is the assessor's (the most distant), the human's
+    is in the provenance; texts come from ``texts``, else the judgment's quoted span.
+    """
     with access.writer("review disagreements") as store:
         current = load_stored_goldset(store, goldset)
         grades = assessor_grades(store, current.version, assessors=request.assessors)

@@ -144,13 +144,10 @@ def _annotation_key(record: ReviewRecord) -> tuple[str, str, str, datetime] | No
 def _signed_without_annotation_id(
     stored: Sequence[ReviewRecord],
 ) -> dict[tuple[str, datetime], str]:
-    """The reviewer of each (item, time) among stored reviews that carry no annotation id.
-
-    Reviews imported before the store kept annotation ids (migration 20) can only be told
-    apart by their item and Label Studio's time, which is exact to the microsecond: matched
-    on their reviewer too, a newer ``--annotator`` name would save them again under it. An
-    (item, time) two reviewers share is left out, as it cannot say which one an annotation
-    is."""
+    """The reviewer of each (item, time) among stored reviews without an annotation id
+    (imported before migration 20), so a renamed annotator does not save them again; an
+    (item, time) two reviewers share is left out.
+    """
     signed: dict[tuple[str, datetime], str | None] = {}
     for review in stored:
         if review.source is not None and review.source.annotation_id is not None:

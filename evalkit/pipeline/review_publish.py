@@ -278,12 +278,9 @@ def _merge_item(
 def publish_goldset(
     access: WriterAccess, name: str, request: PublishRequest = PUBLISH_DEFAULTS
 ) -> PublishOutcome:
-    """Publish the accepted items of goldset ``name`` (combined verdict accept, at least
-    ``request.min_reviews`` reviewers; ``evalkit.goldset.review``) as a new content-hashed
-    version merged with the current one (docs/goldsets.md, "Review queue", says how), in one
-    transaction (``evalkit.store.review.publish_version``), so a publish killed at any point
-    leaves the previous version current. An accepted item with no graded document is left in
-    the queue.
+    """Publish the accepted items of goldset ``name`` as a new content-hashed version merged with
+    the current one, in one transaction (docs/goldsets.md, "Review queue"); an accepted item
+    with no graded document stays queued.
     """
     if request.min_reviews < 1:
         raise ConfigError(f"--min-reviews must be at least 1, got {request.min_reviews}")
@@ -385,13 +382,10 @@ def _check_conflicts(current: Goldset | None, items: Sequence[ReviewItem]) -> No
 def _publish_targets(
     current: Goldset | None, ready: Sequence[tuple[ReviewItem, Mapping[str, int], str | None]]
 ) -> dict[str, str]:
-    """The query each item publishes into (item id -> query id): its own, unless its query
-    is new and asks what a query of the goldset, or of an item before it, asks already (same
-    tenant, same text up to case and whitespace: ``asked_as``). A second copy of a question
-    would count twice in every mean and split its judgments. Refused with every problem
-    named (``GoldsetError``): an item asking what several queries of the goldset ask, a
-    goldset query reworded into what another query asks (publish removes no query), and
-    items publishing into one query with different grades for one document."""
+    """The query each item publishes into (item id -> query id): its own, unless a goldset query
+    or an earlier item asks the same (``asked_as``), so no question counts twice. Raises
+    GoldsetError naming every ambiguous, reworded or conflicting-grade item.
+    """
     queries = current.queries if current is not None else ()
     stored = {query.id for query in queries}
     asked: dict[tuple[str | None, str], list[str]] = {}

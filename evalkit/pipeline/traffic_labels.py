@@ -175,12 +175,9 @@ def judge_traffic_run(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> WindowJudging:
-    """Label the top-``request.k`` of a traffic replay run's queries (and the top-k production
-    logged, where it did) with ``assessor``, and store the window's precision@k, nDCG@k and hit
-    rate@k with intervals over queries, the judged share and the assessor's newest agreement
-    (sources ``assessor`` and ``assessor_logged``); a grade of ``assessor_threshold`` or more is
-    relevant. Queries are judged whole in an order seeded by ``seed`` (``judging_order``); how
-    the budget and failures make a window ``partial``: docs/judging.md, "Production traffic".
+    """Label the top-``request.k`` of a traffic replay's queries (and of the logged results) with
+    ``assessor`` and store the window's precision, nDCG and hit rate at k with intervals, the
+    judged share and the newest agreement (docs/judging.md, "Production traffic").
     """
     with access.writer("judge traffic") as store:
         run, summary = _traffic_run(store, run_id)

@@ -258,13 +258,11 @@ class Sweep:
 
 
 def load_sweep(path: Path, *, max_points: int | None = None) -> Sweep:
-    """Read and check the sweep file ``path`` (TOML).
+    """Read and check the sweep file ``path`` (TOML; docs/sweeps.md).
 
-    ConfigError naming the file, the key path and what is wrong with it: not TOML, an
-    unknown key, a value of the wrong type, an empty ``[grid]`` or ``[[points]]``, both or
-    neither of them, an unknown measure or embedder name, two points with the same
-    settings, more points than ``max_points`` (else the file's ``max_points``, else
-    ``MAX_POINTS``): a grid's points are counted before any is made.
+    ConfigError names the file, the key path and what is wrong: not TOML, an unknown key, a wrong
+    type, an empty, missing or doubled ``[grid]``/``[[points]]``, an unknown measure or embedder,
+    duplicate points, or more points than ``max_points`` (else the file's, else ``MAX_POINTS``).
     """
     data = read_toml(path)
     try:
