@@ -112,11 +112,8 @@ class _DescribeOnlyEmbeddings(BaseRagasEmbedding):
 
 
 def prompt_version(metric: str, *, embedding_model: str | None = None) -> str:
-    """``ragas-<version>/<metric>/<hash>``: identifies the prompts ``metric`` sends.
-
-    The hash covers each prompt's instruction, few-shot examples and output schema. For
-    answer relevancy the embedding model (which turns the generated questions into the
-    score) is part of the version too.
+    """``ragas-<version>/<metric>/<hash>``: identifies the prompts (instruction, examples, output
+    schema) ``metric`` sends; answer relevancy's also covers ``embedding_model``.
     """
     instance = _metric(metric, GuardedJudgeLLM(None, None), _DescribeOnlyEmbeddings())
     prompts = [value for value in vars(instance).values() if isinstance(value, BasePrompt)]
@@ -143,11 +140,8 @@ def metric_builder(
     max_tokens: int,
     embedder: Embedder | None,
 ) -> Callable[[str, JudgmentCalls], Any]:
-    """What builds, for a metric name and one judgment's ``JudgmentCalls``, the ragas
-    metric object whose LLM calls go to ``client`` through ``guard``.
-
-    instructor makes one attempt per call (``max_retries=1``): retries belong to the guard,
-    which counts and spaces them.
+    """What builds, for a metric name and one judgment's ``JudgmentCalls``, the ragas metric whose
+    LLM calls go to ``client`` through ``guard`` (one attempt per call: retries are the guard's).
     """
     inner = llm_factory(
         model,

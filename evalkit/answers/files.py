@@ -163,10 +163,8 @@ def _lines(path: Path) -> Iterator[tuple[int, str | InputError]]:
 
 
 def read_answer_records(path: Path | str) -> list[AnswerRecord]:
-    """Every record of a JSONL file; blank lines are skipped, ids must be unique.
-
-    Every line is checked before anything is returned: when any is bad, one ``InputError``
-    lists every bad line with its field (in its message and in ``problems``, up to
+    """Every record of a JSONL file; blank lines are skipped, ids must be unique. Every line is
+    checked first: one InputError lists every bad line with its field (``problems``, up to
     ``MAX_LISTED_PROBLEMS``), so a file is fixed in one pass.
     """
     path = Path(path)

@@ -214,11 +214,8 @@ class MetricSummary:
 
 @dataclass(frozen=True, slots=True)
 class AnswerScores:
-    """The result of scoring a batch of answers: every score, per-metric summaries, counts.
-
-    ``scoring_id`` is set when the scores were stored; ``judge_calls`` counts the requests
-    sent to the LLM judge (zero when every judgment came from the cache) and ``cache_hits``
-    the judgments read from the cache.
+    """The result of scoring a batch of answers: every score, per-metric summaries, counts;
+    ``scoring_id`` once stored, ``judge_calls`` requests sent, ``cache_hits`` from the cache.
     """
 
     scores: tuple[MetricScore, ...]

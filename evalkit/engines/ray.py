@@ -84,12 +84,10 @@ class RayUnreachableError(RetrieverError):
 
 
 def ray_address_problem(address: str, *, source: str = "--ray-address") -> str | None:
-    """What is wrong with the Ray cluster address ``address`` given by ``source``, or None
-    when it is one evalkit connects with: ``HOST:PORT``, ``auto`` or ``local``.
-
-    A ``ray://`` address (Ray Client) is refused: Ray Data's streaming executor, which the
-    engine's actor pool runs on, fails under Ray Client, so every query of the run would be
-    lost; the message says to submit evalkit as a Ray Job instead."""
+    """What is wrong with Ray address ``address`` given by ``source``, or None for ``HOST:PORT``,
+    ``auto`` or ``local``. A ``ray://`` (Ray Client) address is refused, since Ray Data's executor
+    fails under it; the message says to submit a Ray Job instead.
+    """
     text = address.strip()
     if text in ("auto", "local"):
         return None

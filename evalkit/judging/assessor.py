@@ -157,10 +157,8 @@ def estimate_tokens(pair: JudgePair) -> int:
 
 
 def parse_reply(content: str) -> tuple[int, str | None]:
-    """(grade, reason) from a reply; raises MalformedReplyError saying what is wrong.
-
-    The object may stand in a Markdown code fence or among other text (the outermost
-    ``{...}`` is read); ``grade`` must be an integer from 0 to 3 (``2.0`` is read as 2, not
+    """(grade, reason) from a reply's outermost ``{...}`` (fenced or not); raises
+    MalformedReplyError saying what is wrong: ``grade`` an integer 0-3 (``2.0`` is 2, not
     ``"2"`` nor ``true``); ``reason``, when present, is kept as text.
     """
     data = reply_object(content)

@@ -245,11 +245,9 @@ def score_run_answers(
     offline: OfflineFaithfulness | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores | None:
-    """Score the answers generated during a run and store them under ``run_id``
-    (``progress(done, total)`` as answers are scored); None, storing nothing, when no result
-    carries an answer. Scoring is ``evalkit.answers.score_answers``'s (docs/answers.md);
-    ``store`` is held as ``score_and_store_answers`` says; a scoring that fails or is stopped
-    (the run is recorded by then) says so on the log.
+    """Score the answers generated during a run and store them under ``run_id``; None, storing
+    nothing, when no result carries an answer (docs/answers.md). A scoring that fails or is
+    stopped (the run is recorded by then) says so on the log.
     """
     records = run_answer_records(queries, results)
     if not records:

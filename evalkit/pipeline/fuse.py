@@ -38,11 +38,8 @@ FUSION_RETRIEVER_KIND = "fusion"
 
 @dataclass(frozen=True, slots=True)
 class FusionOutcome:
-    """A fused run as stored, the runs it fused and how.
-
-    ``optimized`` holds the fitted fusion and its figure on the ``train`` queries when the
-    request asked to optimise (the stored run then holds the ``held_out`` queries only);
-    otherwise both are empty.
+    """A fused run as stored, the runs it fused and how; when the request optimised, ``optimized``
+    holds the fitted fusion and its figure on the ``train`` queries (the run holds ``held_out``).
     """
 
     run: RunRecord

@@ -330,11 +330,9 @@ def write_gate_reports(
     markdown: Path | None = None,
     dashboard_url: str | None = None,
 ) -> None:
-    """Write the gate's reports (``gate_reports``) where asked, creating their directories.
-
-    A report that cannot be written is an ``InputError`` (a path where a file cannot go)
-    or a ``StoreError`` (the system refused: a full disk), naming the report and the
-    verdict it would have carried, which a CI log would otherwise not show.
+    """Write the gate's reports (``gate_reports``) where asked, creating their directories; a
+    report that cannot be written raises InputError (a bad path) or StoreError (a full disk)
+    naming the report and the verdict it would have carried.
     """
     junit_xml, summary = gate_reports(outcome, dashboard_url=dashboard_url)
     for kind, path, text in (("JUnit", junit, junit_xml), ("Markdown", markdown, summary)):

@@ -370,12 +370,10 @@ def _goldset_outcome(
 
 
 def nothing_judged_note(goldset: Goldset, results: Sequence[QueryResult]) -> str | None:
-    """What to tell when every measure of a goldset run is 0 for want of a judged document:
-    the queries answered returned no document at all (an empty index, a filter excluding
-    everything), or not one returned document is judged in ``goldset``, most often because
-    the retriever names documents by ids of its own (a chunk id, a point's UUID, a row key)
-    rather than the goldset's. None when a returned document is judged, or no query was
-    answered (the failures say why)."""
+    """What to tell when every measure of a goldset run is 0 for want of a judged document: no
+    document came back, or none is judged in ``goldset`` (most often ids of the retriever's own).
+    None when a returned document is judged, or no query was answered.
+    """
     answered = [result for result in results if result.ok]
     judged = {judgment.doc_id for judgment in goldset.judgments}
     returned = [doc.doc_id for result in answered for doc in result.docs]

@@ -232,12 +232,10 @@ def judge_pairs(
     whole_queries: bool = False,
     progress: Progress | None = None,
 ) -> JudgingOutcome:
-    """Grade ``pairs`` with ``assessor``: those the pool holds cost nothing, at most
-    ``request.max_judgments`` others are sent in the order given (none on
-    ``request.dry_run``), and each new judgment is stored as it arrives (see the module
-    docstring). With ``whole_queries`` the budget goes to whole queries (runs of pairs with
-    the same query text): it stops before the first query whose missing pairs do not all
-    fit, so the queries it judges are those first in the order given."""
+    """Grade ``pairs`` with ``assessor``, storing each new judgment as it arrives: pooled pairs are
+    free, at most ``request.max_judgments`` others are sent in order (none on a dry run). With
+    ``whole_queries`` it stops before the first query whose missing pairs do not all fit.
+    """
     unique = list({pair.key: pair for pair in pairs}.values())
     with access.writer("judge") as store:
         pool = load_pool(store, assessor.name, [pair.key for pair in unique])

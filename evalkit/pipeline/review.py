@@ -410,11 +410,9 @@ def record_review(
     question: str | None = None,
     note: str = "",
 ) -> ReviewRecord:
-    """Save one reviewer's review of an item, in one short transaction.
-
-    ``grades`` (document id -> 0-3) may name only the item's documents; an accepted item
-    needs at least one grade. ``question`` is the edited question (None: kept as it is).
-    Raises ``InputError`` naming the field that is wrong; nothing is saved then.
+    """Save one reviewer's review of an item, in one short transaction: ``grades`` (document id ->
+    0-3) name only the item's documents, at least one for an accept; ``question`` edits it.
+    Raises InputError naming the wrong field; nothing is saved then.
     """
     name = reviewer.strip()
     if not name:

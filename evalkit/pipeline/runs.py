@@ -124,11 +124,9 @@ class Recorded(Generic[_Value]):
 
 @contextlib.contextmanager
 def closing_retriever(retriever: object | None) -> Iterator[None]:
-    """Close ``retriever`` (if given and closable) when the block ends, however it ends.
-
-    A ``close()`` that raises is logged, not raised (as a factory's retriever's is): it
-    comes after the run is stored, whose outcome stands, or while another error is on its
-    way, which it must not hide.
+    """Close ``retriever`` (if given and closable) when the block ends, however it ends; a
+    ``close()`` that raises is logged, not raised, so it hides neither a stored outcome nor
+    another error on its way.
     """
     try:
         yield
@@ -288,12 +286,10 @@ def replay_run(
     conclude: Callable[[Store, str, EngineReport, _Value, float], _Outcome],
     nothing_answered: str,
 ) -> _Outcome:
-    """A run replayed by an engine that hands its results back (``LocalEngine``), through
-    the run lifecycle (``_record_run``): when ``store`` keeps the store open, results are
-    stored batch by batch as they come, else all at once after the replay. ``record``
-    stores what this kind of run derives from its results and returns the figures of its
-    final row; ``conclude`` gets the engine's report, and last the seconds spent writing
-    to the store."""
+    """A run an engine hands back (``LocalEngine``), through ``_record_run``: stored batch by batch
+    when ``store`` stays open, else after the replay. ``record`` stores what the run derives and
+    returns its final figures; ``conclude`` gets the report and the seconds spent writing.
+    """
 
     def finish(recording: RunRecorder, report: EngineReport) -> tuple[_Value, EngineReport]:
         if not store.keeps_open:
