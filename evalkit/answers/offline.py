@@ -139,12 +139,9 @@ IDENTITY_CALIBRATION = Calibration(scores=(0.0, 1.0), probabilities=(0.0, 1.0))
 
 @dataclass(frozen=True, slots=True)
 class AnswerCalibration:
-    """offline-v3's map from an answer's expected share of supported claims to the
-    probability that a person rates the answer fully faithful:
-    ``sigmoid(intercept + slope * logit(share))``, the share first clipped to
-    ``[floor, 1 - floor]`` so that 0 and 1 stay finite. Strictly increasing on that
-    interval (``slope > 0``), constant beyond it: it changes the level of the scores and
-    never reverses two of them.
+    """offline-v3's map from an answer's expected share of supported claims to the probability a
+    person rates it fully faithful: ``sigmoid(intercept + slope * logit(share))``, the share
+    clipped to ``[floor, 1 - floor]``; increasing (``slope > 0``), so it never reorders scores.
     """
 
     intercept: float

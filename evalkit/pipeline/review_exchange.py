@@ -78,13 +78,10 @@ def export_label_studio(
 
 @dataclass(frozen=True, slots=True)
 class LabelStudioImport:
-    """What an import saved: ``saved`` new reviews by ``reviewers`` on ``items`` items,
-    ``already`` annotations imported before, ``repeated`` annotations the export holds more
-    than once (saved once), ``on_published`` annotations not imported before of items already
-    published (a review of those would change nothing, so none is saved), and
-    ``grades_dropped`` grades of the rejections saved that were left out (a rejection takes
-    no grades); ``unmatched``: the ``--annotator`` options (``ID=NAME``, ``EMAIL=NAME``) that
-    name no annotator of the export, and ``users``: the Label Studio users it holds."""
+    """What an import saved (``saved`` reviews by ``reviewers`` on ``items`` items) and did not:
+    ``already`` imported, ``repeated`` in the export, ``on_published`` items, ``grades_dropped``
+    from rejections; ``unmatched`` annotator options and the export's ``users``.
+    """
 
     source: str
     saved: int
