@@ -474,10 +474,8 @@ def progress_bar(
     before the work starts, is shown from the first frame (else ``0/?`` until the first
     update).
 
-    On a terminal it draws a bar per stage on stderr. Elsewhere (a CI log, a file) it
-    prints plain lines on stderr: at every further 10 % of the stage's work and at least
-    every ``interval`` seconds while it runs (``ProgressLines``). Nothing is shown with
-    ``--format json`` (``enabled`` False), whose stderr only carries warnings and errors.
+    On a terminal it draws a bar per stage on stderr; elsewhere it prints ``ProgressLines``
+    on stderr. Nothing is shown when ``enabled`` is False (``--format json``).
     """
     if not enabled:
         yield None

@@ -201,11 +201,9 @@ def model(
 ) -> None:
     """Check that the configured query model embeds as the model the index was built with.
 
-    Two kinds of evidence, each named in the output: the model fingerprint the collection
-    records (canary texts embedded with the query model), and a seeded sample of stored
-    documents re-embedded from their stored text, compared with their stored vectors (as
-    the audit's model check does). A mismatch is reported as its own finding
-    (model_mismatch), not as drift.
+    Evidence: the collection's model fingerprint (canary texts) and a seeded sample of
+    stored documents re-embedded and compared with their stored vectors. A mismatch is its
+    own finding (model_mismatch), not drift.
 
     Example: evalkit drift model --collection demo --sample 128 --format json
     """
@@ -286,9 +284,8 @@ def precision(
     A series still inside the detector's warm-up says "warming up (n of N runs)"; a
     retriever whose runs are all partial is listed as skipped, with the reason.
 
-    With --traffic, the series are traffic windows judged by an LLM assessor (one per
-    assessor and retriever): Page-Hinkley over the window means and an unpaired test of the
-    newest window against the first (or --baseline WINDOW).
+    With --traffic, the series are judged traffic windows, tested unpaired against the first
+    (or --baseline WINDOW; docs/judging.md).
 
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """

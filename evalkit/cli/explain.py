@@ -89,10 +89,8 @@ def explain(
     ] = ExplainFormat.table,
 ) -> None:
     """Name the probable causes of a regression, ranked by the share of the loss each can
-    account for: relevant documents missing from the index or stale (audits), a changed
-    retriever (kind, factory, options, description), a changed query model or index (run
-    records, canary checks), a changed goldset, k or settings, drift between the runs,
-    failed queries. Each cause names the dashboard page that shows its evidence.
+    account for (missing or stale documents, a changed retriever, model, index, goldset or
+    settings, drift, failed queries), each with the dashboard page that shows its evidence.
 
     Example: evalkit explain 20261121T113000-4d5e6f --baseline 20261121T101500-1a2b3c
     --format markdown >> "$GITHUB_STEP_SUMMARY"

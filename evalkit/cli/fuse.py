@@ -128,14 +128,10 @@ def fuse(
 ) -> None:
     """Fuse stored runs of one goldset version into a new run, scored on the goldset's
     judgments and stored like any run (`runs show`, `compare`, the gate and the dashboard
-    take it). Methods and normalisations are ranx's, with its defaults; docs/fusion.md
-    lists them.
-
-    With --optimize the method's weights (wsum, wmnz, mixed, w_bordafuse) or parameter
-    (rrf's k, combgmnz's gamma, logn_isr's sigma, rbc's phi) are fitted on a seeded
-    training split of the judged queries, and the fused run holds the held-out queries
-    only; the training figure is printed beside it. A query that failed in a source run
-    fails in the fused run too (stored as partial; exit code 0).
+    take it). Methods and normalisations are ranx's, with its defaults. With --optimize the
+    method's weights or parameter are fitted on a seeded training split of the judged
+    queries and the fused run holds the held-out ones (docs/fusion.md). A query that failed
+    in a source run fails in the fused run too (stored as partial; exit code 0).
 
     Example: evalkit fuse 20261121T101500-1a2b3c 20261121T113000-4d5e6f --method rrf
 

@@ -90,15 +90,10 @@ def index(
     BM25 index of it (--kind bm25).
 
     Re-running on the same corpus writes nothing; a changed document is re-embedded. The
-    model fingerprint and a content hash per document are stored with the collection. In
-    an embedded store the collection's search graph is then saved with every document in
-    it, so that every run searches the same graph (indexing the same corpus again settles
-    a collection an older evalkit wrote).
-
-    --kind bm25 tokenises each document's title and text and saves a bm25s index to --out,
-    replacing one there. Its options (--option KEY=VALUE): method (lucene, robertson,
-    atire, bm25l, bm25+; default lucene), k1 (1.2), b (0.75), delta (0.5, bm25l and bm25+),
-    stemmer (english or none), stopwords (en or none).
+    model fingerprint and a content hash per document are stored with the collection, and
+    an embedded collection's search graph is saved so that every run searches the same one.
+    --kind bm25 saves a bm25s index of titles and texts to --out, replacing one there; its
+    --option KEY=VALUE settings are in docs/retrievers.md.
 
     Example: evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
 

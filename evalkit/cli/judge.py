@@ -181,13 +181,10 @@ def agreement(
 ) -> None:
     """Measure how far the assessor agrees with a goldset's human judgments.
 
-    Judges a sample of human-judged pairs and stores weighted Cohen's kappa (with a
-    bootstrap interval) and the confusion matrix; with at least three complete stored runs
-    of the goldset, also Kendall's tau between the runs ranked by precision@k under human
-    and under assessor labels. Every figure made from assessor labels is shown with the
-    newest agreement. Pairs left unjudged (over --max-judgments, or the judge failed) are
-    left out of both figures and counted; with less than --min-judged-share of a part
-    judged nothing is stored (exit 3), and the next pass sends only the missing pairs.
+    Judges a sample of human-judged pairs and stores weighted Cohen's kappa with its
+    interval, the confusion matrix and, with three complete runs of the goldset, Kendall's
+    tau between their rankings (docs/judging.md). With less than --min-judged-share judged
+    nothing is stored (exit 3), and the next pass sends only the missing pairs.
 
     Example: evalkit judge agreement --goldset demo --corpus goldsets/demo/corpus.jsonl
     """

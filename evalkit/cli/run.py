@@ -99,18 +99,11 @@ def run(
 
     A query the retriever fails on is recorded with its error and left out of the averages;
     the run is then stored as partial and the command exits 3. The store is held only while
-    the goldset is read and while the finished run is written, not during the replay. When
-    the retriever returns generated answers (an HTTP endpoint's "answer", with the passages
-    as results' "text"), their faithfulness is scored too, unless --no-answers.
-
-    With --engine ray the queries are replayed by a pool of Ray actors (--ray-actors), on
-    the cluster at --ray-address or RAY_ADDRESS, else on a local Ray instance; the stored
-    per-query figures are those of a local run, and so are the answers' scores (the actors
-    score them, sharing the judge's concurrency), for a retriever that answers alike each
-    time: an embedded Chroma collection does once `evalkit index` saved its graph.
-
-    --goldset names a stored goldset, or goldset files (a folder or file path) read now:
-    their version is their content's hash, stored with the run as `goldset import` would.
+    the goldset is read and while the finished run is written, not during the replay.
+    Generated answers the retriever returns are scored too (faithfulness), unless
+    --no-answers. --goldset names a stored goldset, or goldset files read now (versioned by
+    their content's hash). --engine ray replays on a pool of Ray actors with the same stored
+    figures as a local run (docs/scale.md).
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
 

@@ -95,16 +95,13 @@ def sweep(
     ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
-    """Run every point of a sweep file (a grid or a list of retriever settings: k, the
-    query embedder, the collection, ef_search, probes, a factory's options) against its
-    goldset, each as a stored run tagged sweep:NAME and with its settings, then print the
-    points' figures and the Pareto front of quality (the first measure) against replay
-    latency p95.
+    """Run every point of a sweep file (a grid or list of retriever settings) against its
+    goldset, each as a stored run tagged sweep:NAME, then print the points' figures and the
+    Pareto front of quality against replay latency p95 (docs/sweeps.md).
 
-    A sweep run again runs only the points without a complete run (same goldset version,
-    same settings), and says how many it found. Exit 0 when every point has a complete run,
-    1 when some point failed (the others are stored), 2 for a bad sweep file, 3 when no
-    point could run (the store or the retriever failed).
+    A sweep run again runs only the points without a complete run. Exit 0 when every point
+    has a complete run, 1 when some point failed (the others are stored), 2 for a bad sweep
+    file, 3 when no point could run (the store or the retriever failed).
 
     Example: evalkit sweep sweep.toml
 

@@ -124,10 +124,8 @@ def ingest(
 
     A malformed line is reported with its file and line number and skipped; a line still
     being written is left for the next pass. Directories are scanned (not their subfolders)
-    for .jsonl, .ndjson, .json, .log and .parquet files (rotated names such as app.jsonl.1
-    included). With --format
-    otlp-json, each line is an OTLP/JSON request whose retrieval spans become records
-    ([otlp] tenant_attribute names the tenant's attribute; docs/traffic.md).
+    for .jsonl, .ndjson, .json, .log and .parquet files, rotated names included. With
+    --format otlp-json, each line is an OTLP/JSON request (docs/traffic.md).
 
     Example: evalkit traffic ingest logs/ --redact email --redact number --format json
 

@@ -236,9 +236,7 @@ def load_settings(**overrides: Any) -> Settings:
     A table is overridden field by field: ``load_settings(judge={"method": "offline"})``.
     Raises ConfigError naming the source and field of an invalid value; a value of the file
     is held to its TOML type (``k = "7"`` is refused, ``EVALKIT_K=7`` is read as 7). With no
-    ``home``
-    given (``EVALKIT_HOME``, the file's ``home`` or an override), the home is the nearest
-    ``.evalkit`` folder up from the working directory (``discover_home``).
+    ``home`` given, the home is ``discover_home()``'s.
     """
     path, tables = read_config_file()
     problems = toml_type_problems(Settings, tables)

@@ -212,15 +212,11 @@ def settings_error(
 ) -> ConfigError:
     """One ConfigError for every problem of ``error``, each naming its source and field.
 
-    ``data`` is what was validated (for the names of ``[[jobs]]`` and alert entries) and
-    ``path`` the configuration file. Problems are grouped by where they come from: the
-    top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
-    ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``. A value the file gave is
-    named by its line (``evalkit.toml:12``), one an ``EVALKIT_*`` variable gave by the
-    variable; ``from_file`` says every value of ``data`` is the file's, even where a
-    variable is set too. ``arguments`` are the values given as arguments, which win over
-    the variables (None: not known). With the ``model`` validated, an unknown key is given
-    the field it was probably meant to be.
+    ``data`` is what was validated and ``path`` the configuration file; problems are grouped
+    by table or ``[[...]]`` entry. A file's value is named by its line (``evalkit.toml:12``),
+    a variable's by the variable; ``from_file``: every value of ``data`` is the file's;
+    ``arguments`` are the values given as arguments (None: not known). With ``model``, an
+    unknown key is given the field it was probably meant to be.
     """
     lines = toml_lines(path)
     groups: dict[str, list[str]] = {}

@@ -123,12 +123,9 @@ class JobKind:
     """A job kind: its configuration model, its function, and how it uses the store.
 
     ``uses_store`` False: the job runs without the store (a ``command`` gets it to itself).
-    ``holds_store`` (with ``uses_store``): the store is open for the job's whole run
-    (``JobContext.store``), which keeps every other process out of it meanwhile; False: the
-    job gets ``JobContext.access`` instead and opens the store only for short stretches,
-    which a kind that spends long outside the store (replaying queries against a live
-    retriever) declares, as ``evalkit run`` does. Either way a run recorded through what
-    the job gets is listed by its job run from the moment the run's row is written.
+    ``holds_store``: the store is open for the whole run (``JobContext.store``); False: the
+    job opens it only for short stretches through ``JobContext.access``, as a kind that
+    spends long replaying against a live retriever does.
     """
 
     name: str
