@@ -95,20 +95,11 @@ SCORE_FROM_DISTANCE: dict[str, Callable[[FloatArray], FloatArray]] = {
 class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
     """A Chroma collection queried with evalkit's own query embeddings.
 
-    Queries are embedded in batches of ``batch_size`` (one ``embed`` call per batch; when
-    it fails, its queries are embedded one by one, so one bad query does not fail its
-    neighbours) and each is searched alone (one ``collection.query``); a query that fails
-    carries its error. A query's latency is the time of its own search (``latency_timing``
-    ``per_query``), its embedding not included. With ``where_key`` set, a query that has a
-    tenant only sees documents whose metadata ``where_key`` equals that tenant
-    (``tenant_where``); a key that none of the first ``WHERE_KEY_SAMPLE`` records has is
-    refused (``ConfigError``).
-
-    Raises ``RetrieverError`` when the collection was indexed with another embedding model
-    (unless ``allow_model_mismatch=True``) or with vectors of another dimension. That check
-    needs the query model's fingerprint, so it loads the model; with
-    ``defer_model_check=True`` it waits for ``verify_model()`` (or the first ``retrieve``),
-    so that cheaper checks can report their errors first.
+    Queries are embedded in batches and searched one by one (latency ``per_query``); with
+    ``where_key`` a query sees only its tenant's documents (``ConfigError`` for a key no
+    sampled record has). ``RetrieverError`` for a collection indexed with another model
+    (unless ``allow_model_mismatch``) or dimension; ``defer_model_check=True`` waits for
+    ``verify_model()``. See docs/retrievers.md.
     """
 
     def __init__(

@@ -98,21 +98,11 @@ def index_corpus(
 ) -> IndexReport:
     """Embed and write ``documents`` into the Chroma collection ``collection_name``.
 
-    Creates the collection (cosine distance) when missing, recording the embedder's model
-    fingerprint. Idempotent: a document whose content hash is already stored is neither
-    embedded nor written; a changed one is re-embedded and upserted; a new one is added.
-    Documents are streamed in batches of ``batch_size``; only the map of stored ids to
-    content hashes is held in memory. With ``prune=True`` documents no longer in the corpus
-    are deleted. ``progress(done, total)`` is called before the first batch and after every
-    batch (``total`` defaults to ``len(documents)`` when it has one); ``pace`` is told the
-    expected time of the embedding, measured on the first documents it embeds
-    (``embed_paced``), when it is long.
-
-    Raises ``ConfigError`` for a collection name Chroma refuses, before anything is
-    embedded; ``EmbeddingError`` when the collection was built with another model, and
-    ``RetrieverError`` when it holds vectors evalkit did not write; ``rebuild=True``
-    deletes and recreates the collection instead. Raises ``InputError`` for a document id
-    repeated in the corpus or a metadata key evalkit reserves.
+    Idempotent by content hash (unchanged documents are skipped, changed ones upserted;
+    ``prune=True`` deletes the ones gone), streamed in batches; see docs/retrievers.md.
+    Raises ``ConfigError`` for a name Chroma refuses, ``EmbeddingError`` for a collection
+    built with another model, ``RetrieverError`` for vectors evalkit did not write (unless
+    ``rebuild=True``), ``InputError`` for a repeated id or a reserved metadata key.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -141,18 +131,12 @@ def index_corpus(
 
 
 def save_hnsw_graph(path: Path | str, collection_name: str) -> None:
-    """Have Chroma save the HNSW graph of collection ``collection_name`` of the embedded
-    store at ``path`` with every record in it, so that every opening searches one graph.
+    """Have Chroma save the HNSW graph of ``collection_name`` at ``path`` with every record.
 
-    Chroma saves an embedded collection's graph each time ``sync_threshold`` records (1,000
-    by default) have been written; the records written since wait in its log, and every
-    opening of the store inserts them into the graph again, in parallel and in no fixed
-    order. Each opening then searches another graph, and an approximate search returns
-    other candidates. With ``sync_threshold`` lowered to 1, the next opening saves the graph
-    it built; the collection's own ``sync_threshold`` is then put back. Call it once the
-    client that wrote is closed (an open one keeps the store's graph in memory). Nothing is
-    done for a missing or empty collection, or one without HNSW settings. Raises
-    ``RetrieverError`` when Chroma refuses.
+    Records past the last save wait in Chroma's log and are re-inserted in no fixed order
+    at each opening, so each opening would search another graph; lowering
+    ``sync_threshold`` to 1 for one opening saves it. Call once the writing client is
+    closed. Does nothing without a non-empty HNSW collection; ``RetrieverError`` if refused.
     """
     client = open_chroma_client(path=path)
     try:

@@ -1,13 +1,10 @@
 """Comparing two runs: the one piece the gate, the alert rules, the precision-drift check and
 the dashboard share.
 
-A run is scored for comparison (``score_run``; ``evalkit.pipeline.compared_runs.resolve_run``
-gives the runs: this module never reads a file), then ``compare_scored`` runs
-``compare_runs`` on two scored runs and returns one frozen ``ComparisonReport``.
-
-The partial-run rule lives here: a failed query is never dropped as if it had not been
-asked. By default a run with failed queries is refused (``FailedQueriesError``);
-``failed_as_zero`` counts each one as 0 on every measure instead.
+A run is scored (``score_run``; ``evalkit.pipeline.compared_runs.resolve_run`` gives the runs:
+this module never reads a file), then ``compare_scored`` returns one ``ComparisonReport``.
+The partial-run rule lives here: a failed query is refused (``FailedQueriesError``) or,
+with ``failed_as_zero``, counted as 0, never dropped as if not asked.
 """
 
 from __future__ import annotations
@@ -74,12 +71,9 @@ class RunFile:
 class ScoredRun:
     """A run ready to compare: its ranked results, per-query values and the judgments used.
 
-    ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
-    stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
-    ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
-    run was not asked (see ``compare_scored``). Queries the run holds that ``judgments`` do
-    not cover (other judgments than its own: a goldset or qrels given) cannot be scored
-    and are named in ``unjudged``, so that a comparison can say it left them out.
+    ``reference`` is what the user named; ``run_id`` is set for stored runs. Failed
+    (judged) queries are absent from ``per_query`` and named in ``failed``; queries
+    ``judgments`` do not cover cannot be scored and are named in ``unjudged``.
     """
 
     reference: str
@@ -105,15 +99,11 @@ def score_run_file(
     relevance_threshold: int = 1,
     complete: bool = True,
 ) -> ScoredRun:
-    """Score a TREC run file's rows on ``judgments``; judged queries missing from it score 0.
+    """Score a TREC run file's rows on ``judgments``; judged queries missing from it score 0
+    (with ``complete`` false they are left out, taken as not asked).
 
-    A file has no line for a query that retrieved nothing, so it cannot tell one from a query
-    it was never asked: with ``complete`` false, judged queries missing from it are left out
-    of ``per_query`` instead (taken as not asked, as a stored run's are).
-
-    A file none of whose queries is judged (empty, or numbering its queries otherwise) is
-    refused (``InputError``): scored, every query would be 0, a regression that is not one;
-    a file that lists a document twice for a query raises ``RepeatedPairError``.
+    Raises InputError when none of its queries is judged (every query would score 0, a
+    false regression) and ``RepeatedPairError`` for a document listed twice for a query.
     """
     results = run.results
     _require_judged_queries("the run file", results["query_id"], judgments, path=run.reference)
@@ -139,12 +129,9 @@ def score_stored_run(
     *,
     judgments: pd.DataFrame | None = None,
 ) -> ScoredRun:
-    """Per-query values of a stored run for ``measures``.
-
-    Values stored with the run are used as they are; measures the run did not store, or any
-    measure when other ``judgments`` are given, are computed from its stored results.
-    Failed queries stay out of ``per_query``, as they were when the run was scored, and
-    are listed in ``failed``.
+    """Per-query values of a stored run for ``measures``: stored values as they are, the
+    others (or all, when other ``judgments`` are given) computed from its stored results.
+    Failed queries stay out of ``per_query`` and are listed in ``failed``.
     """
     run = get_run(store, run_id)
     names = [str(m) for m in parse_measures(measures)]
@@ -282,14 +269,10 @@ def lost_relevant_documents(
 
 @dataclass(frozen=True, slots=True)
 class ComparisonReport:
-    """Two runs compared: the paired statistics, the verdict and the queries behind it.
-
-    ``comparison`` holds per measure the means, the delta ``candidate - baseline`` with its
-    interval, the p-values and the decision (see ``compare_runs``). ``worst_queries`` lists,
-    measure by measure in the order compared, at most ``worst`` queries that got worse,
-    largest drop first, each with the relevant documents it lost and gained in the top
-    ``document_depth(measure)``. ``baseline`` and ``candidate`` are the references the runs
-    were named by; ``baseline_run`` and ``candidate_run`` are the scored runs themselves.
+    """Two runs compared: the paired statistics (``compare_runs``), the verdict and the
+    queries behind it. ``worst_queries``: per measure, at most ``worst`` queries that got
+    worse, largest drop first, with the relevant documents lost and gained in the top
+    ``document_depth(measure)``. ``baseline``/``candidate`` are the references as named.
     """
 
     baseline: str
@@ -370,13 +353,8 @@ def compare_scored(
     failed_as_zero: bool = False,
 ) -> ComparisonReport:
     """Compare two scored runs on ``measures`` with ``compare_runs``'s paired ``test``: the
-    verdict and the worst queries.
-
-    The one rule every comparison of runs follows (gate, compare, alert rules, precision
-    drift, dashboard): a failed query is never dropped as if it had not been asked. By
-    default a run with failed queries is refused (``FailedQueriesError``, exit 3);
-    ``failed_as_zero`` counts each one as 0 on every measure instead. ``worst`` bounds the
-    worst-regressed queries listed per measure (0 lists none).
+    verdict and at most ``worst`` worst-regressed queries per measure. Failed queries
+    follow the module's partial-run rule (``FailedQueriesError`` unless ``failed_as_zero``).
     """
     comparison = _with_unjudged(
         compare_runs(

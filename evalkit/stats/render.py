@@ -284,16 +284,10 @@ def to_junit_xml(
 ) -> str:
     """JUnit XML: one ``<testsuite name="evalkit gate">`` with one ``<testcase>`` per measure.
 
-    A regression is a ``<failure>``, an inconclusive measure is ``<skipped>``; the settings
-    and coverage go into ``<properties>`` and the suite's ``<system-out>``.
-
-    ``time``: seconds the gate took (the replay of a live candidate included). The suite
-    carries it and each test case an equal share, since the measures were decided together
-    on one replay, so the cases add up to the suite as JUnit readers expect. ``file``: the
-    file the cases are about (the goldset's path, or the run file compared), set on the
-    suite and every case so CI reporters can annotate it. Left out, neither attribute is
-    written. ``details``: text added to every failure and to the suite's output (the
-    probable causes of a regression), since a CI test report shows only those.
+    A regression is a ``<failure>``, an inconclusive measure ``<skipped>``. ``time`` (seconds
+    the gate took) is split equally over the cases; ``file`` (the goldset or run file) is
+    set on the suite and every case for CI annotations; ``details`` (probable causes) is
+    added to every failure and the suite's output, which is all a CI report shows.
     """
     decisions = [metric.decision for metric in comparison.metrics]
     if time is not None and not (math.isfinite(time) and time >= 0):
