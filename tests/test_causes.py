@@ -1115,7 +1115,7 @@ def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)
     only = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
-    with pytest.raises(ConfigError, match="--baseline"):
+    with pytest.raises(ConfigError, match=r"name the baseline \(`baseline`\)"):
         explain_runs(store, only)
 
 
