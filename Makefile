@@ -57,19 +57,17 @@ typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
 # Test files are spread over TEST_WORKERS processes, one per core; each keeps a file's tests
-# together, so a module's fixtures are built once, and the slowest files start first
-# (tests/file_durations.py), so that none is left to run alone at the end. (A worker more
-# than there are cores was no faster here and made the timing-sensitive browser and
-# Prometheus tests flaky.)
+# together, so a module's fixtures are built once. (A worker more than there are cores was
+# no faster here and made the timing-sensitive browser and Prometheus tests flaky.)
 TEST_WORKERS ?= $(shell nproc)
 
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The edit loop: every test but those marked slow (real embeddings, servers, clusters),
 # spread over the cores as make unit does.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
 install-check: $(STAMP)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,19 +29,6 @@ os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the slowest files first (``tests/file_durations.py`` says why); a file's tests
-    stay together and in their order, files of unknown duration keep theirs after them."""
-    seconds = json.loads((Path(__file__).parent / "durations.json").read_text())
-    first_seen = {item.path: index for index, item in reversed(list(enumerate(items)))}
-
-    def slowest_first(item: pytest.Item) -> tuple[float, int]:
-        relative = item.path.relative_to(REPO_ROOT).as_posix()
-        return (-seconds.get(relative, 0), first_seen[item.path])
-
-    items.sort(key=slowest_first)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
