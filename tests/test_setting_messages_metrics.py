@@ -51,33 +51,27 @@ def test_explain_refusals_name_the_settings(store: Store) -> None:
     gold = goldset(3)
     save_goldset(store, gold)
     rankings = {q: perfect(q) for q in query_ids(3)}
-    run = store_run(
-        store,
-        gold,
-        rankings,
-        retriever_kind="chroma-embedded",
-        config={"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"},
-        collection="mini",
-        model_fingerprint="fp-1",
-        index_fingerprint="idx-1",
-        measures=("ndcg@10",),
-    )
+
+    def stored(measure: str) -> str:
+        return store_run(
+            store,
+            gold,
+            rankings,
+            retriever_kind="chroma-embedded",
+            config={"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"},
+            collection="mini",
+            model_fingerprint="fp-1",
+            index_fingerprint="idx-1",
+            measures=(measure,),
+        )
+
+    run = stored("ndcg@10")
     with pytest.raises(ConfigError) as no_baseline:
         explain_runs(store, run)
     assert str(no_baseline.value).endswith("name the baseline (`baseline`)")
     assert with_flags(str(no_baseline.value)).endswith("name the baseline (--baseline RUN)")
 
-    other = store_run(
-        store,
-        gold,
-        rankings,
-        retriever_kind="chroma-embedded",
-        config={"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"},
-        collection="mini",
-        model_fingerprint="fp-1",
-        index_fingerprint="idx-1",
-        measures=("recall@10",),
-    )
+    other = stored("recall@10")
     with pytest.raises(InputError) as no_measure:
         explain_runs(store, other, baseline=run)
     assert str(no_measure.value).endswith("share no stored measure: name one (`measures`)")
