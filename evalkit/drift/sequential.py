@@ -8,6 +8,7 @@ recovery: docs/drift.md, "Sequential detection on metric series".
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -429,6 +430,13 @@ def _over_series(
 
     over_series.__name__ = over_series.__qualname__ = name
     over_series.__doc__ = doc
+    # help() and IDEs show the detector's settings and defaults, not *args/**kwargs.
+    settings = inspect.signature(detector)
+    values = inspect.signature(over_series).parameters["values"]
+    over_series.__signature__ = settings.replace(  # type: ignore[attr-defined]
+        parameters=[values, *settings.parameters.values()],
+        return_annotation=SequentialTrace,
+    )
     return over_series
 
 
