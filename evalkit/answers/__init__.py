@@ -1,10 +1,7 @@
 """Answer-level metrics: faithfulness, answer relevance, context precision and recall.
 
-Scored by an LLM judge (ragas, through the ``[judge]`` endpoint), offline (embedding
-similarity and word overlap, or a local NLI model) or, for contexts, by ragas' ID-based and
-non-LLM metrics. An answer that cannot be measured is stored as unmeasured with its reason
-and left out of every mean: a broken judge never turns an average into NaN. Methods and
-use: docs/answers.md.
+Scored by an LLM judge (ragas), offline, or by ragas' non-LLM context metrics. An unmeasured
+answer is stored with its reason and left out of every mean. docs/answers.md.
 """
 
 from __future__ import annotations

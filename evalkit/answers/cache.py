@@ -1,10 +1,7 @@
 """Caches of answer scoring: judge outputs, and the offline method's context embeddings.
 
-Judge outputs are keyed by a hash of everything that determines them, each LLM call's output
-under ``judge_call_key`` until its judgment is cached; failures are never cached. Context
-sentence vectors are keyed by model fingerprint, splitting version and text, so a context is
-embedded once. Either lives in the store, a DuckDB file of its own or memory. What each key
-covers: docs/answers.md, "The LLM judge".
+Failures are never cached. Either cache lives in the store, a DuckDB file of its own or
+memory. What each key covers: docs/answers.md, "The LLM judge".
 """
 
 from __future__ import annotations

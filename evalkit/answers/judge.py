@@ -1,10 +1,8 @@
 """The LLM judge: ragas' own Faithfulness and AnswerRelevancy over any OpenAI-compatible API.
 
-ragas builds the prompts and parses the replies; ``CallGuard`` adds what a judge in
-production needs around each LLM call: bounded concurrency and rate, a timeout, retries (then
-a ``JudgeCallError`` with its ``Unmeasured`` reason, never NaN), a bounded reply size,
-counting, and each call's output handed over as it arrives, so a stopped scoring pays on its
-rerun only for the calls not answered. A judgment is identified by the judge model and the
+``CallGuard`` bounds each call (concurrency, rate, timeout, retries then a ``JudgeCallError``
+with its ``Unmeasured`` reason, reply size) and hands each output over as it arrives, so a
+rerun pays only for unanswered calls. A judgment is identified by the judge model and the
 prompt version. docs/answers.md, "The LLM judge".
 """
 

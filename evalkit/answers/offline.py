@@ -1,12 +1,9 @@
 """Offline faithfulness: how much of an answer its contexts support, with no LLM at all.
 
-The answer's claims are compared with the contexts' sentences by three signals; a logistic
-model and an isotonic map, both fitted offline by ``benchmarks/faithfulness.py``, give each
-claim's probability of being supported, and ``offline-v3`` (the default) maps the weighted
-share of supported claims to the probability that a person rates the answer fully faithful.
-Each step and its figures: docs/answers.md, "The offline method". Each distinct context is
-embedded once; ``legacy_units=True`` keeps the ``offline-v1`` signals for the benchmark. An
-answer with no claim or no context is unmeasured.
+Claims are compared with the contexts' sentences (models fitted by
+``benchmarks/faithfulness.py``); ``legacy_units=True`` keeps the ``offline-v1`` signals for
+the benchmark; an answer with no claim or no context is unmeasured. docs/answers.md, "The
+offline method".
 """
 
 from __future__ import annotations

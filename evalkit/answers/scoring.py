@@ -1,10 +1,8 @@
 """Scoring a batch of answers: which metrics apply, the judge and its cache, the store.
 
-``score_answers`` is what ``evalkit run``, ``evalkit answers score`` and library users call.
-It scores faithfulness with the LLM judge when one is configured (ragas ``Faithfulness``,
-plus ``AnswerRelevancy``) and otherwise with the offline method, adds ragas' ID-based and
-non-LLM context precision / recall when the records carry references, and stores every
-score, measured or not, when given a store.
+``score_answers`` (used by ``evalkit run``, ``evalkit answers score`` and library users)
+scores faithfulness with the LLM judge or offline, adds context precision / recall when
+records carry references, and stores every score, measured or not. docs/answers.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Splitting answers into claims and contexts into sentences, without a model.
 
-A *claim* is a sentence of the answer that states something: list lead-ins, headings and
-fragments of fewer than ``MIN_CLAIM_WORDS`` words are not claims. Splitting happens at line
-breaks, at the markers of an inline numbered list, and after ``.``, ``!`` or ``?`` followed
-by a space and a capital letter, digit, quote or bracket, except after common abbreviations
-and initials. Markdown is structure, not text: ``strip_markup`` removes it before claims are
-cut (what it removes: docs/answers.md, "The offline method", step 1).
+A *claim* is an answer sentence that states something (not a lead-in, heading or fragment
+under ``MIN_CLAIM_WORDS`` words). Splits: line breaks, inline list markers, ``.!?`` before a
+capital, digit, quote or bracket (not after abbreviations or initials); ``strip_markup``
+removes Markdown first (docs/answers.md, "The offline method", step 1).
 """
 
 from __future__ import annotations

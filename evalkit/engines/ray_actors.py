@@ -1,11 +1,8 @@
 """The Ray engine's actors: a query table replayed by a pool of Ray Data actors, one shard per
-batch (``evalkit.engines.ray.RayEngine.replay`` drives it).
+batch (``RayEngine.replay`` drives it; docs/scale.md, "What runs where").
 
-Each actor builds one retriever, and per batch replays, scores and writes the batch's
-Parquet shard last, through a ``.tmp`` file under a digest of its query ids, so a shard is
-whole or absent and a retried batch rewrites it (docs/scale.md, "What runs where"). Nothing
-here touches the store: the pipeline's one writer loads the shards. Ray is imported by this
-module only; import it only when the Ray engine is asked for.
+Each shard is written through a ``.tmp`` file under a digest of its query ids, so it is whole
+or absent; nothing here touches the store. Only this module imports Ray.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """Which passages questions are written from, so that they cover a corpus evenly.
 
-The documents' embeddings are clustered with seeded k-means; ``plan_tasks`` deals the
-questions to the clusters in turn, largest first, taking in each the passage used least so
-far and at most ``max_per_source`` of one source. A multi-passage question adds the closest
-passage of another source in the same cluster. docs/goldsets.md, "Generating a draft
-goldset".
+Seeded k-means over the documents' embeddings; ``plan_tasks`` deals questions to clusters in
+turn, largest first. docs/goldsets.md, "Generating a draft goldset".
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """A label-free estimate of precision@k from the retriever's own scores.
 
-:func:`fit_calibration` fits P(relevant | score) on goldset runs of the same retriever
-configuration and model; :func:`estimate_precision` averages a window's calibrated top-k
-probabilities, with a bootstrap interval. It refuses another ``k`` than the fit's (one fitted
-deeper reads P@10 far low) and a window of another configuration or model
-(``fingerprint``), since it assumes P(relevant | score) is the goldset's. docs/judging.md.
+:func:`fit_calibration` fits P(relevant | score) on goldset runs; :func:`estimate_precision`
+averages a window's calibrated top-k probabilities, with a bootstrap interval. It refuses
+another ``k`` than the fit's (one fitted deeper reads P@10 far low) and another configuration
+or model (``fingerprint``). docs/judging.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Questions written from corpus passages by an LLM, each anchored to the spans it rests on.
 
-``QuestionWriter`` sends each task (a ``QuestionKind`` and its passages) to the ``[judge]``
-endpoint under the answer judge's ``CallGuard``; ``write_question`` (pure, over any
-``AskFn``) turns a reply into a ``WrittenQuestion`` or a ``DroppedTask`` with its reason
-(docs/goldsets.md, "Generating a draft goldset"). Evidence passages become span-anchored
-judgments graded ``SUGGESTED_GRADE``, in the source text's offsets. ``PROMPT_VERSION`` hashes
-every prompt text, so editing a prompt names a new version. Replies kept from an earlier
-pass are reused (by ``judge_call_key``), so a stopped pass resumes without paying again.
+``QuestionWriter`` asks the ``[judge]`` endpoint under the answer judge's ``CallGuard``;
+``write_question`` (pure) turns a reply into a ``WrittenQuestion`` or a ``DroppedTask``.
+Evidence passages become span-anchored judgments graded ``SUGGESTED_GRADE``. Replies kept by
+``judge_call_key`` let a stopped pass resume without paying again; ``PROMPT_VERSION`` hashes
+every prompt. docs/goldsets.md, "Generating a draft goldset".
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Measures of rankings labelled by an assessor, with intervals over queries.
 
-The input is one row per query and one column per rank: the grade 0-3, ``UNLABELLED`` (-1)
-or ``NO_DOCUMENT`` (-2). The figures rest only on the queries whose top ``k`` is fully
-labelled: counting an unlabelled document as not relevant would bias a window low, while the
-fully labelled queries, labelled in a random order, are a random sample of it. The measures
-are ``evalkit.metrics``' own over the labelled top k (``RankedGrades.from_top_k``), with
-``ndcg_judged@k``, never one series with a goldset's ``ndcg@k``. The interval and its
-coverage: docs/judging.md, "The interval of a window".
+Input: one row per query, one column per rank (grade 0-3, ``UNLABELLED`` or ``NO_DOCUMENT``).
+Only queries whose top ``k`` is fully labelled count: an unlabelled document counted as not
+relevant would bias the window low, and those queries are a random sample of it. Scored by
+``evalkit.metrics`` as ``ndcg_judged@k``, never ``ndcg@k``: docs/judging.md, "The interval of
+a window".
 """
 
 from __future__ import annotations

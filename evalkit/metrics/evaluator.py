@@ -1,11 +1,9 @@
 """Build once, score many: index judgments once, then evaluate runs against them.
 
-Runs are scored exactly as trec_eval (10.0) scores them: ranked by score descending (as
-doubles), ties broken by doc id in descending byte order, any rank column ignored; judged
-queries absent from the run are skipped unless ``complete=True``; a document listed twice
-for one query is an error. ``metrics.inputs`` converts, ``metrics.ranking`` ranks and
-``metrics.kernels`` scores; runs held as arrays over a fixed corpus skip the string work
-(:meth:`Evaluator.corpus_index`, :meth:`Evaluator.evaluate_arrays`).
+Runs are scored exactly as trec_eval (10.0): by score descending, ties by doc id in
+descending byte order, rank column ignored; judged queries absent from the run are skipped
+unless ``complete=True``; a document listed twice for one query is an error. Arrays over a
+fixed corpus skip the string work (:meth:`Evaluator.evaluate_arrays`).
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """Vectorised IR measures over a whole run, with trec_eval's semantics.
 
-Every kernel takes a :class:`RankedGrades` and returns one float per query. Only retrieved
-documents that are judged matter (an unjudged one just occupies its rank), so a run is held
-as flat arrays over those (query row, 0-based rank, grade) and the maths is NumPy
-``bincount`` sums: no Python loop, memory in the judged documents retrieved, not queries x
-depth. What the kernels reproduce from trec_eval:
-
-* relevant means grade ``>= relevance_threshold`` (``-l``); a negative grade counts as
-  judged-but-unjudged and is never relevant;
-* recall, average precision and R-precision divide by every relevant judged document,
-  retrieved or not; precision@k divides by ``k`` even when fewer were retrieved;
-* nDCG's gain is the grade (positive grades only, whatever the threshold), its discount
-  ``log2(rank + 1)``, its ideal all positive judged grades (``ndcg_judged``: those of the
-  judged top k instead, no trec_eval measure);
-* a query without relevant documents scores 0 on every measure.
+Every kernel takes a :class:`RankedGrades` and returns one float per query, by NumPy
+``bincount`` sums over the judged retrieved documents only (no Python loop; memory in those,
+not queries x depth). As in trec_eval: relevant is grade ``>= relevance_threshold`` (``-l``),
+a negative grade never; recall, AP and R-precision divide by every relevant judged document,
+P@k by ``k``; nDCG's gain is the positive grade, its discount ``log2(rank + 1)``, its ideal
+all positive judged grades (``ndcg_judged``: the judged top k's); a query with no relevant
+document scores 0.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """Readers for TREC qrels and run files, into DataFrames.
 
-qrels: ``query_id iteration doc_id relevance``; run: ``query_id Q0 doc_id rank score
-run_tag`` (later fields and the rank are ignored, as trec_eval ignores them). Ids stay
-strings exactly as written (``"007"`` keeps its zeros); numbers are plain decimal text
-(``1_000`` is refused: it means 1 to trec_eval). Regular files go through Arrow's CSV
-reader; anything else, and any file that fails there, is read line by line, which finds the
-first malformed line and raises :class:`InputError` naming file, line and field.
+Ids stay strings as written (``"007"``); numbers are plain decimal (``1_000`` is refused: it
+is 1 to trec_eval); the run's rank is ignored, as trec_eval does. A file Arrow's CSV reader
+cannot take is read line by line, raising :class:`InputError` naming file, line and field.
 """
 
 from __future__ import annotations

@@ -367,15 +367,9 @@ def index_fingerprint(hashes: Mapping[str, str], model: ModelFingerprint) -> str
 def contents_fingerprint(collection: Collection) -> str:
     """SHA-256 of what the collection holds now, read in three small requests.
 
-    It covers the fingerprint ``evalkit index`` stored (``evalkit_index_fingerprint``), the
-    document count, and the ids, documents, metadata and vectors of the first and the last
-    ``FINGERPRINT_SAMPLE`` documents in Chroma's storage order (the order they were added
-    in). So it changes when ``evalkit index`` changed anything, and, written by anything
-    else, when documents are deleted (the count), added (the count and the last documents,
-    since Chroma appends them) or deleted and added in equal numbers (the last documents).
-    A document overwritten in place (same id, new text or vector) changes it only when it
-    is one of the sampled documents: Chroma keeps no version that would say so for less
-    than reading every document.
+    Covers the stored ``evalkit_index_fingerprint``, the count, and the first and last
+    ``FINGERPRINT_SAMPLE`` documents in storage order: it sees any ``evalkit index`` change,
+    deletions and appends, but an in-place overwrite only of a sampled document.
     """
     metadata = collection.metadata or {}
     count = collection.count()

@@ -59,17 +59,10 @@ __all__ = [
 class RetrieverOptions:
     """What names a live retriever: a kind or factory, a Chroma collection, or an HTTP URL.
 
-    ``kind`` may be left out. Then ``retriever`` (``--retriever``) names it: a kind's name,
-    or ``module:attribute`` of the user's factory (kind ``factory``); else an ``http_url``
-    means ``http`` and a ``collection`` means ``chroma``; else the ``[retriever]`` table of
-    the settings names it. ``factory_options`` are the keyword arguments of a factory or
-    plug-in (None: the ``[retriever] options``). ``allow_model_mismatch`` queries a
-    collection built with another embedding model (diagnosis only); ``defer_model_check``
-    leaves the model check to the retriever's ``verify_model()`` or first query, for
-    callers with cheaper checks to make first. ``query_embedder`` is the embedder a
-    vector-store kind embeds queries with (None: the one ``[embedder]`` names, built
-    afresh); ``query_embedder_ahead`` makes one that is already loading. A Chroma
-    collection name that Chroma would refuse is a ConfigError when the options are made.
+    Without ``kind``: ``retriever`` (a kind's name or a ``module:attribute`` factory), else
+    ``http_url`` (http), else ``collection`` (chroma), else ``[retriever]`` names it.
+    ``query_embedder`` None builds the ``[embedder]`` model afresh. A collection name Chroma
+    would refuse is a ConfigError when the options are made. See docs/retrievers.md.
     """
 
     collection: str | None = None
@@ -179,15 +172,11 @@ def _optioned() -> list[str]:
 
 
 def query_embedder_ahead(options: RetrieverOptions, settings: Settings) -> LazyEmbedder | None:
-    """The local model the retriever ``options`` name will embed queries with, already
-    loading in a background thread; None when that retriever embeds no queries with a local
-    model (HTTP, a plug-in, an embedding endpoint) or the model loads on torch, by choice or
-    because ONNX Runtime cannot run it (seconds of loading that a command failing on a
-    cheaper check would then wait for at exit).
+    """The local ONNX model ``options``' retriever will embed queries with, already loading
+    in a background thread; None when it embeds none locally or the model loads on torch.
 
-    Give it to ``build_retriever`` as ``options.query_embedder`` and ``close`` it when the
-    command is done; ``prefetch`` the query batches once they are known. ConfigError when
-    the options name no retriever.
+    Pass it as ``options.query_embedder`` and ``close`` it when done. ConfigError when the
+    options name no retriever.
     """
     kind = RETRIEVER_KINDS.get(options.resolved_kind(settings))
     if kind is None or not kind.embeds_queries:

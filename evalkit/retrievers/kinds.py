@@ -68,19 +68,12 @@ Refusal = Callable[["RetrieverOptions", "Settings"], "str | None"]
 
 @dataclass(frozen=True)
 class RetrieverKind:
-    """A named way of building a retriever from options and settings, and what the rest of
-    evalkit must know of it.
+    """A named way of building a retriever, and what the rest of evalkit must know of it.
 
-    ``build`` is the function (or ``module:function``, imported when first built) taking
-    ``RetrieverOptions`` and ``Settings``. ``identity`` tells two of the kind's indexes apart
-    in the store (``Identity``; ``retriever_id_sql``). ``collection_field`` is the field of
-    its ``describe()`` the store records as the run's collection. ``search_settings`` maps a
-    sweep key (``ef_search``, ``probes``) to the ``[retriever.TABLE]`` field it sets;
-    ``fixed_search`` says why those cannot be set under some options (None: they can).
-    ``takes_collection``: a sweep point may name the collection it searches. ``on_ray``
-    says why the kind cannot replay on the Ray engine under some settings (None: it can).
-    ``index_versions`` is the ``module:function`` opening its index's versions for a
-    freshness check (None: evalkit cannot read its index, only probe it).
+    ``build`` (a function or ``module:function``) takes ``RetrieverOptions`` and
+    ``Settings``; ``identity`` tells its indexes apart in the store; ``search_settings``,
+    ``fixed_search`` and ``takes_collection`` are what a sweep may set; ``on_ray`` says why
+    it cannot replay on Ray (None: it can); ``index_versions`` opens its index's versions.
     """
 
     name: str

@@ -117,14 +117,9 @@ class _Index:
 class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
     """The user's pgvector table, queried with evalkit's own query embeddings.
 
-    Connects once (``connect_timeout``) and checks, before any query, the ``vector``
-    extension, the table, its columns and the embedding column's dimension (that loads the
-    query model; with ``defer_model_check=True`` it waits for ``verify_model()`` or the first
-    ``retrieve``); with a ``text_column``, sampled rows are re-embedded to tell another model
-    of the same dimension apart. Each query is searched alone in its own statement
-    (``per_query`` latency); a lost connection is re-opened and the query tried once more.
-    ``where_key`` overrides ``tenant_column``. A bad tenant column is a ``ConfigError``
-    naming the option it came from; a missing id, embedding or text column is a
+    Checks the extension, table, columns and dimension before any query (the dimension
+    waits for ``verify_model()`` with ``defer_model_check``); a lost connection is re-opened
+    once. A bad tenant column is a ``ConfigError``; a missing id, embedding or text column a
     ``RetrieverError``. Batches, tenants and scores: docs/retrievers.md, "pgvector".
     """
 
