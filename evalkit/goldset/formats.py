@@ -155,13 +155,10 @@ def load_goldset(
     """Load a goldset in one of ``GOLDSET_FORMATS``.
 
     ``path`` is the goldset folder (``jsonl``, ``beir``) or the qrels file (``trec``, which
-    also needs ``topics``). ``split`` picks the BEIR qrels split. Notices about data an
-    importer changed on purpose go to ``on_notice`` (default: the ``evalkit.goldset``
+    also needs ``topics``). Notices go to ``on_notice`` (default: the ``evalkit.goldset``
     logger). Raises ``ConfigError`` for an unknown format or missing option and
-    ``GoldsetError`` (listing every problem) for invalid data.
-
-    The goldset's ``source`` is ``path`` made absolute, so that what it was imported from (a
-    remap looks for the ``corpus.jsonl`` beside it) is found from any working directory.
+    ``GoldsetError`` (listing every problem) for invalid data. ``source`` is ``path`` made
+    absolute, so a remap finds the ``corpus.jsonl`` beside it from any working directory.
     """
     entry = _format(format)
     goldset = entry.load(Path(path), _options(entry, name, split, topics, on_notice))
@@ -215,17 +212,13 @@ def export_goldset(
     split: str = DEFAULT_GOLDSET_SPLIT,
     overwrite: bool = False,
 ) -> Exported:
-    """Write ``goldset`` into ``folder`` in one of ``GOLDSET_FORMATS``: ``jsonl``
-    (``write_jsonl_goldset``'s canonical files, spans included), ``beir`` (``queries.jsonl``
-    and ``qrels/<split>.tsv``) or ``trec`` (``qrels.txt`` and ``topics.xml``). The same
-    goldset always gives the same bytes.
+    """Write ``goldset`` into ``folder`` in one of ``GOLDSET_FORMATS``; the same goldset
+    always gives the same bytes.
 
-    A folder that holds anything is refused (``InputError``) unless ``overwrite``, which
-    replaces the files the format writes and leaves the others. The files are written in a
-    hidden folder inside ``folder`` and read back by the format's loader before they replace
-    anything: judgments that would not read back as written raise ``GoldsetError`` and
-    nothing is written. What the format cannot hold (BEIR and TREC keep ids, query texts and
-    grades) is said in ``notes``.
+    A folder that holds anything is refused (``InputError``) unless ``overwrite``. The files
+    are read back before they replace anything: judgments that would not read back as
+    written raise ``GoldsetError`` and nothing is written. Files and what each format holds:
+    docs/goldsets.md, "Exporting a stored version".
     """
     entry = _format(format)
     if entry.files is None:

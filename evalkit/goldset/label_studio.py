@@ -1,11 +1,7 @@
 """Review-queue items to Label Studio tasks, and Label Studio annotations back to reviews.
 
-``labeling_config`` is the project's config, ``export_tasks`` turns review items into
-import JSON (suggested grades as one prediction per suggester), and ``read_annotations``
-reads a JSON or JSON-MIN export back as ``LabelStudioAnnotation`` records, holding the rules
-of a review and raising one ``InputError`` listing every problem of a malformed export.
-Usage: docs/goldsets.md, "Label Studio". The functions are pure: they neither read nor
-write the store.
+The functions are pure: they neither read nor write the store. Usage: docs/goldsets.md,
+"Label Studio".
 """
 
 from __future__ import annotations
@@ -103,10 +99,8 @@ def _doc_key(slot: int, part: str) -> str:
 def labeling_config(max_documents: int) -> str:
     """The labeling config (XML) of a Label Studio project that reviews evalkit items.
 
-    The query is shown first, with an accept/reject choice (required) and a box to edit the
-    question (left empty to keep it); then ``max_documents`` document slots, each with its
-    text and a 0-3 grade; then a free-text note. Tasks with fewer documents leave the later
-    slots empty. Use at least as many slots as the item with the most documents has.
+    Use at least as many ``max_documents`` slots as the item with the most documents has.
+    Layout: docs/goldsets.md, "Label Studio".
     """
     if max_documents < 1:
         raise ConfigError(
@@ -153,15 +147,9 @@ def export_tasks(
     """Label Studio tasks (its import JSON) for ``items``, to use with
     ``labeling_config(max_documents)``.
 
-    Each task's ``data`` holds ``item_id``, ``goldset``, ``origin``, ``query_id``, ``query``
-    (the text), ``priority`` and ``reason`` (sortable in the Data Manager), and per document
-    slot ``doc_<i>_id``, ``doc_<i>_title`` and ``doc_<i>_text`` (empty strings in the slots an
-    item does not use: Label Studio wants every key the config names). Suggested grades become
-    ``predictions``, one per suggester (``model_version``), so that they appear pre-filled.
-    Predictions carry no ``score``: evalkit has no calibrated confidence for a suggestion.
-
-    ``max_documents`` defaults to the most documents any item has; an item with more documents
-    than ``max_documents`` is a ``ConfigError``.
+    Slots an item does not use hold empty strings (Label Studio wants every key the config
+    names). ``max_documents`` defaults to the most documents any item has; an item with more
+    is a ``ConfigError``. Task contents: docs/goldsets.md, "Label Studio".
     """
     slots = max_documents if max_documents is not None else _most_documents(items)
     for item in items:
@@ -335,18 +323,10 @@ def read_annotations(
 ) -> list[LabelStudioAnnotation]:
     """Every annotation of a Label Studio export (JSON or JSON-MIN) as a review.
 
-    The project must use ``labeling_config`` and tasks from ``export_tasks``. One review per
-    annotation, so several annotators of one task give several reviews. The reviewer is named
-    by ``reviewer_name`` (``annotators`` maps Label Studio user ids to names); ``reviewed_at``
-    is the annotation's ``updated_at`` (else ``created_at``); the question is ``None`` when the
-    annotator left it empty or unchanged. Grades hold the documents the annotator graded; an
-    accepted item with none is a problem (as in ``evalkit review grade``), and a rejection's
-    grades are dropped and counted (a reviewer who rejects leaves the suggested grades the
-    task was pre-annotated with). Cancelled annotations and unannotated tasks are skipped.
-    ``queue`` (item id -> its document ids), when given, is what the annotations must name:
-    an item it lacks or a document its item lacks is a problem too, at the annotation's
-    position. Any problem raises one ``InputError`` listing all of them; nothing is returned
-    then.
+    The project must use ``labeling_config`` and tasks from ``export_tasks``; one review per
+    annotation, named by ``reviewer_name``. ``queue`` (item id -> its document ids), when
+    given, is what the annotations must name. Any problem raises one ``InputError`` listing
+    all of them; nothing is returned then. Rules: docs/goldsets.md, "Label Studio".
     """
     reader = _ExportReader(Path(path), ProblemLog(), annotators or {})
     read: list[LabelStudioAnnotation] = []
