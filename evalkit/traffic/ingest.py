@@ -1,11 +1,8 @@
 """Incremental, idempotent ingest of traffic logs (JSON Lines, Parquet, OTLP/JSON Collector
 files) into the store.
 
-Per file, ingest remembers which file it read (device, inode and a hash of its first bytes,
-so a rotated file keeps its place and a replaced one is read afresh) and how far; that state
-is committed with each batch's records, so a crash loses nothing and repeats nothing. A line
-still being written is left for the next pass; a malformed line is reported with its file
-and line and the lines around it are ingested. docs/traffic.md, "Ingest".
+Per-file state is committed with each batch's records, so a crash loses nothing and
+repeats nothing. docs/traffic.md, "Ingest".
 """
 
 from __future__ import annotations
@@ -286,12 +283,9 @@ def _read_lines(
 ) -> tuple[int, int, int, int, int]:
     """Read complete lines from the handle's position on, committing a batch at a time.
 
-    A batch is read a part at a time; parts are decoded on ``_DECODE_THREADS`` threads
-    while the writer thread stores the parts before them (Arrow and DuckDB both work
-    outside the GIL), from the first part of the file to its last. Batches are still
-    committed one after another, in file order, each whole in one transaction, and only
-    once the one before it is committed and reported; an exception on any side rolls back
-    every batch not yet committed.
+    Parts are decoded on ``_DECODE_THREADS`` threads while the writer thread stores the ones
+    before them; batches are still committed in file order, each in one transaction, and an
+    exception on any side rolls back every batch not yet committed.
     Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
     """
     reader = _LineReader(handle, identity, name, offset=offset, lines=lines)
@@ -771,16 +765,11 @@ def ingest_paths(
 ) -> IngestReport:
     """Ingest every traffic file in ``paths`` (files or directories) that has new lines.
 
-    ``file_format`` reads every file as that kind of ``LOG_KINDS`` (``otlp-json``: an
-    OpenTelemetry Collector file exporter's output, mapped to records by ``spans``) instead
-    of telling JSON Lines from Parquet by the file name.
-
-    Re-running it ingests nothing twice. Compressed files are skipped with a note (ingest
-    rotated logs before compressing them). A file that cannot be read (a Parquet file that
-    is not one, lacks a required column or is damaged; no permission) and a directory that
-    holds no log file are problems of the report, as malformed lines are. Raises InputError
-    for a path that does not exist and StoreError when the store cannot be written;
-    malformed lines never raise.
+    ``file_format`` reads every file as that kind of ``LOG_KINDS`` (``otlp-json`` mapped to
+    records by ``spans``) instead of telling the kind by the file name. Re-running it ingests
+    nothing twice; unreadable files are problems of the report (docs/traffic.md, "Ingest").
+    Raises InputError for a path that does not exist and StoreError when the store cannot be
+    written; malformed lines never raise.
     ``progress(records_added_so_far, None)`` is called after every committed batch; an
     exception it raises stops the pass there, with every committed batch kept. It runs
     while the writer thread stores the next batch on the store's connection, so it must

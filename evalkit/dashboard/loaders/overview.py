@@ -57,10 +57,8 @@ class OverviewData:
     ``n_compared`` (the paired test of ``measured_run``, the newest run that stored
     ``measure``, against the baseline), ``drift`` (the drifting checks of the series, or
     '') and ``history`` (``measure`` of its newest ``HISTORY_POINTS`` runs, oldest first),
-    ranked by ``delta``: the largest drop first, series without a change last. Where the
-    latest run stored no value of ``measure``, ``measured_run`` is an earlier run (or None)
-    and ``series_status`` says "no data". ``figures`` is long: goldset_name, retriever,
-    measure, latest, baseline (the series' oldest complete run), delta.
+    ranked by ``delta``: the largest drop first, series without a change last. ``figures``
+    is long: goldset_name, retriever, measure, latest, baseline, delta.
     """
 
     measure: str
@@ -196,17 +194,10 @@ def series_status(
 ) -> tuple[str, list[str]]:
     """A series' status (the worst of ``STATUS_ORDER`` that applies) and every reason.
 
-    ``failed``: its newest run failed (a nightly job that fails is seen, with its error,
-    whatever its earlier runs showed; with no finished run at all too). Then ``no data``:
-    no finished run yet, or its latest finished run stored no value of
-    ``measure`` (another k or measure set, or no query answered). That outranks the rest:
-    the series is not measured on ``measure`` now. Its reasons still say what the newest
-    run that stored it showed (a regression is never hidden behind a later run at another
-    k), and which run that is. Otherwise ``regression``: the paired test of its latest run
-    against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
-    its latest finished run is older than ``stale_after``, or a newer run is still running;
-    ``new``: its only complete run is its baseline, or no complete run stored ``measure``
-    (its runs so far are partial), nothing is compared yet; ``pass`` otherwise.
+    ``failed`` first, then ``no data`` (its reasons still say what the newest run that
+    stored ``measure`` showed, so a regression is never hidden behind a later run at another
+    k), then the worst of the rest. Rules: docs/dashboard.md, "How the Overview decides a
+    status".
     """
     latest = row.get("latest_run")
     failure = _newest_failure(row)

@@ -44,9 +44,8 @@ __all__ = [
 class QueryData:
     """One query in one run, and across the goldset's runs.
 
-    ``results``: what the run retrieved (rank, doc_id, score, relevance, relevant,
-    evaluated_rank: the order trec_eval scores, by score then doc id descending, and
-    ``text`` when the collection could be read). ``judgments``: the query's judged
+    ``results``: what the run retrieved (evaluated_rank: the order trec_eval scores; ``text``
+    when the collection could be read). ``judgments``: the query's judged
     documents. ``explanations``: per stored measure, its value and how it comes about.
     ``values``: the query's values across runs (run x measure). ``relevant_ranks``: where
     each relevant document landed in the newest ``WIDE_RUNS`` runs (doc x run; empty cell:
@@ -272,13 +271,10 @@ class QueryDiff:
     document the candidate lost was lost.
 
     ``baseline_ranking`` / ``candidate_ranking``: the top ``DIFF_ROWS`` in the order
-    trec_eval scores (rank, doc_id, grade: the judged grade or NaN, relevant, the rank in
-    the other run: ``candidate_rank`` / ``baseline_rank``, NaN where it is not there, and
-    title). ``lost``: relevant documents
-    in the baseline's top ``depth`` but not the candidate's (doc_id, grade, baseline_rank,
-    candidate_rank, why, audit_id, finding, collection); ``gained`` the other way round
-    (doc_id, grade, baseline_rank, candidate_rank). ``candidate_error``: why the query
-    failed in the candidate, if it did.
+    trec_eval scores, with the rank in the other run (NaN where it is not there).
+    ``lost``: relevant documents in the baseline's top ``depth`` but not the candidate's,
+    with why; ``gained`` the other way round. ``candidate_error``: why the query failed in
+    the candidate, if it did.
     """
 
     query_id: str
