@@ -1,12 +1,8 @@
 """Delivering the durable outbox: every stored alert reaches every sink it was routed to.
 
-``deliver_due`` sends the due rows and records each attempt as soon as it ends; a row is
-``delivered`` only when its sink accepted it. A sink's rows go oldest first and a pass stops
-at its first failure, so a resolution never overtakes its firing; each sink has its own
-thread, so a hanging receiver delays only its own rows. A delivery is recorded in its own
-transaction right after the sink accepted it (kept in memory while the store is held), so
-only a crash in between can resend, with the same ``X-Evalkit-Alert-Id``. One deliverer per
-store: callers hold the outbox lock of ``evalkit.store.access``. Retries and abandoning:
+A delivery is recorded in its own transaction right after the sink accepted it, so only a
+crash in between can resend, with the same ``X-Evalkit-Alert-Id``. One deliverer per store:
+callers hold the outbox lock of ``evalkit.store.access``. Order, retries and abandoning:
 docs/alerts.md, "The durable outbox".
 """
 
@@ -52,11 +48,10 @@ StoreSession = Callable[[str], AbstractContextManager["Store"]]
 class RedeliverySchedule:
     """When a failed delivery is tried again.
 
-    The n-th failure waits ``initial * 2**(n-1)`` seconds, capped at ``maximum``, scaled by a
-    random factor in [0.5, 1] so that sinks recovering together are not hit at once. After
-    ``give_up_after`` seconds from the alert's creation a failing row is abandoned (never,
-    by default). Redeliveries span passes and restarts; ``evalkit.retry.RetryPolicy`` is
-    the other kind of retry, of one call within a process.
+    The n-th failure waits ``initial * 2**(n-1)`` seconds, capped at ``maximum``, with
+    jitter; after ``give_up_after`` seconds from the alert's creation a failing row is
+    abandoned (never, by default). Redeliveries span passes and restarts, unlike
+    ``evalkit.retry.RetryPolicy``'s retries of one call.
     """
 
     initial: float = 10.0

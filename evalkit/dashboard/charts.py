@@ -1,10 +1,7 @@
 """Plotly figures of the dashboard, built from the loaders' frames (no data access here).
 
-One visual language on every page (docs/dashboard.md, "One visual language"): a fixed colour
-per series (``series_colours``), with red (``BAD``) only for "bad" and orange (``WARNING``)
-only for "look at this"; events at their true timestamps; units in axis titles and
-separate subplots per unit; a point that stands for a run at least ``MARKER_SIZE`` px with
-its run id first in ``customdata``, so a click can open it.
+One visual language on every page: docs/dashboard.md, "One visual language". A point that
+stands for a run has its run id first in ``customdata``, so a click can open it.
 """
 
 from __future__ import annotations

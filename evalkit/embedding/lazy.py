@@ -28,15 +28,9 @@ def load_embedder_for(settings: Settings) -> Embedder:
 class LazyEmbedder:
     """An ``Embedder`` that loads its model on first use (embedding, dimension, fingerprint).
 
-    Loading a model takes seconds to tens of seconds (torch, the weights); commands build one
-    of these so that every cheap check (arguments, the store, the retriever's reachability,
-    the collection) reports its error before that time is spent. ``name`` is known without
-    loading. Loading errors are ``load_embedder``'s, raised at first use.
-
-    A caller that knows it will embed can overlap that time with its other work:
-    ``start_loading`` loads the model in a background thread, and ``prefetch`` embeds the
-    texts it is about to ask for there too. Errors still surface at first use, in the
-    calling thread.
+    Loading takes seconds to tens of seconds, so every cheap check reports its error first.
+    ``name`` is known without loading. Loading errors are ``load_embedder``'s, raised at first
+    use in the calling thread, also after ``start_loading`` or ``prefetch``.
     """
 
     def __init__(
@@ -89,9 +83,7 @@ class LazyEmbedder:
     def start_loading(self) -> None:
         """Begin loading the model in a background thread; returns at once.
 
-        The load then overlaps with the caller's other work (imports, the store, opening the
-        retriever). A load that fails in the background is tried again, and raises, at first
-        use.
+        A load that fails in the background is tried again, and raises, at first use.
         """
         if self._loaded is None:
             self._spawn(None)
