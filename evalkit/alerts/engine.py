@@ -1,13 +1,8 @@
 """Turning what rules find into notifications: deduplication, cooldown, resolution.
 
-Each rule yields one ``Signal`` per subject; ``rule name:subject`` is the deduplication key,
-and the store keeps per key whether the condition holds and what receivers were last told
-(``alert_state``). ``transition`` decides, purely: firing, escalation, reminder, resolved
-or nothing. A cooldown delays a notification, never drops one, and a removed or disabled
-rule's keys are resolved, so nothing fires for ever. A notification is stored with its
-state and one outbox row per sink in one transaction (``evalkit.store.alerts.save_alert``);
-sending happens later, from the outbox. The rules: docs/alerts.md, "Deduplication,
-cooldown, resolution".
+``transition`` decides, purely, per ``rule name:subject`` key. A notification is stored with
+its state and one outbox row per sink in one transaction; sending happens later, from the
+outbox. The rules: docs/alerts.md, "Deduplication, cooldown, resolution".
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """OpenTelemetry retrieval spans as traffic records, from OTLP/JSON or OTLP protobuf.
 
-Reads the OpenTelemetry GenAI and OpenInference conventions (the mapping table:
-docs/traffic.md, "The mapping"). A retrieval span becomes one record with query id
-``<trace id>-<span id>``, so a span sent twice is stored once; a generation span gives its
-answer to its trace's retrieval spans. A span that cannot be read is rejected with a message
-naming where it is and which attribute is wrong, never quoting values (they may be personal
-data redaction has not seen); the rest of the request is kept. OTLP/JSON is read as leniently
-as the protobuf JSON mapping allows. Protobuf decoding is in ``otlp_wire``, the listener in
-``receiver``, durability in ``spool`` and ``committer``.
+The mapping: docs/traffic.md, "The mapping". Query ids are ``<trace id>-<span id>``, so a
+span sent twice is stored once. A span that cannot be read is rejected naming where it is,
+never quoting values (they may be personal data redaction has not seen); the rest of the
+request is kept.
 """
 
 from __future__ import annotations

@@ -2,12 +2,9 @@
 
 ``plan_replay`` loads and checks the sample and describes its run; ``save_window_summary``
 stores what the replay found; ``evalkit.pipeline.replay_traffic_window`` runs the replay
-between the two. The replay is a run of kind ``traffic``, plus per query the top-1 score and
-its overlap with what production logged, and one window summary.
-
-Tenant isolation: a query of tenant A must only ever see tenant A's documents. When the
-sample holds tenants and the retriever cannot filter by them, ``plan_replay`` refuses to
-run rather than search every tenant's documents (docs/traffic.md, "Tenant isolation").
+between the two (docs/traffic.md, "Replay"). When the sample holds tenants and the retriever
+cannot filter by them, ``plan_replay`` refuses to run rather than search every tenant's
+documents (docs/traffic.md, "Tenant isolation").
 """
 
 from __future__ import annotations
