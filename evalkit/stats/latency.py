@@ -1,11 +1,8 @@
 """Comparing two runs' latency distributions: how much a quantile rose, with an interval.
 
-``compare_latency`` gives the relative increase of one quantile, a seeded bootstrap interval
-paired by query (a query slow in both runs moves both quantiles together), and a ``Decision``
-against ``max_increase``. The bootstrap never materialises the resamples: it draws counts for
-a window around the quantile's position, so its cost is ``resamples x window``, not
-``resamples x queries``. The decision rule and the computation: docs/gate.md, "Latency" and
-"How it is computed".
+The bootstrap is paired by query (a query slow in both runs moves both quantiles together)
+and costs ``resamples x window``, not ``resamples x queries``. The decision rule and the
+computation: docs/gate.md, "Latency" and "How it is computed".
 """
 
 from __future__ import annotations

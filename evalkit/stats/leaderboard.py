@@ -1,10 +1,8 @@
 """Many runs ranked at once: means with intervals, corrected pairwise tests and letter groups.
 
-``leaderboard`` reports per measure each run's mean with a bootstrap interval, every pair's
-paired test with corrected p-values and effect sizes, and a compact letter display.
-Everything is vectorised: one sign matrix serves every pair of every measure and one
-bootstrap resample matrix gives both the runs' intervals and the pairs'. The result does not
-depend on the order the runs are given in. Methods: docs/gate.md, "Comparing many runs".
+One sign matrix serves every pair of every measure and one bootstrap resample matrix gives
+both the runs' and the pairs' intervals. The result does not depend on the order the runs are
+given in. Methods: docs/gate.md, "Comparing many runs".
 """
 
 from __future__ import annotations
