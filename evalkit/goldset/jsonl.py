@@ -91,11 +91,10 @@ def write_jsonl_goldset(
 ) -> tuple[Path, Path]:
     """Write ``goldset`` to ``directory`` in the canonical JSONL format.
 
-    Queries and judgments are written in the goldset's order, one object per line with a
-    fixed key order, UTF-8, ``\\n`` line ends; optional query fields are written only when
-    set. The files are checked by the loader before they replace anything, so what is
-    written always loads back to the same version. Existing files are replaced only with
-    ``overwrite=True``. Returns the paths of the queries and judgments files.
+    The files are checked by the loader before they replace anything, so what is written
+    always loads back to the same version (the form: docs/goldsets.md, "Writing a goldset").
+    Existing files are replaced only with ``overwrite=True``. Returns the paths of the
+    queries and judgments files.
     """
     target = Path(directory)
     queries_file = target / QUERIES_FILE

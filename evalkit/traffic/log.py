@@ -1,9 +1,7 @@
 """The traffic log format, and ``log_query``: the helper an application calls to write it.
 
 One JSON object per line (or Parquet with the same columns); the fields are ``LOG_FIELDS``
-(docs/traffic.md, "The log format"). ``log_query`` appends one line with a single ``write``
-on a file opened in append mode, so lines from several threads or processes never
-interleave, and opens the file by name on every call, so a rotated log is started afresh.
+(docs/traffic.md, "The log format").
 """
 
 from __future__ import annotations
@@ -153,12 +151,9 @@ def format_log_line(*, text: str, **fields: Unpack[_LogFields]) -> tuple[str, by
 def log_query(path: Path | str, *, text: str, **fields: Unpack[_LogFields]) -> str:
     """Append one query to the traffic log at ``path``; returns its query id.
 
-    Safe to call from many threads and processes at once: the line is written with one
-    ``write`` to a file opened with ``O_APPEND``, so lines never interleave and a reader
-    sees either the whole line or, while it is being written, a torn last line that
-    ``evalkit traffic ingest`` leaves for its next pass. The file is opened by name on each
-    call, so log rotation (rename, delete, ``copytruncate``) needs no signal; its folder is
-    made when it is missing.
+    Safe to call from many threads and processes at once: one ``write`` to a file opened
+    with ``O_APPEND``, so lines never interleave. The file is opened by name on each call, so
+    log rotation needs no signal; its folder is made when it is missing.
     """
     identifier, line = format_log_line(text=text, **fields)
     try:
