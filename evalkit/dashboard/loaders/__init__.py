@@ -1,11 +1,8 @@
 """Everything a dashboard page shows, loaded from an open (read-only) store.
 
-One module per page (as ``evalkit.dashboard.views`` is split), plus ``causes``,
-``freshness``, ``story`` and ``shared`` for what several pages show. Every loader is
-registered in ``LOADERS`` by name: the Streamlit side calls them through its cache
-(``evalkit.dashboard.access``), the benchmark and the tests directly. Loaders return frozen
-records of DataFrames; aggregation happens in SQL (``evalkit.store.dashboard``) and
-statistics in ``evalkit.stats``, exactly as the CLI computes them.
+One module per page. Every loader is registered in ``LOADERS`` by name: the Streamlit side
+calls them through its cache (``evalkit.dashboard.access``), the benchmark and the tests
+directly. Statistics come from ``evalkit.stats``, exactly as the CLI computes them.
 """
 
 from __future__ import annotations
