@@ -1,10 +1,8 @@
 """Statistical comparison of runs: the engine behind the CI gate, the alert rules, the
 precision-drift check and the dashboard.
 
-``compare_runs`` compares two runs' per-query values (docs/gate.md); ``compare_latency`` two
-runs' latency quantile; ``leaderboard`` ranks more than two runs. ``evalkit.stats.compare``
-gives the one ``ComparisonReport`` every reader uses. ``stats`` never touches the file
-system: run references are resolved in ``evalkit.pipeline.compared_runs``.
+Methods: docs/gate.md. ``stats`` never touches the file system: run references are resolved
+in ``evalkit.pipeline.compared_runs``.
 """
 
 from __future__ import annotations
