@@ -326,7 +326,9 @@ def read_annotations(
     The project must use ``labeling_config`` and tasks from ``export_tasks``; one review per
     annotation, named by ``reviewer_name``. ``queue`` (item id -> its document ids), when
     given, is what the annotations must name. Any problem raises one ``InputError`` listing
-    all of them; nothing is returned then. Rules: docs/goldsets.md, "Label Studio".
+    all of them; nothing is returned then. A rejection's grades are dropped and counted;
+    cancelled annotations and unannotated tasks are skipped; ``reviewed_at`` is the
+    annotation's ``updated_at`` (else ``created_at``). Rules: docs/goldsets.md, "Label Studio".
     """
     reader = _ExportReader(Path(path), ProblemLog(), annotators or {})
     read: list[LabelStudioAnnotation] = []
