@@ -1,16 +1,10 @@
 """evalkit's command line: a thin edge over the library.
 
-The library raises EvalkitError subclasses; only this module turns them into exit codes:
-0 success, 2 bad input or usage, 3 retriever or store failure (commands may define more,
-such as the gate's 1 regression and 4 inconclusive). docs/cli.md lists every command's
-codes; a test keeps that table and the registered commands in step.
-
-Commands import the stages they call inside the command function, never at the top of a
-``cli`` module: ``evalkit --help`` then loads no stage (no pandas-heavy store reads, no
-scipy, no scheduler), and each command pays only for what it runs; `evalkit CMD ...`
-imports only CMD's own module (``load_commands``), and `evalkit --help` none (its list is
-``COMMAND_SUMMARIES``). This is the one place
-where evalkit imports its own modules inside functions without a comment on each.
+The library raises EvalkitError subclasses; only this module turns them into exit codes
+(docs/cli.md, "Exit codes"). Commands import the stages they call inside the command
+function, so `evalkit --help` loads no stage and `evalkit CMD` only CMD's module and what it
+runs; this is the one place where evalkit imports its own modules inside functions without
+a comment on each.
 """
 
 from __future__ import annotations

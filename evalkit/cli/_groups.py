@@ -1,16 +1,8 @@
 """Option groups: the options that make one record, declared once and parsed once.
 
-A group is the function that parses its options into its record, its parameters the
-options (typer ``Annotated`` types with their defaults; a parameter without typer's
-metadata is no option, only given by a command that fixes it). A command takes the group
-as one parameter whose default is ``GROUP.use()``::
-
-    @app.command("run")
-    @grouped
-    def run(retriever: RetrieverOptions = RETRIEVER.use(), ...) -> None: ...
-
-``grouped`` lists the group's options in the command's signature in that parameter's
-place (so typer shows and parses them as before) and calls the body with the record.
+A command takes a group as one parameter whose default is ``GROUP.use()``; ``grouped``
+lists the group's options in its place and calls the body with the record
+(docs/architecture.md, "Where a new piece goes").
 """
 
 from __future__ import annotations

@@ -98,12 +98,9 @@ def run(
     """Replay a goldset against the live retriever, score it and store the run.
 
     A query the retriever fails on is recorded with its error and left out of the averages;
-    the run is then stored as partial and the command exits 3. The store is held only while
-    the goldset is read and while the finished run is written, not during the replay.
-    Generated answers the retriever returns are scored too (faithfulness), unless
-    --no-answers. --goldset names a stored goldset, or goldset files read now (versioned by
-    their content's hash). --engine ray replays on a pool of Ray actors with the same stored
-    figures as a local run (docs/scale.md).
+    the run is then stored as partial and the command exits 3. The store is not held during
+    the replay. --goldset: docs/cli.md, "Goldsets and the store: what `--goldset` names, where
+    the store is"; --engine ray: docs/scale.md.
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
 
