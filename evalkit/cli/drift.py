@@ -281,11 +281,9 @@ def precision(
     """Watch a goldset's runs over time: sequential change detection plus a paired test of
     the latest run against the pinned baseline.
 
-    A series still inside the detector's warm-up says "warming up (n of N runs)"; a
-    retriever whose runs are all partial is listed as skipped, with the reason.
-
-    With --traffic, the series are judged traffic windows, tested unpaired against the first
-    (or --baseline WINDOW; docs/judging.md).
+    A retriever whose runs are all partial is listed as skipped, with the reason. With
+    --traffic, the series are judged traffic windows, tested unpaired against the first (or
+    --baseline WINDOW). docs/drift.md, "`evalkit drift precision`"; docs/judging.md.
 
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """

@@ -127,11 +127,9 @@ def fuse(
     output: Format = OutputFormat.table,
 ) -> None:
     """Fuse stored runs of one goldset version into a new run, scored on the goldset's
-    judgments and stored like any run (`runs show`, `compare`, the gate and the dashboard
-    take it). Methods and normalisations are ranx's, with its defaults. With --optimize the
-    method's weights or parameter are fitted on a seeded training split of the judged
-    queries and the fused run holds the held-out ones (docs/fusion.md). A query that failed
-    in a source run fails in the fused run too (stored as partial; exit code 0).
+    judgments and stored like any run. A query that failed in a source run fails in the fused
+    run too (stored as partial; exit code 0). Methods, normalisations and --optimize (fitted
+    on a training split, stored on the held-out queries): docs/fusion.md.
 
     Example: evalkit fuse 20261121T101500-1a2b3c 20261121T113000-4d5e6f --method rrf
 

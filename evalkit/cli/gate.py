@@ -236,15 +236,14 @@ def compare(
     ] = CompareFormat.table,
 ) -> None:
     """Compare runs query by query. Two runs: deltas, bootstrap CIs, p-values, worst queries.
-    More: a leaderboard with every pair tested and corrected for the many comparisons.
+    More: a leaderboard with every pair tested and corrected for the many comparisons. A run
+    whose retrieval failed on some queries is refused (exit 3) unless --failed-as-zero counts
+    those queries as 0; they are never left out silently.
 
     Example: evalkit compare 20261121T101500-1a2b3c 20261121T113000-4d5e6f -m ndcg@10
     -m recall@100
 
     Example: evalkit compare --goldset demo --last 5 -m ndcg@10 --format markdown
-
-    A stored run whose retrieval failed on some queries is refused (exit 3) unless
-    --failed-as-zero counts those queries as 0; they are never left out silently.
     """
     named = list(runs or [])
     selecting = last is not None or tag is not None
@@ -404,16 +403,13 @@ def gate(
 ) -> None:
     """Fail on a statistically significant retrieval regression.
 
-    Per measure: regression when the drop is significant after Holm correction and the
-    confidence interval shows a drop larger than --min-effect; pass when the interval rules
-    such a drop out; otherwise inconclusive. Exit codes: 0 pass, 1 regression, 2 bad input,
-    3 retriever or store failure (including a baseline or candidate run with failed queries,
-    unless --failed-as-zero counts them as 0), 4 inconclusive.
+    Per measure: regression, pass or inconclusive (docs/gate.md, "Decision rule"). Exit codes:
+    0 pass, 1 regression, 2 bad input, 3 retriever or store failure (including a baseline or
+    candidate run with failed queries, unless --failed-as-zero counts them as 0), 4 inconclusive.
+    With --max-latency-increase the runs' replay latencies are gated too (docs/gate.md, "Latency").
 
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
-
-    With --max-latency-increase the runs' replay latencies are gated too (docs/gate.md).
     """
     from evalkit.pipeline import gate_against_baseline, write_gate_reports
 
