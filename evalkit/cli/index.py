@@ -89,11 +89,8 @@ def index(
     """Embed a corpus and upsert it into a Chroma collection (cosine distance), or build a
     BM25 index of it (--kind bm25).
 
-    Re-running on the same corpus writes nothing; a changed document is re-embedded. The
-    model fingerprint and a content hash per document are stored with the collection, and
-    an embedded collection's search graph is saved so that every run searches the same one.
-    --kind bm25 saves a bm25s index of titles and texts to --out, replacing one there; its
-    --option KEY=VALUE settings are in docs/retrievers.md.
+    Re-running on the same corpus writes nothing; a changed document is re-embedded. --kind
+    bm25 replaces an index at --out (docs/retrievers.md, "Indexing" and "BM25").
 
     Example: evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
 

@@ -123,9 +123,8 @@ def ingest(
     """Ingest traffic logs incrementally: lines already ingested are never read twice.
 
     A malformed line is reported with its file and line number and skipped; a line still
-    being written is left for the next pass. Directories are scanned (not their subfolders)
-    for .jsonl, .ndjson, .json, .log and .parquet files, rotated names included. With
-    --format otlp-json, each line is an OTLP/JSON request (docs/traffic.md).
+    being written is left for the next pass. The files a directory yields and --format
+    otlp-json: docs/traffic.md, "Ingest".
 
     Example: evalkit traffic ingest logs/ --redact email --redact number --format json
 
@@ -342,10 +341,8 @@ def replay(
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
 
-    Each query of tenant A is filtered to tenant A's documents (--where-key names the
-    metadata key, or pgvector column, holding the tenant). Exits 3 when any query failed.
-    Answers the log holds for the sampled queries are scored too (faithfulness), unless
-    --no-answers.
+    Each query of tenant A is filtered to tenant A's documents (--where-key; docs/traffic.md,
+    "Tenant isolation"). Exits 3 when any query failed.
 
     Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
@@ -478,10 +475,9 @@ def promote(
 ) -> None:
     """Write a goldset draft of a replayed window's most useful queries to judge.
 
-    Stratified by tenant, favouring low-confidence and high-churn queries. Add them to a
-    goldset through the review queue (evalkit review add DIR --goldset NAME, then evalkit
-    goldset publish NAME), or grade every judgment in the draft and make it a goldset of its
-    own (evalkit goldset import DIR --name NEW-NAME).
+    Stratified by tenant, favouring low-confidence and high-churn queries. The draft goes
+    through the review queue or becomes a goldset of its own (docs/traffic.md, "Promotion to
+    goldsets").
 
     Example: evalkit traffic promote --window 2026-11-21 --n 50 --out drafts/2026-11-21
     """
@@ -526,10 +522,9 @@ def windows(
 ) -> None:
     """List windows with traffic, newest first, with their latest sample and replay summary.
 
-    A window an LLM assessor judged (traffic replay --judge, judge traffic) also shows its
-    precision@k with the 95% interval, the judged share and the assessor, per assessor (the
-    newest judged replay of the window), and the agreement the figures were computed under;
-    --format json lists every judged figure of the window under "judged".
+    A window an LLM assessor judged also shows its precision@k with the 95% interval, per
+    assessor; --format json lists every judged figure of the window under "judged"
+    (docs/judging.md, "Production traffic").
 
     Example: evalkit traffic windows --granularity day --format json
     """
