@@ -100,8 +100,7 @@ def audit(
 
     Findings are stored (for alert rules and the dashboard). Exit codes: 0 no finding at or
     above --fail-on, 1 such a finding exists, 2 bad input, 3 retriever or store failure.
-    The checks read the collection's stored vectors, so only a Chroma collection can be
-    audited; other retrievers (--retriever, [retriever]) are measured with `evalkit run`.
+    Only a Chroma collection can be audited: the checks read its stored vectors.
 
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json

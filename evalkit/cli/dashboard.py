@@ -170,11 +170,9 @@ def dashboard(
 ) -> None:
     """Serve the dashboard (Streamlit) over the configured store.
 
-    The store is the one every command uses (--home, EVALKIT_HOME, EVALKIT_STORE_PATH or
-    evalkit.toml); the dashboard reads it and waits for writers such as `evalkit serve`.
-    Its one write is a review saved in the review queue, in a short transaction under the
-    store's writer lock; --read-only (the default beyond loopback) turns that off. Stop it
-    with Ctrl-C.
+    It reads the store every command uses and waits for writers; its one write, a review, is
+    off with --read-only, the default beyond loopback (docs/dashboard.md, "Sharing the store
+    with writers"). Stop it with Ctrl-C.
 
     Example: evalkit --home .evalkit dashboard --port 8501
     """

@@ -113,8 +113,7 @@ def freshness(
 ) -> None:
     """Measure how long changes at the source take to become retrievable, and store it.
 
-    Reads the changes made since this subject's last check, tells which the index now
-    reflects, and stores each change's lag, the p50/p95/max and the changes still waiting.
+    Stores each change's lag, the p50/p95/max and the changes still waiting (docs/freshness.md).
     Exit codes: 0 within the objective, 1 objective breached (p95 lag or the oldest
     unreflected change over its limit), 2 bad input (every bad change line is named by
     file, line and field), 3 retriever or store failure.

@@ -98,11 +98,10 @@ def serve(
 ) -> None:
     """Run the jobs of evalkit.toml on their schedules, evaluate alert rules, deliver alerts.
 
-    Serves /healthz, /metrics (Prometheus) and /jobs on loopback, and with [otlp] receiver
-    (or --otlp-port) receives OpenTelemetry retrieval spans on POST /v1/traces (port 4318 by
-    default; docs/traffic.md). Stops cleanly on SIGTERM
-    or SIGINT: running jobs get [scheduler] shutdown_grace seconds, then are interrupted
-    and their runs marked failed. See docs/scheduler.md.
+    Serves /healthz, /metrics and /jobs on loopback, and with [otlp] receiver (or --otlp-port)
+    receives OpenTelemetry spans (docs/traffic.md). On SIGTERM or SIGINT, running jobs get
+    [scheduler] shutdown_grace seconds, then are interrupted and their runs marked failed
+    (docs/scheduler.md, "Crashes and shutdown").
 
     Example: EVALKIT_CONFIG=evalkit.toml evalkit serve --port 8765 --format json
     """
