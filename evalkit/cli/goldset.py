@@ -281,11 +281,10 @@ def remap(
 ) -> None:
     """Move a goldset's span-anchored judgments onto a re-chunked corpus, as a new version.
 
-    A new chunk inherits the highest grade of the judged spans it overlaps by at least
-    --min-overlap of the shorter of the two; the mapping is stored with the new version.
-    Judgments whose span text changed (stale) or whose source is gone (unmapped) are listed.
-    Exit codes: 0 every judgment mapped; 1 new version stored, some judgments stale or
-    unmapped; 2 bad input, or no judgment could be mapped (nothing stored); 3 store failure.
+    A new chunk inherits the highest grade of the judged spans it overlaps (docs/goldsets.md,
+    "Re-chunking"); stale and unmapped judgments are listed. Exit codes: 0 every judgment
+    mapped; 1 new version stored, some judgments stale or unmapped; 2 bad input, or no
+    judgment could be mapped (nothing stored); 3 store failure.
 
     Example: evalkit goldset remap scifact --corpus chunks.jsonl --min-overlap 0.5 -o json
     """
@@ -430,10 +429,8 @@ def publish(
     """Publish the review queue's accepted items as a new version of goldset NAME.
 
     An item is published when most of its reviewers accepted it and at least --min-reviews
-    reviewed it; each document gets the median of their grades. The new version is the
-    current one with the items' queries added (or edited) and their judgments added or
-    replaced, written in one transaction: an interrupted publish leaves the previous
-    version current.
+    reviewed it (docs/goldsets.md, "Review queue"). The version is written in one
+    transaction: an interrupted publish leaves the previous version current.
 
     Example: evalkit goldset publish support --min-reviews 2
     """

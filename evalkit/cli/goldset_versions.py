@@ -61,9 +61,8 @@ def export(
 ) -> None:
     """Write a stored goldset version as files, to keep in git or hand to other tools.
 
-    The same version always gives the same bytes, and importing the jsonl files gives the
-    same version back. BEIR and TREC keep ids, query texts and grades: what they cannot hold
-    (tenants, tags, reference answers, spans) is listed. Exit codes: 0 written; 2 no such
+    The same version always gives the same bytes; what BEIR and TREC cannot hold is listed
+    (docs/goldsets.md, "Exporting a stored version"). Exit codes: 0 written; 2 no such
     goldset or version, a folder that is not empty (without --overwrite), or ids the format
     cannot hold; 3 store failure.
 

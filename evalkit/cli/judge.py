@@ -181,10 +181,9 @@ def agreement(
 ) -> None:
     """Measure how far the assessor agrees with a goldset's human judgments.
 
-    Judges a sample of human-judged pairs and stores weighted Cohen's kappa with its
-    interval, the confusion matrix and, with three complete runs of the goldset, Kendall's
-    tau between their rankings (docs/judging.md). With less than --min-judged-share judged
-    nothing is stored (exit 3), and the next pass sends only the missing pairs.
+    Stores weighted Cohen's kappa with its interval and the confusion matrix (docs/judging.md,
+    "Agreement (`evalkit judge agreement`)"). With less than --min-judged-share judged nothing
+    is stored (exit 3), and the next pass sends only the missing pairs.
 
     Example: evalkit judge agreement --goldset demo --corpus goldsets/demo/corpus.jsonl
     """
@@ -271,9 +270,8 @@ def holes(
     """Judge the top-k documents a goldset run retrieved that the goldset never judged, and
     show the run's measures with those holes filled beside the exact ones.
 
-    The exact figures (human judgments, trec_eval semantics) stay the run's figures
-    everywhere; the filled ones are stored apart, labelled with the assessor and its
-    agreement.
+    The exact figures stay the run's everywhere; the filled ones are stored apart, labelled
+    with the assessor and its agreement.
 
     Example: evalkit judge holes run-20261125T101500-3f9a1c --corpus corpus.jsonl --k 10
     """
@@ -531,9 +529,8 @@ def estimate(
     """Estimate a traffic window's precision@k without labels, from the retriever's scores
     calibrated on the newest goldset run of the same retriever and query model.
 
-    No LLM is called. The estimate assumes a score means on this traffic what it meant on
-    the goldset: a shift of the query distribution, the index or the model breaks it
-    (docs/judging.md says by how much on real data).
+    No LLM is called. It assumes a score means on this traffic what it meant on the goldset,
+    which a shift of the queries, the index or the model breaks (docs/judging.md, "Limits").
 
     Example: evalkit judge estimate run-20261125T101500-3f9a1c --k 10
     """

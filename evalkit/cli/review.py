@@ -84,9 +84,8 @@ def add(
     """Queue every query of a draft folder for review.
 
     A malformed draft is refused with every problem's file, line and field, and nothing is
-    queued. Queuing a draft again keeps the items' reviews. A draft of promoted traffic
-    names its documents without their texts: give --corpus or --collection for the
-    reviewers to read them.
+    queued. Queuing a draft again keeps the items' reviews. A draft of promoted traffic needs
+    --corpus or --collection for the reviewers to read its documents.
 
     Example: evalkit review add drafts/window-2026-11-20 --goldset support --collection support
     """

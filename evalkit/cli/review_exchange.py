@@ -127,11 +127,8 @@ def import_reviews(
 ) -> None:
     """Save the annotations of a Label Studio export as reviews, signed by their annotators.
 
-    The whole export is checked first (its shape, and that every item and document is in the
-    queue); with any problem, each is named and nothing is saved. Annotations imported
-    before (by Label Studio's annotation id, whatever name they were signed with) are
-    skipped, and a Label Studio user keeps the name they were first imported under, whether
-    an export names them by user id (JSON) or by email (JSON-MIN).
+    The whole export is checked first; with any problem, each is named and nothing is saved.
+    Annotations imported before are skipped (docs/goldsets.md, "Label Studio").
 
     Example: evalkit review import project-3-at-2026-11-25.json --annotator 4=ben
     """
