@@ -474,8 +474,7 @@ def progress_bar(
     before the work starts, is shown from the first frame (else ``0/?`` until the first
     update).
 
-    On a terminal it draws a bar per stage on stderr; elsewhere it prints ``ProgressLines``
-    on stderr. Nothing is shown when ``enabled`` is False (``--format json``).
+    On a terminal it draws a bar per stage on stderr, elsewhere ``ProgressLines`` on stderr.
     """
     if not enabled:
         yield None

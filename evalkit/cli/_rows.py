@@ -66,11 +66,9 @@ class RowName:
 class NamedRows(Table):
     """A table whose first column (no_wrap, made of ``RowName`` cells) names each row.
 
-    Rich never shortens a no_wrap column to fit the others: a name wider than the terminal
-    squeezed every other column to nothing. Before each render the first column is capped at
-    what the other columns leave at their narrowest (their longest word each, a number
-    whole), when its widest name does not fit there; the others then keep their values
-    readable. A table whose names fit is drawn as a plain rich table would draw it.
+    Rich never shortens a no_wrap column, so a name wider than the terminal squeezed every
+    other column to nothing; before each render the first column is capped at what the others
+    leave at their narrowest (their longest word each), when its widest name does not fit.
     """
 
     def __init__(self, title: str | None, names: Sequence[str]) -> None:

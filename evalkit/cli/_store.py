@@ -1,10 +1,8 @@
 """How commands open the store: one writer at a time, readers between writes.
 
-Writing commands take the store's writer lock (the one ``evalkit serve`` takes for each
-job) and wait for it up to ``store_wait`` seconds, saying on stderr whom they wait for;
-holding it, they mark runs another process left ``running`` as failed. Reading commands
-open the store read-only and wait while a writer has the file open.
-See docs/scheduler.md, "One writer".
+Writing commands wait for the writer lock up to ``store_wait``, readers while a writer has
+the file open (docs/scheduler.md, "One writer: how `serve`, the CLI and the dashboard
+share the store").
 """
 
 from __future__ import annotations
@@ -30,10 +28,9 @@ def open_store(
     """The store of ``config`` (default: the command's settings), open for writing or
     reading during the block.
 
-    ``purpose`` names the command in the lock file, so a process that has to wait can say
-    what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out. With
-    ``existing``, a writer does not create a missing store: a command that reads stored
-    runs before it writes says there is none (NotFoundError), as a reader does.
+    ``purpose`` names the command in the lock file. Raises StoreBusyError (exit code 3) when
+    the wait runs out; with ``existing``, a writer does not create a missing store
+    (NotFoundError, as a reader raises).
     """
     from evalkit.store.access import StoreAccess
 
@@ -61,9 +58,7 @@ class CommandStore:
     """The store as command ``purpose`` opens it (``open_store``), for the pipeline
     (``evalkit.store.access.WriterAccess``): opened for each piece of work the pipeline
     does, never held in between, so other writers need not wait for a slow replay.
-
-    The lock names the command whatever piece of its work opens the store, as a command
-    waiting for it would; ``write=False`` opens it read-only (a comparison of stored runs).
+    ``write=False`` opens it read-only (a comparison of stored runs).
     """
 
     purpose: str
