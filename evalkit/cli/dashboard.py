@@ -245,9 +245,8 @@ def run_child(process: subprocess.Popen[bytes]) -> int:
     """Wait for ``process``, passing SIGTERM and SIGINT on to it; its exit code (0 when it
     ended because this process was told to stop).
 
-    Without this, SIGTERM ended evalkit and left the child re-parented to PID 1, still
-    serving its port. After a forwarded signal the child gets ``STOP_SECONDS`` to stop,
-    then it is killed.
+    Without this, SIGTERM left the child re-parented to PID 1, still serving its port. A
+    child told to stop gets ``STOP_SECONDS``, then it is killed.
     """
     received: list[int] = []
 

@@ -1,8 +1,5 @@
 """``evalkit review add|disagreements|list|show|grade|agreement``: the goldset review queue
-(``export|import``, with Label Studio, are in ``evalkit.cli.review_exchange``).
-
-``evalkit goldset publish`` (in ``evalkit.cli.goldset``) turns the accepted items into a
-goldset version.
+(docs/goldsets.md, "Review queue"; Label Studio: ``evalkit.cli.review_exchange``).
 """
 
 from __future__ import annotations

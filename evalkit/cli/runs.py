@@ -459,9 +459,8 @@ def export_run(
 ) -> None:
     """Write a stored run's results and per-query metrics for other tools.
 
-    trec: `qid Q0 docid rank score tag` lines, ranks and scores as stored; trec_eval
-    computes the stored metrics from it. jsonl and parquet carry the per-query
-    metrics too (docs/export.md).
+    trec: `qid Q0 docid rank score tag` lines, from which trec_eval computes the stored
+    metrics; jsonl and parquet carry the per-query metrics too (docs/export.md).
 
     Example: evalkit runs export 20261121T183500-3f9a1c --format parquet --output exports/main
     """
