@@ -194,8 +194,7 @@ def _only_listing(args: list[str]) -> bool:
 def _listing() -> typer.Typer:
     """The application as ``evalkit --help`` shows it: the root's options and each command
     by its name and ``COMMAND_SUMMARIES`` line, without loading a command's module (typer
-    would read the options of all 130 commands from their signatures, and Python compile
-    their 9,000 lines, for a list that shows none of it)."""
+    would read all 130 commands' signatures for a list that shows none of it)."""
     from evalkit.cli._app import app
 
     listed = copy.copy(app)

@@ -1,8 +1,4 @@
-"""``evalkit dashboard``: the Streamlit dashboard over the configured store.
-
-It reads the store; the review queue's page also writes reviews, unless the dashboard is
-read-only (``--read-only``, the default when it listens beyond loopback).
-"""
+"""``evalkit dashboard``: the Streamlit dashboard over the configured store."""
 
 from __future__ import annotations
 

@@ -127,8 +127,7 @@ def generate(
     documents' embeddings, written by the [judge] LLM endpoint, each with the spans of the
     passages its answer stands in, for review before it becomes a goldset version.
 
-    Every reply is kept in the store as it arrives: a run that was stopped is resumed by
-    running the same command again, which pays only for the replies it does not have.
+    Replies are stored as they arrive: the same command again resumes a stopped run.
 
     Example: evalkit goldset generate --corpus corpus.jsonl --n 100 --out drafts/generated
     --max-calls 250

@@ -33,8 +33,7 @@ def compact(output: Format = OutputFormat.table) -> None:
 def migrate(output: Format = OutputFormat.table) -> None:
     """Bring the store file to this evalkit's schema: apply the migrations it lacks, each in
     its own transaction, holding the writer lock. A store already current is left as it is
-    (exit 0). Readers (the dashboard, `runs show`) never migrate; run this once after an
-    upgrade.
+    (exit 0); readers never migrate (docs/store.md, "Migrating the file").
 
     Example: evalkit store migrate
     """

@@ -99,9 +99,8 @@ def sweep(
     goldset, each as a stored run tagged sweep:NAME, then print the points' figures and the
     Pareto front of quality against replay latency p95 (docs/sweeps.md).
 
-    A sweep run again runs only the points without a complete run. Exit 0 when every point
-    has a complete run, 1 when some point failed (the others are stored), 2 for a bad sweep
-    file, 3 when no point could run (the store or the retriever failed).
+    Only points without a complete run are run. Exit codes: 0 every point has a complete run,
+    1 some point failed (the others are stored), 2 a bad sweep file, 3 no point could run.
 
     Example: evalkit sweep sweep.toml
 
