@@ -128,9 +128,8 @@ class Terminated(SystemExit):
     """SIGTERM, raised in the main thread so that what a command is writing is closed as on
     Ctrl-C (a run being recorded stored as failed) instead of the process just vanishing.
 
-    A SystemExit, because asyncio lets only SystemExit and KeyboardInterrupt out of an event
-    loop's callbacks and transport writes: any other exception raised there is logged and
-    dropped, so a SIGTERM landing while a judge's requests were being sent was ignored.
+    A SystemExit, because asyncio logs and drops any other exception raised in an event loop's
+    callbacks: a SIGTERM landing while a judge's requests were being sent was ignored.
     """
 
 
@@ -253,9 +252,8 @@ def _end_now(code: int) -> None:
 def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting.
 
-    A failure prints its message on stderr; when the command was asked for JSON output it
-    also prints ``{"error": {"type", "message", "exit_code"[, "problems"]}}`` on stdout, so
-    a script that parses stdout gets JSON either way.
+    A failure prints its message on stderr and, with JSON output, a JSON error object on
+    stdout (docs/cli.md, "Errors as JSON").
     """
     args = sys.argv[1:] if argv is None else list(argv)
     _mask_log_lines()
@@ -337,10 +335,9 @@ imported: nothing of Hugging Face's reaches the network, prints progress bars or
 def _quiet_offline_models() -> None:
     """Set ``_MODEL_ENVIRONMENT`` in this process (and the processes it starts).
 
-    Only the command line does: it is evalkit's own process. The library loads its models
-    from local paths with ``local_files_only`` and leaves a notebook's or script's
-    environment as it found it (huggingface_hub reads ``HF_HUB_OFFLINE`` once, on import,
-    so a setting made while loading would refuse the user's own downloads for good).
+    Only the command line does: the library leaves a notebook's or script's environment as it
+    found it (huggingface_hub reads ``HF_HUB_OFFLINE`` once, on import, so a setting made
+    while loading would refuse the user's own downloads for good).
     """
     for name, value in _MODEL_ENVIRONMENT.items():
         os.environ.setdefault(name, value)

@@ -58,10 +58,9 @@ _teardown = {"needed": True}
 
 def end_without_teardown() -> None:
     """Let the process end as soon as the command returns, without the interpreter's
-    teardown (exit hooks other than logging's do not run). Call it only once everything the
-    command wrote is closed (the store, reports) and no thread of its own is left:
-    what is left is unloading a few thousand modules and the native libraries of Chroma and
-    ONNX Runtime, about 0.4 s a user waits for after the result is printed."""
+    teardown (exit hooks other than logging's do not run), which unloads modules and Chroma's
+    and ONNX Runtime's native libraries for about 0.4 s. Call it only once everything the
+    command wrote is closed (the store, reports) and no thread of its own is left."""
     _teardown["needed"] = False
 
 

@@ -143,10 +143,8 @@ class OutputFormat(StrEnum):
 
 
 def set_global_overrides(**overrides: Any) -> None:
-    """Remember options given before the command name (``evalkit --home DIR run ...``).
-
-    Replaces what an earlier invocation in the same process set.
-    """
+    """Remember options given before the command name (``evalkit --home DIR run ...``),
+    replacing what an earlier invocation in the same process set."""
     _global_overrides.clear()
     _global_overrides.update({key: value for key, value in overrides.items() if value})
 

@@ -1,8 +1,5 @@
-"""The rich table the CLI prints rows in: its first column names each row, kept whole when
-it fits beside the others and shortened in the middle when it cannot.
-
-Imported when a table is first made, so that ``evalkit --help`` never loads rich.
-"""
+"""The rich table the CLI prints rows in (``NamedRows``), imported when a table is first
+made so that ``evalkit --help`` never loads rich."""
 
 from __future__ import annotations
 

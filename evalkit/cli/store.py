@@ -10,8 +10,7 @@ from evalkit.cli._output import OutputFormat, emit_json, say, settings
 @store_app.command("compact")
 def compact(output: Format = OutputFormat.table) -> None:
     """Shrink the store file to what it holds: DuckDB reuses the space of rows the
-    retention job deleted but never gives it back. Copies the store into a new file, checks
-    every table kept its rows, and puts it in place, holding the writer lock meanwhile.
+    retention job deleted but never gives it back (docs/store.md, "Compacting the file").
 
     Example: evalkit store compact
     """
