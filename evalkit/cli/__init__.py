@@ -376,8 +376,7 @@ def _json_error(
 ) -> int:
     """Print the JSON error object when ``args`` ask for JSON output; return ``exit_code``.
 
-    ``problems`` (every bad line of an input file, when the error lists them) is added as
-    ``error.problems``.
+    ``problems`` (an input file's bad lines, when the error lists them) is ``error.problems``.
     """
     if _wants_json(args):
         error: dict[str, Any] = {"type": kind, "message": message, "exit_code": exit_code}

@@ -69,8 +69,7 @@ def deliver_outbox(
     *,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all
-    went well.
+    """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all went well.
 
     ``waiting`` counts, per sink, every delivery still pending after the pass: those behind
     a failure in it, and those not due yet (a retry later, a ``Retry-After``). ``errors``
