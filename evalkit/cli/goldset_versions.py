@@ -126,9 +126,8 @@ def show(
     name: Annotated[str, typer.Argument(help="The stored goldset.")],
     output: Output = OutputFormat.table,
 ) -> None:
-    """Show a stored goldset's versions, newest first: counts, how each was made (import,
-    remap, publish of reviewed items and where they came from), query tags, and what it
-    changed against the version it was made from (else the one stored before it).
+    """Show a stored goldset's versions, newest first: counts, how each was made, query tags,
+    and what it changed (docs/goldsets.md, "A goldset's history").
 
     Example: evalkit goldset show demo -o json
     """
