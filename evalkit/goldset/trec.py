@@ -309,14 +309,11 @@ TREC_TOPICS_FILE = "topics.xml"
 
 
 def trec_files(goldset: Goldset) -> dict[str, str]:
-    """``goldset`` as a TREC collection, as the text of each file by its name:
-    ``qrels.txt`` (trec_eval's ``qid 0 docno rel``, in the goldset's order) and
-    ``topics.xml`` (TREC XML topics, ``<topic number="qid"><query>text</query></topic>``,
-    escaped, in the goldset's order).
+    """``goldset`` as a TREC collection, the text of each file by its name: ``qrels.txt``
+    (``qid 0 docno rel``) and ``topics.xml`` (TREC XML topics), in the goldset's order.
 
-    TREC keeps ids, query texts (their runs of white space read back as one space) and
-    grades; ids holding a field separator, or query ids starting with ``#`` (a comment
-    line), raise ``GoldsetError``.
+    Ids holding a field separator, or query ids starting with ``#`` (a comment line), raise
+    ``GoldsetError``.
     """
     check_writable_ids(
         goldset, "trec", TREC_SEPARATORS, why="white space (a field separator)", comment="#"

@@ -185,13 +185,9 @@ class ParsedResponse:
 def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
     """Turn a decoded response body into at most ``k`` ranked documents.
 
-    Raises ``MalformedResponseError`` saying what is wrong when the body does not have the
-    shape ``{"results": [{"id": ..., "score": ...}, ...]}``: ids must be non-empty strings
-    (integers are accepted and converted; a repeated id is kept, and replay counts it once,
-    as for every retriever); scores, when given, must be finite numbers, given for every
-    result or for none, and must not rise down the list (results come best first, higher
-    scores better: scored otherwise, the metrics would rank them in another order than the
-    endpoint's).
+    Raises ``MalformedResponseError`` saying what is wrong when the body is not
+    ``{"results": [{"id": ..., "score": ...}, ...]}`` as docs/retrievers.md, "HTTP endpoint"
+    states it: scores that rise down the list would rank another order than the endpoint's.
     """
     return parse_response(payload, k).docs
 

@@ -104,12 +104,8 @@ def sign_flip_pvalues(
 ) -> FloatVector:
     """Two-sided paired randomisation (sign-flip) p-values, one per measure (column).
 
-    Under the null hypothesis that baseline and candidate are exchangeable within each
-    query, every per-query difference is equally likely to carry either sign. The statistic
-    is the sum of differences (equivalently their mean); the p-value counts resampled sign
-    vectors whose absolute statistic reaches the observed one, with the +1 correction
-    ``(1 + hits) / (1 + resamples)`` so that it is never 0. All measures share the same
-    sign vectors.
+    The statistic is the sum of differences; the p-value is ``(1 + hits) / (1 + resamples)``
+    (never 0) over sign vectors shared by all measures.
     """
     hits = sign_flip_hits(differences, resamples=resamples, rng=rng)
     return np.asarray((1.0 + hits) / (1.0 + resamples), dtype=np.float64)
@@ -246,11 +242,9 @@ def bca_interval(
 ) -> tuple[FloatVector, FloatVector]:
     """Bias-corrected and accelerated (BCa) bootstrap interval of the mean, per measure.
 
-    The bias correction ``z0`` comes from the share of bootstrap means below the observed
-    mean (ties count half, so discrete measures are not pushed to one side); the
-    acceleration ``a`` is the jackknife skewness, which for a mean has the closed form
-    ``sum(c**3) / (6 * sum(c**2) ** 1.5)`` with ``c`` the centred differences. With
-    ``expand`` the normal bounds fed into the BCa levels are the small-sample expanded ones.
+    ``z0`` counts ties as half (so discrete measures are not pushed to one side); the
+    acceleration is the mean's closed-form jackknife skewness. With ``expand`` the normal
+    bounds fed into the BCa levels are the small-sample expanded ones.
     """
     resamples = boot_means.shape[0]
     observed = differences.mean(axis=0)
