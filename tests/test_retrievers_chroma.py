@@ -16,6 +16,7 @@ import pytest
 from chroma_server import ChromaServer, chroma_server_fixture, free_port  # noqa: F401
 from loopback import serving
 
+from evalkit.cli._output import with_flags
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
 from evalkit.goldset import content_hash
@@ -349,11 +350,12 @@ def test_an_integer_tenant_in_metadata_is_matched_and_a_missing_key_is_refused(
     with pytest.raises(ConfigError) as refused:
         ChromaRetriever.server(chroma_server.url, server_collection, embedder, where_key="org")
     assert str(refused.value).startswith(
-        "no record of Chroma collection 'facts' has metadata key 'org' (--where-key): every "
+        "no record of Chroma collection 'facts' has metadata key 'org' (`where_key`): every "
         "query with a tenant would find nothing. Metadata keys of its first 40 records: "
     )
     assert "position, " in str(refused.value)
     assert "tenant" in str(refused.value)
+    assert "'org' (--where-key): every" in with_flags(str(refused.value))
 
 
 def test_a_failing_query_does_not_fail_its_batch(

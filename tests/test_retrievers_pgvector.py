@@ -305,7 +305,7 @@ def test_a_tenant_column_the_table_lacks_is_refused_naming_the_option_it_came_fr
     with pytest.raises(ConfigError) as refused:
         PgvectorRetriever(demo.settings(), demo.embedder, where_key="tenantx")
     assert str(refused.value) == (
-        "table public.demo_hnsw has no column 'tenantx' (--where-key) to hold each row's "
+        "table public.demo_hnsw has no column 'tenantx' (`where_key`) to hold each row's "
         f"tenant; its columns are: {columns}"
     )
     with pytest.raises(ConfigError) as configured:

@@ -30,6 +30,7 @@ from demo_index import (
 from evalkit_process import fresh_env, run_evalkit, write_retriever_config
 from qdrant_client import QdrantClient, models
 
+from evalkit.cli._output import with_flags
 from evalkit.config import QdrantSettings
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query
@@ -158,9 +159,10 @@ def test_an_integer_tenant_payload_is_matched_and_a_missing_key_is_refused(
         retriever(tmp_path, "orgs", tenant_key="tenant")
     assert str(refused.value) == (
         f"no point of Qdrant collection 'orgs' at {tmp_path} has payload key 'tenant' "
-        "(--where-key, or tenant_key in [retriever.qdrant]): every query with a tenant would "
+        "(`where_key`, or tenant_key in [retriever.qdrant]): every query with a tenant would "
         "find nothing. Payload keys of its first 100 points: doc_id, org_id"
     )
+    assert "'tenant' (--where-key, or tenant_key" in with_flags(str(refused.value))
 
 
 def test_a_tenant_filter_matches_the_type_the_payload_index_holds() -> None:

@@ -64,6 +64,7 @@ def test_export_into_a_full_folder_names_the_setting_and_the_cli_its_flag(
             "already holds a goldset draft; choose another directory or pass `overwrite`",
             "already holds a goldset draft; choose another directory or pass --overwrite",
         ),
+        ("give qrels or goldset, not both", "give --qrels or --goldset, not both"),
     ],
 )
 def test_traffic_refusals_show_their_flags_in_the_cli(message: str, shown: str) -> None:

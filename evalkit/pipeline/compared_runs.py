@@ -97,7 +97,7 @@ def comparison_judgments(
     goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
     then scored with its own goldset's judgments)."""
     if qrels is not None and goldset is not None:
-        raise ConfigError("give --qrels or --goldset, not both")
+        raise ConfigError("give qrels or goldset, not both")
     if qrels is not None:
         judgments = read_qrels(qrels)
         repeated = judgments[judgments.duplicated(["query_id", "doc_id"])]

@@ -269,7 +269,7 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         except Exception as error:  # connection and server errors alike
             raise RetrieverError(
                 f"cannot read Chroma collection '{self._collection.name}' to check its "
-                f"metadata key {key!r} (--where-key): {describe_exception(error)}"
+                f"metadata key {key!r} (`where_key`): {describe_exception(error)}"
             ) from error
         metadatas = [dict(metadata or {}) for metadata in sample.get("metadatas") or []]
         if not metadatas or any(key in metadata for metadata in metadatas):
@@ -277,7 +277,7 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         keys = sorted({name for metadata in metadatas for name in metadata})
         raise ConfigError(
             f"no record of Chroma collection '{self._collection.name}' has metadata key "
-            f"{key!r} (--where-key): every query with a tenant would find nothing. Metadata "
+            f"{key!r} (`where_key`): every query with a tenant would find nothing. Metadata "
             f"keys of its first {len(metadatas)} records: {', '.join(keys) or 'none'}"
         )
 

@@ -150,7 +150,7 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
         self._metric = METRICS[settings.metric]
         self._tenant_column = where_key or settings.tenant_column
         self._tenant_option = (
-            "--where-key" if where_key else "tenant_column in [retriever.pgvector]"
+            "`where_key`" if where_key else "tenant_column in [retriever.pgvector]"
         )
         self._table_parts = split_table_name(settings.table)
         self._table = sql.Identifier(*self._table_parts)

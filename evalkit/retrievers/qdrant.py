@@ -176,7 +176,7 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
         keys = sorted({name for point in sample for name in point.payload or {}})
         raise ConfigError(
             f"no point of Qdrant collection {self._collection!r} at {self._where} has payload "
-            f"key {key!r} (--where-key, or tenant_key in [retriever.qdrant]): every query with "
+            f"key {key!r} (`where_key`, or tenant_key in [retriever.qdrant]): every query with "
             f"a tenant would find nothing. Payload keys of its first {len(sample)} points: "
             f"{', '.join(keys) or 'none'}"
         )
