@@ -21,6 +21,7 @@ from evalkit_process import EVALKIT, fresh_env, output_once_ended, run_evalkit
 from question_writer import WritingJudge, first_sentence, writing_judge
 
 from evalkit.cli import invoke
+from evalkit.cli._output import with_flags
 from evalkit.config import JudgeSettings
 from evalkit.embedding import load_embedder
 from evalkit.errors import ConfigError, InputError, JudgeError
@@ -707,7 +708,11 @@ def test_a_mix_the_corpus_cannot_serve_is_refused_before_any_call(
     with writing_judge(WritingJudge()) as judge:
         with pytest.raises(ConfigError, match="two sources in one cluster"):
             generate(one_source, tmp_path / "draft", judge, embedder, n=2, mix="multi=1")
-        with pytest.raises(ConfigError, match="--max-calls 0"):
+        with pytest.raises(ConfigError, match="`max_calls` 0") as budget:
             generate(one_source, tmp_path / "draft", judge, embedder, n=2, max_calls=0)
+        with pytest.raises(ConfigError, match="`dedup_threshold` must be above 0") as threshold:
+            generate(one_source, tmp_path / "draft", judge, embedder, n=2, dedup_threshold=0.0)
+    assert with_flags(str(budget.value)).startswith("--max-calls 0 sends nothing")
+    assert with_flags(str(threshold.value)).startswith("--dedup-threshold must be above 0")
     assert judge.requests == 0
     assert not (tmp_path / "draft").exists()

@@ -11,6 +11,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.goldset import load_goldset
 from evalkit.goldset.formats import export_goldset
 from evalkit.goldset.model import Goldset, check_goldset_name
+from evalkit.judging.coverage import parse_mix
 from evalkit.records import Judgment, Query
 from evalkit.records.freshness import FreshnessRequest
 
@@ -82,3 +83,17 @@ def test_goldset_name_refusal_names_settings_and_the_cli_its_flags() -> None:
         "goldset name 'a/b' is spelt as a path, so --goldset would read it as one; "
         "give a name such as 'support-faq' (--name)"
     )
+
+
+@pytest.mark.parametrize(
+    ("mix", "message"),
+    [
+        ("factoid=0", "`mix`: give at least one kind a weight above 0"),
+        ("opinion=1", "`mix`: unknown kind 'opinion'; use factoid, paraphrase, multi"),
+    ],
+)
+def test_a_question_mix_names_the_setting_and_the_cli_its_flag(mix: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_mix(mix)
+    assert str(raised.value) == message
+    assert with_flags(str(raised.value)) == message.replace("`mix`", "--mix")

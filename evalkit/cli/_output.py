@@ -79,6 +79,10 @@ SETTING_FLAGS: Mapping[str, str] = {
     "one `weights` entry per run": "one --weight per run",
     "(`baseline`)": "(--baseline RUN)",
     "name one (`measures`)": "name one with -m",
+    "`mix`": "--mix",
+    "`max_per_source`": "--max-per-source",
+    "`dedup_threshold`": "--dedup-threshold",
+    "`max_calls`": "--max-calls",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

@@ -53,19 +53,19 @@ def parse_mix(text: str) -> dict[QuestionKind, float]:
             kind = QuestionKind(name.strip())
         except ValueError:
             known = ", ".join(kind.value for kind in QuestionKind)
-            raise ConfigError(f"--mix: unknown kind {name.strip()!r}; use {known}") from None
+            raise ConfigError(f"`mix`: unknown kind {name.strip()!r}; use {known}") from None
         try:
             weight = float(value) if sep else math.nan
         except ValueError:
             weight = math.nan
         if not math.isfinite(weight) or weight < 0:
-            raise ConfigError(f"--mix: give {kind}=WEIGHT with a number >= 0, got {item!r}")
+            raise ConfigError(f"`mix`: give {kind}=WEIGHT with a number >= 0, got {item!r}")
         if kind in weights:
-            raise ConfigError(f"--mix: {kind} is given twice")
+            raise ConfigError(f"`mix`: {kind} is given twice")
         weights[kind] = weight
     total = sum(weights.values())
     if total <= 0:
-        raise ConfigError("--mix: give at least one kind a weight above 0")
+        raise ConfigError("`mix`: give at least one kind a weight above 0")
     return {kind: weight / total for kind, weight in weights.items() if weight > 0}
 
 

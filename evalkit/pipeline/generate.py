@@ -151,21 +151,21 @@ class GenerationOutcome:
 
 def _check_request(request: GenerationRequest) -> None:
     if request.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {request.n}")
+        raise ConfigError(f"`n` must be at least 1, got {request.n}")
     if request.max_per_source < 1:
-        raise ConfigError(f"--max-per-source must be at least 1, got {request.max_per_source}")
+        raise ConfigError(f"`max_per_source` must be at least 1, got {request.max_per_source}")
     if request.clusters is not None and request.clusters < 1:
-        raise ConfigError(f"--clusters must be at least 1, got {request.clusters}")
+        raise ConfigError(f"`clusters` must be at least 1, got {request.clusters}")
     if not 0.0 < request.dedup_threshold <= 1.0:
         raise ConfigError(
-            f"--dedup-threshold must be above 0 and at most 1, got {request.dedup_threshold}"
+            f"`dedup_threshold` must be above 0 and at most 1, got {request.dedup_threshold}"
         )
     if not 0.0 <= request.max_overlap <= 1.0:
-        raise ConfigError(f"--max-overlap must be within 0 and 1, got {request.max_overlap}")
+        raise ConfigError(f"`max_overlap` must be within 0 and 1, got {request.max_overlap}")
     if request.max_calls is not None and request.max_calls < 0:
-        raise ConfigError(f"--max-calls must be at least 0, got {request.max_calls}")
+        raise ConfigError(f"`max_calls` must be at least 0, got {request.max_calls}")
     if request.max_calls == 0 and not request.dry_run:
-        raise ConfigError("--max-calls 0 sends nothing: give a budget of at least one call")
+        raise ConfigError("`max_calls` 0 sends nothing: give a budget of at least one call")
 
 
 def generate_goldset(
@@ -229,7 +229,7 @@ def generate_goldset(
             f"no question could be given a passage: the {len(documents)} documents cannot "
             f"serve the mix {format_mix(mix)} with at most {request.max_per_source} passages "
             "a source (a multi-passage question needs two sources in one cluster); raise "
-            "--max-per-source or change --mix"
+            "`max_per_source` or change `mix`"
         )
     if request.dry_run:
         return GenerationOutcome(
