@@ -33,13 +33,11 @@ _EMBEDDINGS_SHAPE = '{"data": [{"index": <int>, "embedding": [<number>, ...]}, .
 class EndpointEmbedder:
     """Queries embedded by an OpenAI-compatible ``/embeddings`` endpoint.
 
-    One ``POST {url}/embeddings`` per batch of ``batch_size`` texts, with
-    ``{"model", "input", "encoding_format": "float"}`` (and ``dimensions`` when set) and the
-    API key, if any, as ``Authorization: Bearer``. Timeouts, connection errors, 429 and 5xx
-    answers are retried (``Retry-After`` honoured, capped by ``max_retry_wait``); any other
-    failure, or a reply that does not hold one finite vector per input of one consistent
-    length, raises ``EmbeddingError`` naming the (masked) URL, never the key. Vectors are
-    returned at unit length. Nothing is sent before first use; ``dimension`` and
+    One ``POST {url}/embeddings`` per batch of ``batch_size`` texts. Timeouts, connection
+    errors, 429 and 5xx answers are retried (``Retry-After`` honoured, capped by
+    ``max_retry_wait``); any other failure, or a reply that does not hold one finite vector
+    per input of one length, raises ``EmbeddingError`` naming the (masked) URL, never the
+    key. Vectors are returned at unit length. Nothing is sent before first use; ``dimension`` and
     ``fingerprint`` embed ``CANARY_TEXTS`` once, so a collection indexed with a local model
     is recognised when the endpoint serves the same model.
     """

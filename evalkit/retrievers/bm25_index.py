@@ -218,9 +218,8 @@ def build_bm25_index(
 ) -> Bm25IndexReport:
     """Index ``documents`` with BM25 and save the index to the directory ``out``.
 
-    Documents are read and tokenised ``_TOKENIZE_BATCH`` at a time; their terms (as ids)
-    are held until the index is built, not their texts. ``progress(done, total)`` is called
-    after each batch. An index already at ``out`` is replaced once the new one is complete.
+    Documents are tokenised a batch at a time (their term ids are held, not their texts);
+    an index already at ``out`` is replaced once the new one is complete.
 
     Raises ``ConfigError`` when ``out`` is a file or a directory holding anything but an
     evalkit BM25 index, and ``InputError`` for a corpus without documents or with a

@@ -301,11 +301,9 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 class HttpRetriever(ClosesOnExit):
     """A retriever behind an HTTP JSON endpoint (one POST per query, concurrent).
 
-    ``timeout`` is per request, in seconds; ``retries`` is how many times a failed request
-    is tried again; the n-th retry waits ``backoff * 2**n`` seconds plus up to as much
-    again of random jitter, or what ``Retry-After`` asks, never more than
-    ``max_retry_wait``. ``concurrency`` requests are in flight at once. An answered query's
-    latency is that of its successful attempt; a failed query's is the time until it was
+    ``timeout`` is per request, in seconds; the n-th of ``retries`` waits ``backoff * 2**n``
+    seconds plus jitter, or what ``Retry-After`` asks, at most ``max_retry_wait``. An
+    answered query's latency is its successful attempt's; a failed query's runs until it was
     given up, back-off included.
     """
 
