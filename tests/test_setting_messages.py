@@ -12,8 +12,11 @@ from evalkit.goldset import load_goldset
 from evalkit.goldset.formats import export_goldset
 from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.judging.coverage import parse_mix
+from evalkit.pipeline.goldset_remap import GoldsetRemapRequest
+from evalkit.pipeline.leaderboard import select_runs
 from evalkit.records import Judgment, Query
 from evalkit.records.freshness import FreshnessRequest
+from evalkit.store import Store
 
 
 def test_freshness_source_names_settings_and_the_cli_its_flags() -> None:
@@ -97,3 +100,22 @@ def test_a_question_mix_names_the_setting_and_the_cli_its_flag(mix: str, message
         parse_mix(mix)
     assert str(raised.value) == message
     assert with_flags(str(raised.value)) == message.replace("`mix`", "--mix")
+
+
+def test_remap_and_leaderboard_options_name_their_settings_and_the_cli_its_flags(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as overlap:
+        GoldsetRemapRequest(goldset="g", corpus=tmp_path / "c.jsonl", min_overlap=0.0)
+    assert str(overlap.value) == "`min_overlap` must be in (0, 1], got 0.0"
+    assert with_flags(str(overlap.value)) == "--min-overlap must be in (0, 1], got 0.0"
+    with Store.open(tmp_path / "s.duckdb") as store:
+        with pytest.raises(ConfigError) as unnamed:
+            select_runs(store, goldset="g")
+        with pytest.raises(ConfigError) as too_few:
+            select_runs(store, goldset="g", last=1)
+    assert with_flags(str(unnamed.value)) == (
+        "name the runs, or give --goldset NAME with --last N, or --tag TAG"
+    )
+    assert str(too_few.value) == "`last` must be at least 2 to compare runs, not 1"
+    assert with_flags(str(too_few.value)) == "--last must be at least 2 to compare runs, not 1"

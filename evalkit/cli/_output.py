@@ -83,6 +83,13 @@ SETTING_FLAGS: Mapping[str, str] = {
     "`max_per_source`": "--max-per-source",
     "`dedup_threshold`": "--dedup-threshold",
     "`max_calls`": "--max-calls",
+    "`k`": "--k",
+    "`out`": "--out",
+    "`last`": "--last",
+    "`tag`": "--tag",
+    "`min_overlap`": "--min-overlap",
+    "`min_reviews`": "--min-reviews",
+    "`old_corpus`": "--old-corpus",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

@@ -194,7 +194,7 @@ def _measures_at_depth(
         if deeper:
             raise ConfigError(
                 f"{deeper[0]} needs {deeper[0].cutoff} documents per query; the fused run "
-                f"keeps {depth} (--k)"
+                f"keeps {depth} (`k`)"
             )
         return [str(m) for m in parsed], []
     at_depth = measures_at(shared or default_measures(depth), depth)

@@ -40,7 +40,7 @@ class GoldsetRemapRequest:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.min_overlap <= 1.0:
-            raise ConfigError(f"--min-overlap must be in (0, 1], got {self.min_overlap}")
+            raise ConfigError(f"`min_overlap` must be in (0, 1], got {self.min_overlap}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
             f"goldset {old.name} version {old.version}: {len(without_span)} of its "
             f"{len(old.judgments)} judgments have no span (first: query {first.query_id}, "
             f"document {first.doc_id}) and are remapped through the corpus their doc ids "
-            f"name, which was not found ({looked}); give it with --old-corpus PATH. "
+            f"name, which was not found ({looked}); give it with `old_corpus` PATH. "
             "Nothing was stored."
         )
     result = remap_judgments(

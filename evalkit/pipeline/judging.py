@@ -95,8 +95,8 @@ def judge_run_holes(
         agreement = latest_agreement(store, assessor.name, goldset=run.spec.goldset_name)
     if request.k > run.spec.k:
         raise ConfigError(
-            f"--k {request.k} is deeper than run {run.run_id} retrieved (k {run.spec.k}); use "
-            f"--k {run.spec.k} or less"
+            f"`k` {request.k} is deeper than run {run.run_id} retrieved (k {run.spec.k}); use "
+            f"`k` {run.spec.k} or less"
         )
     ranked = top_k(results, request.k)
     # Answered queries with nothing retrieved are scored (0), as the run's exact figures are.

@@ -116,9 +116,9 @@ def select_runs(
     first. Failed runs are left out (they have no figures); partial ones stay, and the
     leaderboard refuses them unless their failed queries count as 0."""
     if tag is None and (goldset is None or last is None):
-        raise ConfigError("name the runs, or give --goldset NAME with --last N, or --tag TAG")
+        raise ConfigError("name the runs, or give `goldset` NAME with `last` N, or `tag` TAG")
     if last is not None and last < 2:
-        raise ConfigError(f"--last must be at least 2 to compare runs, not {last}")
+        raise ConfigError(f"`last` must be at least 2 to compare runs, not {last}")
     runs = [
         run
         for run in list_runs(store, goldset=goldset, tag=tag, kind=None, limit=1_000_000)

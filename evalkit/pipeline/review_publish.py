@@ -283,7 +283,7 @@ def publish_goldset(
     with no graded document stays queued.
     """
     if request.min_reviews < 1:
-        raise ConfigError(f"--min-reviews must be at least 1, got {request.min_reviews}")
+        raise ConfigError(f"`min_reviews` must be at least 1, got {request.min_reviews}")
     with access.writer("goldset publish") as store:
         accepted = list_items(store, goldset=name, status="accepted", needed_reviews=0)
         if not accepted and not list_items(store, goldset=name, limit=1):

@@ -111,8 +111,8 @@ def _answered(store: Store, run: RunRecord, k: int) -> tuple[list[str], int]:
     is ``partial``). Refuses a depth the run did not retrieve to."""
     if k > run.spec.k:
         raise ConfigError(
-            f"--k {k} is deeper than run {run.run_id} retrieved (k {run.spec.k}): its missing "
-            f"ranks would count as not relevant; use --k {run.spec.k} or less"
+            f"`k` {k} is deeper than run {run.run_id} retrieved (k {run.spec.k}): its missing "
+            f"ranks would count as not relevant; use `k` {run.spec.k} or less"
         )
     replayed = run_queries(store, run.run_id)
     failed = replayed["error"].notna()

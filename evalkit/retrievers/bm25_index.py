@@ -371,12 +371,12 @@ def _check_target(target: Path) -> bool:
     if not target.exists():
         return False
     if not target.is_dir():
-        raise ConfigError(f"--out {target} is a file; give a directory for the bm25 index")
+        raise ConfigError(f"`out` {target} is a file; give a directory for the bm25 index")
     if (target / MANIFEST).is_file():
         return True
     if any(target.iterdir()):
         raise ConfigError(
-            f"--out {target} holds files that are not an evalkit bm25 index; give a new or "
+            f"`out` {target} holds files that are not an evalkit bm25 index; give a new or "
             "empty directory (an index is replaced as a whole)"
         )
     return False
