@@ -1,11 +1,9 @@
 """The retriever protocol, and what every adapter shares.
 
-A retriever answers a batch of queries with ranked documents. Adapters never swallow
-errors: a query that fails or times out comes back as a ``QueryResult`` whose ``error``
-says what happened (its ``docs`` are empty), so the run that holds it is stored as
-``partial``. Only a retriever that cannot work at all (unreachable, misconfigured, built
-with another embedding model) raises ``RetrieverError``, up front: in its constructor or
-in ``check()``.
+Adapters never swallow errors: a query that fails or times out comes back as a
+``QueryResult`` whose ``error`` says what happened, so its run is stored as ``partial``.
+Only a retriever that cannot work at all (unreachable, misconfigured, built with another
+embedding model) raises ``RetrieverError``, up front: in its constructor or ``check()``.
 """
 
 from __future__ import annotations

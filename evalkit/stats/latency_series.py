@@ -1,11 +1,9 @@
 """A series of runs' latency: each run's quantile against the quiet runs before it.
 
-A service's latency moves from day to day with its machine's load by more than the sampling
-of queries within one run says, so a run's quantile is judged against the spread of the last
-``reference_runs`` quiet runs' quantiles (a prediction interval on ``log q``), not with a
-within-run bootstrap. A regression starts an episode whose runs never join the reference,
-so a lasting slowdown is compared with the quiet runs before it. The rule and its
-parameters: docs/gate.md, "The latency_regression rule: a series of runs".
+Latency moves from day to day with the machine's load by more than one run's sampling of
+queries says, so a run's quantile is judged against the spread of the last quiet runs' (a
+prediction interval on ``log q``), and a regression's runs never join that reference:
+docs/gate.md, "The latency_regression rule: a series of runs".
 """
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 The series that dropped most on the Overview (a regressed one first), its latest run against
 the baseline `evalkit explain` picks for it (``evalkit.causes.previous_run``: the run before,
-of the same goldset and retriever), that comparison's probable causes and worst queries.
-Compare runs and Query drill-down open on it; the Overview's cards show each regressed
-series' cause and worst queries the same way.
+of the same goldset and retriever), that comparison's probable causes and worst queries,
+which Compare runs and Query drill-down open on.
 """
 
 from __future__ import annotations
