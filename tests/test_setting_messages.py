@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 
 from evalkit.cli._output import with_flags
+from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset import load_goldset
 from evalkit.goldset.formats import export_goldset
 from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.judging.coverage import parse_mix
+from evalkit.pipeline.answer_scores import answer_settings
 from evalkit.pipeline.goldset_remap import GoldsetRemapRequest
 from evalkit.pipeline.leaderboard import select_runs
 from evalkit.records import Judgment, Query
@@ -119,3 +121,10 @@ def test_remap_and_leaderboard_options_name_their_settings_and_the_cli_its_flags
     )
     assert str(too_few.value) == "`last` must be at least 2 to compare runs, not 1"
     assert with_flags(str(too_few.value)) == "--last must be at least 2 to compare runs, not 1"
+
+
+def test_answer_scoring_without_a_judge_names_the_setting_and_the_cli_its_flag() -> None:
+    with pytest.raises(ConfigError) as raised:
+        answer_settings(JudgeSettings(method="llm"))
+    assert str(raised.value).endswith("or turn answer scoring off (`answers = false`)")
+    assert with_flags(str(raised.value)).endswith("or turn answer scoring off (--no-answers)")

@@ -210,7 +210,7 @@ def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
         answer_stage.check_judge_settings(settings)
     except ConfigError as error:
         raise ConfigError(
-            f"answer scoring: {error}; or turn answer scoring off (--no-answers)"
+            f"answer scoring: {error}; or turn answer scoring off (`answers = false`)"
         ) from error
     return settings
 

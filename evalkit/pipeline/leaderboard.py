@@ -226,7 +226,7 @@ def _one_goldset(records: Sequence[RunRecord | None]) -> None:
         listed = ", ".join(f"{run} ({version})" for version, run in versions.items())
         raise ConfigError(
             f"the runs are of different goldset versions: {listed}; rank runs of one version, "
-            "or score them all on one goldset with --goldset NAME"
+            "or score them all on one goldset with `goldset` NAME"
         )
 
 
@@ -241,7 +241,7 @@ def _per_query(
             f"queries failed in {len(failed)} of the runs ({listed}): a comparison needs every "
             "query answered, and leaving a failed query out would hide the worst outcome. "
             "Replay those runs once the retriever answers, or count each failed query as 0 "
-            "(--failed-as-zero)."
+            "(failed_as_zero)."
         )
     per_query = {
         run.reference: with_failed_as_zero(run.per_query, run.failed, measures) for run in scored
