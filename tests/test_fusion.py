@@ -628,6 +628,11 @@ def test_optimize_stores_the_held_out_queries_only(
         (["a", "b", "--method", "isr", "--optimize"], "has no parameter or weights to fit"),
         (["a", "b", "--optimize", "--train-tag", "nothing"], "--train-tag 'nothing' marks 0"),
         (["a", "b", "--optimize", "--param", "k=20"], "--optimize fits k of rrf"),
+        (["a", "b", "--optimize", "--param", "k=20"], "leave out --param k=..."),
+        (
+            ["a", "b", "--method", "wsum", "--weight", "1", "--weight", "2", "--optimize"],
+            "--optimize fits the weights of wsum: leave out --weight",
+        ),
         (["a", "b", "--method", "combgmnz"], "combgmnz needs gamma"),
     ],
 )

@@ -273,10 +273,10 @@ def _check_nothing_fitted_is_given(fusion: Fusion, request: FusionRequest) -> No
     search = fusion.definition.search
     fitted = search[0] if search is not None else None
     if fitted == "weights" and request.weights:
-        raise ConfigError(f"--optimize fits the weights of {fusion.method}: leave out --weight")
+        raise ConfigError(f"`optimize` fits the weights of {fusion.method}: leave out `weights`")
     if fitted is not None and fitted in request.params:
         raise ConfigError(
-            f"--optimize fits {fitted} of {fusion.method}: leave out --param {fitted}=..."
+            f"`optimize` fits {fitted} of {fusion.method}: leave out `params` {fitted}=..."
         )
 
 
@@ -291,7 +291,7 @@ def _split(
         held_out = [query.id for query in eligible if request.train_tag not in query.tags]
         if not train or not held_out:
             raise ConfigError(
-                f"--train-tag {request.train_tag!r} marks {len(train)} of the "
+                f"`train_tag` {request.train_tag!r} marks {len(train)} of the "
                 f"{len(eligible)} judged queries of goldset {goldset.name}: both the "
                 "training and the held-out queries need at least one"
             )
