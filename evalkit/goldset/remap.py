@@ -152,11 +152,10 @@ class Chunk:
 class SourceText:
     """A source's text rebuilt from its chunks, each placed at its offsets.
 
-    Only the chunks' characters are held: a stretch no chunk covers reads as a single space
-    whatever its length, so memory follows the chunks' text, never their offsets (a chunk at
-    offset 200,000,000 costs its own characters). Where chunks overlap, the text is the one
-    of the chunk that starts first (the longer of two that start together). Slicing
-    (``text[start:end]``), ``len`` and ``find`` take and give offsets into the source.
+    Only the chunks' characters are held (a stretch no chunk covers reads as one space), so
+    memory follows the chunks' text, never their offsets. Where chunks overlap, the chunk
+    that starts first (the longer of two) gives the text. Slicing, ``len`` and ``find`` take
+    and give offsets into the source.
     """
 
     __slots__ = ("_compact", "_compact_starts", "_ends", "_providers", "_starts", "length")

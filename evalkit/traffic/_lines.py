@@ -74,10 +74,8 @@ class LineBlock(Sequence[bytes]):
     """Complete lines, each ending in a newline, held as a range of one buffer.
 
     ``ends`` holds the offset in ``buffer`` just past each line, the block starting at
-    ``begin``. Reading a file a buffer at a time and finding its newlines with NumPy costs
-    a fraction of reading it into a bytes object per line; blocks cut from one buffer share
-    it, and a line's bytes are copied out only when one is asked for (a line the block path
-    leaves to the per-line path).
+    ``begin``. Blocks cut from one buffer share it (finding newlines with NumPy costs a
+    fraction of a bytes object per line); a line's bytes are copied out only when asked for.
     """
 
     __slots__ = ("begin", "buffer", "ends")
