@@ -65,7 +65,6 @@ SETTING_FLAGS: Mapping[str, str] = {
     "pass it as `topics`": "pass it: --topics FILE on the command line, topics=FILE in Python",
     "(`changes`)": "(--changes PATH, repeatable)",
     "(`corpus`)": "(--corpus PATH)",
-    "so `goldset` would read": "so --goldset would read",
     "(`name`)": "(--name)",
     '(method = "probe")': "(--method probe)",
     'engine = "ray"': "--engine ray",
