@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from timing import best_time, cpu_time
 
-from evalkit.stats import compare_runs
+from evalkit.stats import PairedTestSettings, compare_runs
 
 MEASURES = ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@100"]
 DEPTH = 100
@@ -177,7 +177,8 @@ def main() -> None:
     ]
 
     def evalkit_gate() -> object:
-        return compare_runs(*per_query, resamples=args.resamples, min_effect=0.01)
+        test = PairedTestSettings(resamples=args.resamples, min_effect=0.01)
+        return compare_runs(per_query[0], per_query[1], test)
 
     def ranx_compare(test: str) -> object:
         return ranx.compare(

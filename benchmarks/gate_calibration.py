@@ -33,6 +33,7 @@ import pandas as pd
 from evalkit.stats import (
     Comparison,
     Decision,
+    PairedTestSettings,
     compare_runs,
     decide,
     overall_decision,
@@ -96,7 +97,9 @@ def false_fails(seeds: int, queries: int, resamples: int) -> None:
         start = time.perf_counter()
         for seed in range(seeds):
             baseline, candidate = model(queries, rng=np.random.default_rng(seed))
-            result = compare_runs(baseline, candidate, resamples=resamples, seed=seed)
+            result = compare_runs(
+                baseline, candidate, PairedTestSettings(resamples=resamples, seed=seed)
+            )
             for min_effect in regressions:
                 regressions[min_effect] += redecide(result, min_effect) is Decision.REGRESSION
             significant += any(m.p_adjusted < ALPHA for m in result.metrics)
@@ -133,8 +136,7 @@ def sparse_changes(seeds: int, resamples: int, *, queries: int = 100) -> None:
             result = compare_runs(
                 pd.DataFrame({"ndcg@10": base}, index=ids),
                 pd.DataFrame({"ndcg@10": cand}, index=ids),
-                resamples=resamples,
-                seed=seed,
+                PairedTestSettings(resamples=resamples, seed=seed),
                 decision_test="wilcoxon",
             )
             significant += result.metrics[0].p_wilcoxon < ALPHA
@@ -155,12 +157,9 @@ def power(seeds: int, resamples: int) -> None:
             rng = np.random.default_rng(1_000_000 + seed)
             baseline, candidate = ranked_ndcg_pair(queries, rng=rng)
             damaged, _ = break_queries(candidate, share=share, rng=rng)
-            broken = compare_runs(
-                baseline, damaged, resamples=resamples, seed=seed, min_effect=0.01
-            )
-            same = compare_runs(
-                baseline, candidate, resamples=resamples, seed=seed, min_effect=0.01
-            )
+            test = PairedTestSettings(resamples=resamples, seed=seed, min_effect=0.01)
+            broken = compare_runs(baseline, damaged, test)
+            same = compare_runs(baseline, candidate, test)
             caught += broken.decision is Decision.REGRESSION
             false_fail += same.decision is Decision.REGRESSION
             naive_caught += naive_fails(baseline, damaged)[1]

@@ -13,7 +13,7 @@ import pytest
 from test_cli_gate import run_files, write_qrels, write_run
 
 from evalkit.cli import invoke
-from evalkit.stats import Comparison, Decision, compare_runs, queries_needed
+from evalkit.stats import Comparison, Decision, PairedTestSettings, compare_runs, queries_needed
 from evalkit.stats.render import to_markdown
 
 LEVEL = 0.025
@@ -24,7 +24,9 @@ def drop_of_04_on_three_queries(*, min_effect: float) -> Comparison:
     """The gate's comparison of three queries' ndcg@10 that each dropped (by 0.4 on average)."""
     baseline = pd.DataFrame({"ndcg@10": [0.9, 0.8, 0.95]}, index=["q1", "q2", "q3"])
     candidate = pd.DataFrame({"ndcg@10": [0.2, 0.7, 0.55]}, index=["q1", "q2", "q3"])
-    return compare_runs(baseline, candidate, min_effect=min_effect, resamples=2000)
+    return compare_runs(
+        baseline, candidate, PairedTestSettings(min_effect=min_effect, resamples=2000)
+    )
 
 
 def test_the_figure_names_its_effect_and_the_observed_one_has_its_own() -> None:
@@ -50,7 +52,9 @@ def test_without_a_min_effect_the_observed_effect_is_the_one_sized() -> None:
     rng = np.random.default_rng(3)
     baseline = pd.DataFrame({"mrr": rng.uniform(0.3, 0.9, 6)})
     candidate = baseline - 0.05 + rng.normal(0.0, 0.2, (6, 1))
-    metric = compare_runs(baseline, candidate, min_effect=0.0, resamples=1000).metric("mrr")
+    metric = compare_runs(
+        baseline, candidate, PairedTestSettings(min_effect=0.0, resamples=1000)
+    ).metric("mrr")
     assert metric.decision is Decision.INCONCLUSIVE
     assert metric.queries_needed_effect == pytest.approx(abs(metric.delta))
     assert metric.queries_needed_observed == metric.queries_needed
@@ -58,7 +62,7 @@ def test_without_a_min_effect_the_observed_effect_is_the_one_sized() -> None:
 
 def test_a_comparison_that_decides_sizes_nothing() -> None:
     same = pd.DataFrame({"mrr": [0.5, 0.7, 0.9]})
-    metric = compare_runs(same, same, resamples=200).metric("mrr")
+    metric = compare_runs(same, same, PairedTestSettings(resamples=200)).metric("mrr")
     assert (metric.queries_needed, metric.queries_needed_effect) == (None, None)
     assert metric.queries_needed_observed is None
 

@@ -19,6 +19,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.stats import (
     LatencySummary,
     LeaderboardOptions,
+    PairedTestSettings,
     compact_letters,
     compare_runs,
     leaderboard_headers,
@@ -290,7 +291,9 @@ def test_two_runs_p_value_close_to_the_gate() -> None:
     values = correlated(300, [0.0, 0.015], seed=6)
     runs = runs_from(values, ["base", "cand"])
     ours = leaderboard(runs, [MEASURE], options=LeaderboardOptions(resamples=20_000))
-    gate = compare_runs(runs["base"], runs["cand"], resamples=20_000).metric(MEASURE)
+    gate = compare_runs(runs["base"], runs["cand"], PairedTestSettings(resamples=20_000)).metric(
+        MEASURE
+    )
     pair = ours.board(MEASURE).pair("cand", "base")
     assert pair.delta == pytest.approx(gate.delta)
     assert pair.effect_size == pytest.approx(gate.effect_size)

@@ -12,7 +12,14 @@ import math
 import numpy as np
 import pytest
 
-from evalkit.stats import Comparison, Decision, compare_runs, decide, overall_decision
+from evalkit.stats import (
+    Comparison,
+    Decision,
+    PairedTestSettings,
+    compare_runs,
+    decide,
+    overall_decision,
+)
 from evalkit.stats.simulation import beta_noise_pair, break_queries, ranked_ndcg_pair
 
 ALPHA = 0.05
@@ -46,7 +53,9 @@ def test_false_fail_rate_is_at_most_alpha(model: str) -> None:
     significant = passes = 0
     for seed in range(SEEDS):
         baseline, candidate = MODELS[model](QUERIES, rng=np.random.default_rng(seed))
-        result = compare_runs(baseline, candidate, alpha=ALPHA, resamples=RESAMPLES, seed=seed)
+        result = compare_runs(
+            baseline, candidate, PairedTestSettings(alpha=ALPHA, resamples=RESAMPLES, seed=seed)
+        )
         for min_effect in MIN_EFFECTS:
             regressions[min_effect] += verdict_at(result, min_effect) is Decision.REGRESSION
         significant += any(m.p_adjusted < ALPHA for m in result.metrics)
@@ -67,6 +76,8 @@ def test_losing_the_relevant_documents_of_a_tenth_of_the_queries_is_caught() -> 
         rng = np.random.default_rng(10_000 + seed)
         baseline, candidate = ranked_ndcg_pair(QUERIES, rng=rng)
         damaged, _ = break_queries(candidate, share=0.1, rng=rng)
-        result = compare_runs(baseline, damaged, min_effect=0.01, resamples=RESAMPLES, seed=seed)
+        result = compare_runs(
+            baseline, damaged, PairedTestSettings(min_effect=0.01, resamples=RESAMPLES, seed=seed)
+        )
         caught += result.decision is Decision.REGRESSION
     assert caught / trials >= 0.9

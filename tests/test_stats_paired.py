@@ -20,6 +20,7 @@ from evalkit.stats import (
     Comparison,
     Decision,
     MetricComparison,
+    PairedTestSettings,
     _resampling,
     compare_runs,
     holm_adjust,
@@ -61,7 +62,7 @@ def test_public_surface_is_exported() -> None:
 def test_hand_computed_means_delta_effect_size() -> None:
     baseline = frame({"ndcg@10": [0.5, 0.5, 0.5]})
     candidate = frame({"ndcg@10": [0.6, 0.7, 0.8]})
-    result = compare_runs(baseline, candidate, resamples=2000)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=2000))
     assert result.ci_method == "percentile"
     metric = result.metric("ndcg@10")
     assert metric.n == 3
@@ -82,7 +83,9 @@ def test_hand_computed_means_delta_effect_size() -> None:
 def test_identical_runs_pass_even_with_zero_min_effect() -> None:
     baseline, _ = beta_noise_pair(200, rng=np.random.default_rng(1))
     baseline["recall@10"] = baseline["ndcg@10"] ** 2
-    result = compare_runs(baseline, baseline.copy(), min_effect=0.0, resamples=500)
+    result = compare_runs(
+        baseline, baseline.copy(), PairedTestSettings(min_effect=0.0, resamples=500)
+    )
     assert result.decision is Decision.PASS
     for metric in result.metrics:
         assert (metric.ci_low, metric.ci_high) == (0.0, 0.0)
@@ -95,14 +98,14 @@ def test_identical_runs_pass_even_with_zero_min_effect() -> None:
 
 def test_identical_single_query_passes() -> None:
     one = frame({"mrr": [0.25]})
-    assert compare_runs(one, one, resamples=100).decision is Decision.PASS
+    assert compare_runs(one, one, PairedTestSettings(resamples=100)).decision is Decision.PASS
 
 
 def test_five_queries_with_a_real_small_drop_are_inconclusive() -> None:
     rng = np.random.default_rng(5)
     baseline = frame({"ndcg@10": list(rng.uniform(0.3, 0.9, 5))})
     candidate = baseline - 0.03 + rng.normal(0.0, 0.03, (5, 1))
-    result = compare_runs(baseline, candidate, min_effect=0.01, resamples=4000)
+    result = compare_runs(baseline, candidate, PairedTestSettings(min_effect=0.01, resamples=4000))
     metric = result.metric("ndcg@10")
     assert metric.decision is Decision.INCONCLUSIVE
     assert result.decision is Decision.INCONCLUSIVE
@@ -114,7 +117,7 @@ def test_five_queries_with_a_real_small_drop_are_inconclusive() -> None:
 def test_five_queries_cannot_regress_however_large_the_drop() -> None:
     baseline = frame({"ndcg@10": [0.9, 0.8, 0.95, 0.7, 0.85]})
     candidate = baseline - 0.5
-    metric = compare_runs(baseline, candidate, resamples=4000).metric("ndcg@10")
+    metric = compare_runs(baseline, candidate, PairedTestSettings(resamples=4000)).metric("ndcg@10")
     # 2 of the 32 sign vectors reach the observed |sum|: p = 1/16 > 0.05.
     assert metric.p_permutation == pytest.approx(1 / 16, abs=0.012)
     assert metric.decision is Decision.INCONCLUSIVE
@@ -127,7 +130,7 @@ def test_drop_on_a_tenth_of_the_queries_is_a_regression_listing_them() -> None:
     candidate = baseline + rng.normal(0.0, 0.02, (n, 1))
     broken = sorted(rng.choice(baseline.index.to_numpy(), size=30, replace=False))
     candidate.loc[broken, "ndcg@10"] = 0.0
-    result = compare_runs(baseline, candidate, min_effect=0.01, resamples=2000)
+    result = compare_runs(baseline, candidate, PairedTestSettings(min_effect=0.01, resamples=2000))
     assert result.decision is Decision.REGRESSION
     metric = result.metric("ndcg@10")
     assert metric.decision is Decision.REGRESSION
@@ -144,7 +147,7 @@ def test_drop_on_a_tenth_of_the_queries_is_a_regression_listing_them() -> None:
 def test_worst_queries_lists_only_queries_that_got_worse() -> None:
     baseline = frame({"ndcg@10": [0.5, 0.5, 0.5, 0.5]}, ids=["d", "c", "b", "a"])
     candidate = frame({"ndcg@10": [0.4, 0.6, 0.4, 0.3]}, ids=["d", "c", "b", "a"])
-    result = compare_runs(baseline, candidate, resamples=200)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=200))
     worst = worst_queries(result, "ndcg@10", n=10)
     assert [drop.query_id for drop in worst] == ["a", "b", "d"]
     assert worst[0].delta == pytest.approx(-0.2)
@@ -156,13 +159,15 @@ def test_mismatched_query_sets_are_reported_and_compared_on_the_shared_ones() ->
     rng = np.random.default_rng(3)
     baseline = frame({"ndcg@10": list(rng.uniform(size=6))}, ids=list("abcdef"))
     candidate = frame({"ndcg@10": list(rng.uniform(size=5))}, ids=list("cdefg"))
-    result = compare_runs(baseline, candidate, resamples=500)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=500))
     assert result.n_shared == 4
     assert result.only_in_baseline == ("a", "b")
     assert result.only_in_candidate == ("g",)
     assert result.n_dropped == 3
     shared = list("cdef")
-    reference = compare_runs(baseline.loc[shared], candidate.loc[shared], resamples=500)
+    reference = compare_runs(
+        baseline.loc[shared], candidate.loc[shared], PairedTestSettings(resamples=500)
+    )
     assert result.metrics == reference.metrics
     payload = result.to_dict()
     assert payload["only_in_baseline"] == ["a", "b"]
@@ -174,18 +179,20 @@ def test_row_order_and_id_types_do_not_change_the_result() -> None:
     rng = np.random.default_rng(4)
     baseline = pd.DataFrame({"query_id": [3, 1, 2, 4], "mrr": rng.uniform(size=4)})
     candidate = pd.DataFrame({"query_id": ["4", "2", "1", "3"], "mrr": rng.uniform(size=4)})
-    result = compare_runs(baseline, candidate, resamples=300)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=300))
     assert result.n_shared == 4
     assert result.metrics[0].query_ids == ("1", "2", "3", "4")
-    shuffled = compare_runs(baseline.iloc[::-1], candidate.iloc[::-1], resamples=300)
+    shuffled = compare_runs(
+        baseline.iloc[::-1], candidate.iloc[::-1], PairedTestSettings(resamples=300)
+    )
     assert shuffled.metrics == result.metrics
 
 
 def test_seed_is_recorded_and_reproducible() -> None:
     baseline, candidate = beta_noise_pair(100, rng=np.random.default_rng(7))
-    first = compare_runs(baseline, candidate, seed=42, resamples=999)
-    again = compare_runs(baseline, candidate, seed=42, resamples=999)
-    other = compare_runs(baseline, candidate, seed=43, resamples=999)
+    first = compare_runs(baseline, candidate, PairedTestSettings(seed=42, resamples=999))
+    again = compare_runs(baseline, candidate, PairedTestSettings(seed=42, resamples=999))
+    other = compare_runs(baseline, candidate, PairedTestSettings(seed=43, resamples=999))
     assert first.seed == 42
     assert first.to_dict()["seed"] == 42
     assert first.to_dict()["resamples"] == 999
@@ -195,7 +202,9 @@ def test_seed_is_recorded_and_reproducible() -> None:
 
 def test_to_dict_is_json_ready_and_complete() -> None:
     baseline, candidate = beta_noise_pair(50, rng=np.random.default_rng(8))
-    payload = compare_runs(baseline, candidate, resamples=300, min_effect=0.02).to_dict()
+    payload = compare_runs(
+        baseline, candidate, PairedTestSettings(resamples=300, min_effect=0.02)
+    ).to_dict()
     decoded = json.loads(json.dumps(payload, allow_nan=False))
     top = {"decision", "n_shared", "only_in_baseline", "only_in_candidate", "alpha"}
     top |= {"min_effect", "resamples", "seed", "confidence", "metrics"}
@@ -256,10 +265,12 @@ def test_compare_runs_holm_adjusts_the_permutation_p_values_across_measures() ->
     n = 80
     baseline = pd.DataFrame(rng.uniform(size=(n, 3)), columns=["ndcg@10", "mrr", "map"])
     candidate = baseline + rng.normal([-0.03, 0.0, -0.01], 0.1, size=(n, 3))
-    result = compare_runs(baseline, candidate, resamples=2000)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=2000))
     raw = [m.p_permutation for m in result.metrics]
     assert [m.p_adjusted for m in result.metrics] == pytest.approx(list(holm_adjust(raw)))
-    by_wilcoxon = compare_runs(baseline, candidate, resamples=2000, decision_test="wilcoxon")
+    by_wilcoxon = compare_runs(
+        baseline, candidate, PairedTestSettings(resamples=2000), decision_test="wilcoxon"
+    )
     raw_w = [m.p_wilcoxon for m in by_wilcoxon.metrics]
     assert [m.p_adjusted for m in by_wilcoxon.metrics] == pytest.approx(list(holm_adjust(raw_w)))
     assert by_wilcoxon.decision_test == "wilcoxon"
@@ -299,7 +310,7 @@ def test_wilcoxon_matches_scipy_on_many_nonzero_differences() -> None:
     baseline = pd.DataFrame(rng.uniform(size=(80, 2)), columns=["ndcg@10", "recall@10"])
     candidate = baseline + rng.normal(-0.02, 0.1, (80, 2))
     candidate.loc[:9, "recall@10"] = baseline.loc[:9, "recall@10"]
-    result = compare_runs(baseline, candidate, resamples=200)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=200))
     for metric in result.metrics:
         expected = scipy.stats.wilcoxon(candidate[metric.measure] - baseline[metric.measure])
         assert metric.p_wilcoxon == pytest.approx(expected.pvalue)
@@ -311,7 +322,9 @@ def test_wilcoxon_is_exact_when_few_of_many_differences_are_nonzero() -> None:
     baseline = pd.DataFrame({"ndcg@10": np.full(100, 0.5)}, index=ids)
     candidate = baseline.copy()
     candidate.iloc[:5, 0] -= [0.1, 0.2, 0.05, 0.3, 0.15]
-    result = compare_runs(baseline, candidate, resamples=2000, decision_test="wilcoxon")
+    result = compare_runs(
+        baseline, candidate, PairedTestSettings(resamples=2000), decision_test="wilcoxon"
+    )
     assert result.metrics[0].p_wilcoxon == pytest.approx(0.0625)
     assert result.decision != "regression"
 
@@ -388,7 +401,9 @@ def test_small_sample_expansion_widens_small_sets_and_vanishes_for_large_ones() 
 
 
 def test_a_single_changed_query_has_an_unbounded_interval() -> None:
-    result = compare_runs(frame({"mrr": [0.5]}), frame({"mrr": [0.9]}), resamples=100)
+    result = compare_runs(
+        frame({"mrr": [0.5]}), frame({"mrr": [0.9]}), PairedTestSettings(resamples=100)
+    )
     metric = result.metric("mrr")
     assert (metric.ci_low, metric.ci_high) == (-math.inf, math.inf)
     assert metric.decision is Decision.INCONCLUSIVE
@@ -401,7 +416,9 @@ def test_one_changed_query_among_many_has_a_bounded_interval() -> None:
     # unchanged queries is bounded, and the interval still reaches 0 (most resamples miss it).
     baseline = [0.5] * 129
     candidate = [0.5] * 128 + [0.5 - 0.83]
-    result = compare_runs(frame({"mrr": baseline}), frame({"mrr": candidate}), resamples=2000)
+    result = compare_runs(
+        frame({"mrr": baseline}), frame({"mrr": candidate}), PairedTestSettings(resamples=2000)
+    )
     metric = result.metric("mrr")
     assert math.isfinite(metric.ci_low)
     assert metric.ci_low == pytest.approx(-3 * 0.83 / 129, abs=0.004)
@@ -466,7 +483,10 @@ def test_lower_is_better_measures_regress_when_they_rise() -> None:
     baseline = frame({"latency_ms": list(rng.uniform(10, 20, 200))})
     candidate = baseline + 5 + rng.normal(0, 1, (200, 1))
     result = compare_runs(
-        baseline, candidate, resamples=1000, min_effect=1.0, higher_is_better=False
+        baseline,
+        candidate,
+        PairedTestSettings(resamples=1000, min_effect=1.0),
+        higher_is_better=False,
     )
     assert result.decision is Decision.REGRESSION
     worst = worst_queries(result, "latency_ms", n=3)
@@ -475,7 +495,7 @@ def test_lower_is_better_measures_regress_when_they_rise() -> None:
 
 def test_zero_min_effect_inconclusive_sizes_for_the_observed_difference() -> None:
     baseline, candidate = beta_noise_pair(40, rng=np.random.default_rng(18))
-    result = compare_runs(baseline, candidate, resamples=1000, min_effect=0.0)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=1000, min_effect=0.0))
     metric = result.metric("ndcg@10")
     assert metric.decision is Decision.INCONCLUSIVE
     assert metric.queries_needed is not None
@@ -485,7 +505,7 @@ def test_zero_min_effect_inconclusive_sizes_for_the_observed_difference() -> Non
 def test_zero_min_effect_and_zero_mean_difference_explains_why_no_size() -> None:
     baseline = frame({"mrr": [0.5, 0.5, 0.5, 0.5]})
     candidate = frame({"mrr": [0.6, 0.4, 0.7, 0.3]})
-    metric = compare_runs(baseline, candidate, resamples=500).metric("mrr")
+    metric = compare_runs(baseline, candidate, PairedTestSettings(resamples=500)).metric("mrr")
     assert metric.decision is Decision.INCONCLUSIVE
     assert metric.queries_needed is None
     assert "set min_effect" in metric.queries_needed_note
@@ -493,7 +513,7 @@ def test_zero_min_effect_and_zero_mean_difference_explains_why_no_size() -> None
 
 def test_metric_comparison_is_frozen_and_values_read_only() -> None:
     baseline, candidate = beta_noise_pair(20, rng=np.random.default_rng(19))
-    result = compare_runs(baseline, candidate, resamples=100)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=100))
     metric = result.metrics[0]
     assert isinstance(result, Comparison)
     assert isinstance(metric, MetricComparison)
@@ -505,7 +525,7 @@ def test_metric_comparison_is_frozen_and_values_read_only() -> None:
 
 def test_unknown_measure_lookup_names_the_known_ones() -> None:
     baseline, candidate = beta_noise_pair(10, rng=np.random.default_rng(20))
-    result = compare_runs(baseline, candidate, resamples=100)
+    result = compare_runs(baseline, candidate, PairedTestSettings(resamples=100))
     with pytest.raises(InputError, match="ndcg@10"):
         result.metric("map")
 
@@ -513,14 +533,14 @@ def test_unknown_measure_lookup_names_the_known_ones() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"alpha": 0.0}, "alpha"),
-        ({"alpha": 1.5}, "alpha"),
+        ({"test": PairedTestSettings(alpha=0.0)}, "alpha"),
+        ({"test": PairedTestSettings(alpha=1.5)}, "alpha"),
         ({"confidence": 1.0}, "confidence"),
-        ({"min_effect": -0.1}, "min_effect"),
-        ({"min_effect": float("nan")}, "min_effect"),
-        ({"resamples": 0}, "resamples"),
-        ({"resamples": 10.5}, "resamples"),
-        ({"seed": -1}, "seed"),
+        ({"test": PairedTestSettings(min_effect=-0.1)}, "min_effect"),
+        ({"test": PairedTestSettings(min_effect=float("nan"))}, "min_effect"),
+        ({"test": PairedTestSettings(resamples=0)}, "resamples"),
+        ({"test": PairedTestSettings(resamples=10.5)}, "resamples"),  # type: ignore[arg-type]
+        ({"test": PairedTestSettings(seed=-1)}, "seed"),
         ({"ci_method": "student"}, "ci_method"),
         ({"decision_test": "ttest"}, "decision_test"),
     ],
@@ -558,9 +578,11 @@ def test_measures_subset_is_compared_in_the_given_order() -> None:
     baseline["mrr"] = baseline["ndcg@10"]
     candidate["mrr"] = candidate["ndcg@10"]
     candidate["extra"] = 1.0
-    result = compare_runs(baseline, candidate, measures=["mrr", "ndcg@10"], resamples=100)
+    result = compare_runs(
+        baseline, candidate, PairedTestSettings(resamples=100), measures=["mrr", "ndcg@10"]
+    )
     assert result.measures == ("mrr", "ndcg@10")
-    single = compare_runs(baseline, candidate, measures="mrr", resamples=100)
+    single = compare_runs(baseline, candidate, PairedTestSettings(resamples=100), measures="mrr")
     assert single.measures == ("mrr",)
 
 
@@ -573,11 +595,13 @@ def test_real_bm25_run_against_itself_and_against_a_damaged_copy(shared_data) ->
     values = pd.DataFrame(
         {"ndcg@10": {q: v["ndcg_cut_10"] for q, v in per_query.items()}}
     ).rename_axis("query_id")
-    assert compare_runs(values, values, resamples=1000).decision is Decision.PASS
+    assert (
+        compare_runs(values, values, PairedTestSettings(resamples=1000)).decision is Decision.PASS
+    )
     damaged = values.copy()
     worst_hit = values.index[values["ndcg@10"] > 0][::10]
     damaged.loc[worst_hit, "ndcg@10"] = 0.0
-    result = compare_runs(values, damaged, resamples=2000, min_effect=0.01)
+    result = compare_runs(values, damaged, PairedTestSettings(resamples=2000, min_effect=0.01))
     assert result.decision is Decision.REGRESSION
     listed = {drop.query_id for drop in worst_queries(result, "ndcg@10", n=len(worst_hit))}
     assert listed == set(worst_hit)
@@ -592,9 +616,15 @@ def test_failed_queries_are_refused_or_compared_as_zero_never_dropped() -> None:
     with pytest.raises(
         evalkit.stats.FailedQueriesError, match="10 queries failed in the candidate"
     ):
-        compare_runs(baseline, candidate, failed_in_candidate=failed, resamples=500)
+        compare_runs(
+            baseline, candidate, PairedTestSettings(resamples=500), failed_in_candidate=failed
+        )
     comparison = compare_runs(
-        baseline, candidate, failed_in_candidate=failed, failed_as_zero=True, resamples=500
+        baseline,
+        candidate,
+        PairedTestSettings(resamples=500),
+        failed_in_candidate=failed,
+        failed_as_zero=True,
     )
     assert comparison.only_in_baseline == ()
     assert comparison.n_shared == 40
@@ -603,7 +633,11 @@ def test_failed_queries_are_refused_or_compared_as_zero_never_dropped() -> None:
     assert comparison.decision.value == "regression"
     # A failed baseline query counts as 0 on the baseline's side.
     swapped = compare_runs(
-        candidate, baseline, failed_in_baseline=failed, failed_as_zero=True, resamples=500
+        candidate,
+        baseline,
+        PairedTestSettings(resamples=500),
+        failed_in_baseline=failed,
+        failed_as_zero=True,
     )
     assert swapped.metric("ndcg@10").baseline_mean == pytest.approx(0.6)
     with pytest.raises(ConfigError, match="higher_is_better"):

@@ -13,6 +13,7 @@ import pytest
 from evalkit.stats import (
     TABLE_HEADERS,
     Comparison,
+    PairedTestSettings,
     compare_runs,
     power_table,
     power_table_markdown,
@@ -42,7 +43,9 @@ def mixed() -> Comparison:
     candidate["mrr"] = rng.uniform(0.0, 1.0, n)
     extra = pd.DataFrame(baseline.iloc[:1].to_numpy(), columns=baseline.columns, index=["new"])
     return compare_runs(
-        baseline.iloc[:-2], pd.concat([candidate, extra]), min_effect=0.02, resamples=1000
+        baseline.iloc[:-2],
+        pd.concat([candidate, extra]),
+        PairedTestSettings(min_effect=0.02, resamples=1000),
     )
 
 
@@ -81,7 +84,7 @@ def test_junit_xml_is_valid_with_failure_and_skipped(mixed: Comparison) -> None:
 
 def test_junit_xml_escapes_awkward_measure_names() -> None:
     baseline = pd.DataFrame({'a<b&"c"': [0.1, 0.2, 0.3]})
-    result = compare_runs(baseline, baseline - 0.5, resamples=100)
+    result = compare_runs(baseline, baseline - 0.5, PairedTestSettings(resamples=100))
     root = ET.fromstring(to_junit_xml(result))
     assert [case.get("name") for case in root.iter("testcase")] == ['a<b&"c"']
 
@@ -117,7 +120,7 @@ def test_a_line_break_in_a_query_id_stays_inside_its_markdown_table_row() -> Non
     ids = ["q1\nq2", "q2", "q3\r\nq4", "q5\u2028q6"]
     baseline = pd.DataFrame({"ndcg@10": [0.9, 0.8, 0.7, 0.6]}, index=ids)
     candidate = baseline.assign(**{"ndcg@10": [0.0, 0.7, 0.5, 0.3]})
-    comparison = compare_runs(baseline, candidate, resamples=100)
+    comparison = compare_runs(baseline, candidate, PairedTestSettings(resamples=100))
     text = to_markdown(comparison, worst=worst_queries(comparison, "ndcg@10", n=4))
     drops = text[text.index("#### Largest drops in ndcg@10") :].splitlines()[2:]
     assert [row.split(" | ")[0] for row in drops] == [
@@ -132,7 +135,7 @@ def test_a_line_break_in_a_query_id_stays_inside_its_markdown_table_row() -> Non
 
 def test_markdown_for_identical_runs_passes_without_worst_section() -> None:
     values = pd.DataFrame({"ndcg@10": [0.5, 0.7, 0.9]}, index=["a", "b", "c"])
-    text = to_markdown(compare_runs(values, values, resamples=100))
+    text = to_markdown(compare_runs(values, values, PairedTestSettings(resamples=100)))
     assert "**Gate: PASS**" in text
     assert "Compared on all 3 queries" in text
     assert "Largest drops" not in text

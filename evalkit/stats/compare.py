@@ -360,11 +360,8 @@ def compare_scored(
         compare_runs(
             baseline.per_query,
             candidate.per_query,
+            test,
             measures=list(measure_names(measures)),
-            alpha=test.alpha,
-            min_effect=test.min_effect,
-            resamples=test.resamples,
-            seed=test.seed,
             failed_in_baseline=baseline.failed,
             failed_in_candidate=candidate.failed,
             failed_as_zero=failed_as_zero,

@@ -18,7 +18,7 @@ import pandas as pd
 import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
-from evalkit.records.requests import PAIRED_TEST_DEFAULTS, measure_names
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats._resampling import (
     CI_METHODS,
     FloatMatrix,
@@ -316,19 +316,15 @@ def with_failed_as_zero(
 
 
 def _check_options(
-    *,
-    alpha: float,
-    min_effect: float,
-    resamples: int,
-    seed: int,
-    confidence: float,
-    ci_method: str,
-    decision_test: str,
+    test: PairedTestSettings, *, confidence: float, ci_method: str, decision_test: str
 ) -> None:
-    check_resampling(alpha=alpha, confidence=confidence, resamples=resamples, seed=seed)
-    if not (math.isfinite(min_effect) and min_effect >= 0.0):
+    check_resampling(
+        alpha=test.alpha, confidence=confidence, resamples=test.resamples, seed=test.seed
+    )
+    if not (math.isfinite(test.min_effect) and test.min_effect >= 0.0):
         raise ConfigError(
-            f"min_effect must be a finite number >= 0 (in the measure's units), got {min_effect!r}"
+            "min_effect must be a finite number >= 0 (in the measure's units), "
+            f"got {test.min_effect!r}"
         )
     if ci_method not in CI_METHODS:
         raise ConfigError(f"unknown ci_method {ci_method!r}; choose one of {', '.join(CI_METHODS)}")
@@ -485,12 +481,9 @@ def _inconclusive_size(*, sd_diff: float, delta: float, min_effect: float, level
 def compare_runs(
     baseline: pd.DataFrame,
     candidate: pd.DataFrame,
+    test: PairedTestSettings = PAIRED_TEST_DEFAULTS,
     *,
     measures: Sequence[str] | None = None,
-    alpha: float = PAIRED_TEST_DEFAULTS.alpha,
-    min_effect: float = PAIRED_TEST_DEFAULTS.min_effect,
-    resamples: int = PAIRED_TEST_DEFAULTS.resamples,
-    seed: int = PAIRED_TEST_DEFAULTS.seed,
     confidence: float = 0.95,
     higher_is_better: bool = True,
     ci_method: str = "percentile",
@@ -506,15 +499,7 @@ def compare_runs(
     Failed queries raise ``FailedQueriesError`` unless ``failed_as_zero`` counts them as 0.
     The tests, interval and decision are described in docs/gate.md.
     """
-    _check_options(
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
-        confidence=confidence,
-        ci_method=ci_method,
-        decision_test=decision_test,
-    )
+    _check_options(test, confidence=confidence, ci_method=ci_method, decision_test=decision_test)
     base_frame = _as_frame(baseline, role="baseline")
     cand_frame = _as_frame(candidate, role="candidate")
     chosen = _choose_measures(base_frame, cand_frame, measures)
@@ -544,7 +529,7 @@ def compare_runs(
     differences = cand_values - base_values
 
     p_permutation, boot_means = paired_resampling(
-        differences, resamples=resamples, rng=np.random.Generator(np.random.PCG64(seed))
+        differences, resamples=test.resamples, rng=np.random.Generator(np.random.PCG64(test.seed))
     )
     ci_low, ci_high = CI_METHODS[ci_method](boot_means, differences, confidence=confidence)
     p_wilcoxon = _wilcoxon_pvalues(differences)
@@ -573,13 +558,16 @@ def compare_runs(
             ci_low=float(ci_low[j]),
             ci_high=float(ci_high[j]),
             p_adjusted=float(p_adjusted[j]),
-            alpha=alpha,
-            min_effect=min_effect,
+            alpha=test.alpha,
+            min_effect=test.min_effect,
             higher_is_better=higher_is_better,
         )
         sizing = (
             _inconclusive_size(
-                sd_diff=float(sds[j]), delta=float(deltas[j]), min_effect=min_effect, level=level
+                sd_diff=float(sds[j]),
+                delta=float(deltas[j]),
+                min_effect=test.min_effect,
+                level=level,
             )
             if decision is Decision.INCONCLUSIVE
             else _Sizing(None, None, None, "")
@@ -618,10 +606,10 @@ def compare_runs(
         n_shared=n,
         only_in_baseline=only_in_baseline,
         only_in_candidate=only_in_candidate,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
+        alpha=test.alpha,
+        min_effect=test.min_effect,
+        resamples=test.resamples,
+        seed=test.seed,
         confidence=confidence,
         ci_method=ci_method,
         decision_test=decision_test,

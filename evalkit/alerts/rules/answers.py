@@ -22,6 +22,7 @@ from evalkit.alerts.rules.base import (
 )
 from evalkit.answers.records import method_version
 from evalkit.errors import ConfigError
+from evalkit.records.requests import PairedTestSettings
 from evalkit.stats import compare_runs, worst_queries
 from evalkit.store.alerts import has_tables
 from evalkit.store.answers import answer_scores_frame, get_scoring, list_scorings
@@ -141,15 +142,13 @@ def _compare_scorings(
     shared = base.index.intersection(cand.index)
     if len(shared) < 2:
         return []
-    comparison = compare_runs(
-        base,
-        cand,
-        measures=[params.metric],
+    test = PairedTestSettings(
         alpha=params.alpha,
         min_effect=params.min_effect,
         resamples=params.resamples,
         seed=params.seed,
     )
+    comparison = compare_runs(base, cand, test, measures=[params.metric])
     metric = comparison.metric(params.metric)
     active = comparison.decision.value == "regression"
     confidence = round(comparison.confidence * 100)
