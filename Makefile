@@ -64,8 +64,8 @@ TEST_WORKERS ?= $(shell nproc)
 unit: $(STAMP) browser promtool
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# The edit loop: every test but those marked slow (real embeddings, servers, clusters),
-# spread over the cores as make unit does.
+# The edit loop: every test but those marked slow (each takes seconds: real embeddings,
+# servers, clusters, a browser, other processes), spread over the cores as make unit does.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 

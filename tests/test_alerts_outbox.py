@@ -126,6 +126,7 @@ def webhook_and_file_config(receiver: Receiver, path: Path, *, webhook: str) -> 
     )
 
 
+@pytest.mark.slow
 def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
     store_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -398,6 +399,7 @@ def test_a_sink_removed_from_the_configuration_keeps_its_rows(
 # -- the precision rule, end to end ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
     evalkit_home: Path,
     receiver: Receiver,
@@ -599,6 +601,7 @@ def hung_receiver() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.slow
 def test_a_hung_webhook_does_not_delay_the_other_sinks(
     store_path: Path, hung_receiver: str, tmp_path: Path
 ) -> None:

@@ -96,6 +96,7 @@ def test_a_hub_name_or_missing_directory_is_a_config_error(tmp_path: Path) -> No
             NLIFaithfulness(path).score([record])
 
 
+@pytest.mark.slow
 def test_scores_are_the_models_best_entailment_per_claim(tiny_nli: Path) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

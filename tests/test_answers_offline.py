@@ -491,6 +491,7 @@ def test_faithful_clapnq_answers_average_close_to_one(
     assert float(np.mean(values)) > 0.85
 
 
+@pytest.mark.slow
 def test_a_huge_context_is_not_cached_and_the_others_are(
     tmp_path: Path,
 ) -> None:

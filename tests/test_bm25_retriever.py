@@ -235,6 +235,7 @@ def test_scores_are_the_ones_bm25s_gives(method: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_scifact_ndcg_at_10_is_the_published_bm25_figure(shared_data: Path, tmp_path: Path) -> None:
     root = shared_data / "beir_scifact"
     report = build_bm25_index(iter_corpus(root), tmp_path / "scifact")
@@ -273,6 +274,7 @@ def test_indexing_a_folder_without_a_corpus_says_what_was_looked_for(
     assert not (tmp_path / "i").exists()
 
 
+@pytest.mark.slow
 def test_index_and_run_end_to_end_store_a_bm25_run(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

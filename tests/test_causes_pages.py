@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_causes import precision_check, seed_removed_documents
 from test_dashboard_pages import open_page, seeded, use_store  # noqa: F401  (fixtures)
 from test_dashboard_seed import SeededStore
@@ -48,6 +49,7 @@ def test_alerts_say_why_an_alert_has_no_causes(
     assert any("names no candidate run" in info.value for info in app.info)
 
 
+@pytest.mark.slow
 def test_a_precision_drift_check_shows_the_causes_of_its_runs(
     tmp_path: Path,
     use_store,  # noqa: F811

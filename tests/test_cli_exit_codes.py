@@ -241,6 +241,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int]] = [
     CASES,
     ids=[f"{command[8:]}-{scenario.__name__}-{code}" for command, scenario, code in CASES],
 )
+@pytest.mark.slow
 def test_a_command_exits_with_the_code_its_row_documents(
     tmp_path: Path, command: str, scenario: Callable[[Path], list[str]], code: int
 ) -> None:

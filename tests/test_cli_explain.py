@@ -94,6 +94,7 @@ def test_explain_refuses_what_it_cannot_explain(
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "NotFoundError"
 
 
+@pytest.mark.slow
 def test_compare_and_gate_carry_the_causes(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

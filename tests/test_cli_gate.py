@@ -127,6 +127,7 @@ def test_losing_relevant_docs_on_a_tenth_of_queries_is_a_regression(
     assert "rel10\\_0" in summary  # Markdown-escaped
 
 
+@pytest.mark.slow
 def test_a_report_that_cannot_be_written_names_it_and_the_verdict(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -144,6 +145,7 @@ def test_a_report_that_cannot_be_written_names_it_and_the_verdict(
 
 
 @pytest.mark.parametrize("columns", [80, 110, 160])
+@pytest.mark.slow
 def test_every_figure_of_the_verdict_is_whole_on_a_narrow_terminal(
     files: Path, capsys: pytest.CaptureFixture[str], columns: int
 ) -> None:
@@ -339,6 +341,7 @@ def endpoint() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_live_candidate_against_a_stored_baseline(
     files: Path, endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -438,6 +441,7 @@ def _stored_baseline(
     return url, run, json.loads(capsys.readouterr().out)["run_id"]
 
 
+@pytest.mark.slow
 def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -479,6 +483,7 @@ def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     assert "13 queries failed in the baseline and were counted as 0" in err
 
 
+@pytest.mark.slow
 def test_a_live_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -531,6 +536,7 @@ def make(found=3):
 """
 
 
+@pytest.mark.slow
 def test_a_live_candidate_takes_retriever_options_as_run_does(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -550,6 +556,7 @@ def test_a_live_candidate_takes_retriever_options_as_run_does(
     assert data["metrics"]["recall@10"]["candidate_mean"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_a_candidate_replayed_on_a_goldset_that_lost_queries_says_which_were_left_out(
     files: Path, endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,6 +69,7 @@ def stored_versions(cwd: Path, *, home: Path | None = None) -> dict[str, list[st
     return versions
 
 
+@pytest.mark.slow
 def test_run_reads_a_goldset_folder_and_stores_the_version_import_makes(
     project: Path, endpoint: str
 ) -> None:
@@ -85,6 +86,7 @@ def test_run_reads_a_goldset_folder_and_stores_the_version_import_makes(
     assert stored_versions(project) == {"demo": [run["goldset_version"]]}
 
 
+@pytest.mark.slow
 def test_gate_and_compare_read_a_goldset_folder(project: Path, endpoint: str) -> None:
     base = run_json(project, "goldsets/demo", endpoint)
     gate = as_json(
@@ -136,6 +138,7 @@ def test_gate_and_compare_read_a_goldset_folder(project: Path, endpoint: str) ->
     assert "goldset goldsets/nothing: no such file or folder" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_subdirectory_finds_the_store_of_a_parent(project: Path) -> None:
     set_up(project, "goldset", "import", "goldsets/demo", "--name", "demo")
     deeper = project / "src" / "pkg"
@@ -147,6 +150,7 @@ def test_a_subdirectory_finds_the_store_of_a_parent(project: Path) -> None:
     assert not (project / "src" / ".evalkit").exists()
 
 
+@pytest.mark.slow
 def test_evalkit_home_wins_over_a_store_up_the_tree(project: Path, tmp_path: Path) -> None:
     set_up(project, "goldset", "import", "goldsets/demo", "--name", "demo")
     deeper = project / "src"
@@ -159,6 +163,7 @@ def test_evalkit_home_wins_over_a_store_up_the_tree(project: Path, tmp_path: Pat
     assert list(stored_versions(deeper)) == ["demo"]
 
 
+@pytest.mark.slow
 def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
     project: Path, endpoint: str
 ) -> None:
@@ -184,6 +189,7 @@ def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
     assert sorted(stored_versions(folder)) == ["demo", "fresh"]
 
 
+@pytest.mark.slow
 def test_goldset_list_keeps_each_version_whole_at_80_columns(tmp_path: Path) -> None:
     """Beside the absolute source paths, 80 columns cut each version to 034c87ce43…, which
     can no longer be copied into the next command."""

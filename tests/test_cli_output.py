@@ -36,6 +36,7 @@ def test_version_prints_the_installed_version(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", ["-o", "--output", "--format"])
+@pytest.mark.slow
 def test_goldset_list_takes_the_same_output_option_as_import(tmp_path: Path, option: str) -> None:
     folder = tmp_path / "gs"
     folder.mkdir()
@@ -87,6 +88,7 @@ def test_a_failure_not_asked_for_json_keeps_stdout_empty(tmp_path: Path, args: l
     assert done.stderr.startswith("error: ")
 
 
+@pytest.mark.slow
 def test_answers_score_reports_every_bad_line_and_stores_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     Store.open(home / "evalkit.duckdb").close()

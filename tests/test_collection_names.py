@@ -124,6 +124,7 @@ def test_json_output_carries_the_refusal(store: tuple[Path, Path]) -> None:
     assert "two consecutive periods" in error["message"]
 
 
+@pytest.mark.slow
 def test_a_qdrant_collection_is_not_held_to_chromas_rules(store: tuple[Path, Path]) -> None:
     cwd, home = store
     done = evalkit(
@@ -141,6 +142,7 @@ def test_a_qdrant_collection_is_not_held_to_chromas_rules(store: tuple[Path, Pat
     ],
     ids=["goldset_replay", "audit"],
 )
+@pytest.mark.slow
 def test_a_job_naming_a_refused_collection_is_refused_when_the_config_is_read(
     tmp_path: Path, job: str
 ) -> None:

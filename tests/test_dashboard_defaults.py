@@ -349,6 +349,7 @@ def _perfect_http_run(store: Store, gold: Goldset, **settings: Any) -> str:
     )
 
 
+@pytest.mark.slow
 def test_a_one_run_series_is_not_compared_with_itself(
     tmp_path: Path,
     use_store: Callable[[Path], None],  # noqa: F811
@@ -576,6 +577,7 @@ def _columns(app, column: str) -> dict[str, dict[str, object]]:  # type: ignore[
     raise AssertionError(f"no dataframe with column {column!r}")
 
 
+@pytest.mark.slow
 def test_tables_have_human_headers_formats_and_say_which_interval(
     story: StoryStore,
     use_store: Callable[[Path], None],  # noqa: F811

@@ -271,6 +271,7 @@ def test_a_series_whose_only_runs_are_partial_is_new_not_pass(
     assert table.loc[runs["partial"], "why"] == why[0]
 
 
+@pytest.mark.slow
 def test_failed_runs_and_their_errors_are_shown_beside_healthy_series(
     failing_path: tuple[Path, dict[str, str]], use_store
 ) -> None:
@@ -308,6 +309,7 @@ def test_failed_runs_and_their_errors_are_shown_beside_healthy_series(
     )
 
 
+@pytest.mark.slow
 def test_a_store_whose_every_run_failed_shows_the_failures(
     all_failed_path: tuple[Path, dict[str, str]], use_store
 ) -> None:

@@ -114,6 +114,7 @@ def frame_with(app: AppTest, column: str):  # type: ignore[no-untyped-def]
     raise AssertionError(f"no dataframe with column {column!r}")
 
 
+@pytest.mark.slow
 def test_overview_shows_each_series_status_and_change_since_baseline(
     seeded: SeededStore, use_store
 ) -> None:
@@ -155,6 +156,7 @@ def test_overview_shows_each_series_status_and_change_since_baseline(
     assert figures.loc[SERIES_A, "recall@10 delta"] == pytest.approx(-0.5)
 
 
+@pytest.mark.slow
 def test_quality_over_time_draws_bands_baselines_and_events(seeded: SeededStore, use_store) -> None:
     use_store(seeded.path)
     app = open_page("quality", goldset="mini", measure="recall@10")
@@ -202,6 +204,7 @@ def test_compare_runs_shows_the_numbers_of_evalkit_compare(
     assert any("only in the candidate" in w.value for w in app.warning)
 
 
+@pytest.mark.slow
 def test_compare_with_a_partial_run_shows_a_command_that_gives_its_figures(
     mixed: tuple[Path, dict[str, str]], use_store, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -480,6 +483,7 @@ def test_a_missing_store_is_explained_and_never_created(tmp_path: Path, use_stor
     assert not path.parent.exists()
 
 
+@pytest.mark.slow
 def test_pages_of_areas_without_tables_say_what_produces_them(core: SeededStore, use_store) -> None:
     # Whether this evalkit's migrations created the areas' tables or not, they hold nothing.
     use_store(core.path)
@@ -546,6 +550,7 @@ def _release(writer: subprocess.Popen[str]) -> None:
     writer.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_a_store_held_by_a_writer_is_retried_explained_and_shown_as_last_loaded(
     core: SeededStore, use_store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -571,6 +576,7 @@ def test_a_store_held_by_a_writer_is_retried_explained_and_shown_as_last_loaded(
     assert "other" in set(frame_with(app, "n_relevant")["name"])
 
 
+@pytest.mark.slow
 def test_every_page_renders_a_store_with_mixed_measure_sets_partial_runs_and_nulls(
     mixed: tuple[Path, dict[str, str]], use_store
 ) -> None:
@@ -696,6 +702,7 @@ def scale(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_scale_store(tmp_path_factory)
 
 
+@pytest.mark.slow
 def test_overview_ranks_twenty_series_and_filters_them(scale: Path, use_store) -> None:
     from evalkit.dashboard import loaders
 
@@ -717,6 +724,7 @@ def test_overview_ranks_twenty_series_and_filters_them(scale: Path, use_store) -
     assert any("5 series (of 20)" in c.value for c in app.caption)
 
 
+@pytest.mark.slow
 def test_alerts_and_traffic_say_how_many_the_store_holds(scale: Path, use_store) -> None:
     use_store(scale)
     app = open_page("alerts")
@@ -872,6 +880,7 @@ def test_drift_of_precision_checks_only_says_once_why_there_is_no_statistic_pane
     ) in captions
 
 
+@pytest.mark.slow
 def test_compare_writes_its_measures_to_the_url_so_a_link_keeps_them(
     seeded: SeededStore, use_store
 ) -> None:
@@ -892,6 +901,7 @@ def test_compare_writes_its_measures_to_the_url_so_a_link_keeps_them(
     )
 
 
+@pytest.mark.slow
 def test_leaderboard_writes_its_runs_and_measures_to_the_url_so_a_reload_keeps_them(
     seeded: SeededStore, use_store, tmp_path: Path
 ) -> None:
@@ -926,6 +936,7 @@ def test_leaderboard_writes_its_runs_and_measures_to_the_url_so_a_reload_keeps_t
     assert app.query_params["runs"] == f"{seeded.runs['A1']},{seeded.runs['A2']}"
 
 
+@pytest.mark.slow
 def test_overview_filters_follow_the_url_so_a_reload_keeps_them(scale: Path, use_store) -> None:
     # The goldset, retriever and status filters and the staleness were never written to
     # the URL: a reload or a shared link showed every series again.
@@ -979,6 +990,7 @@ def test_leaderboard_names_the_collection_each_run_searched(seeded: SeededStore,
     assert what[seeded.runs["B1"]] == f"{SERIES_B} k=10"
 
 
+@pytest.mark.slow
 def test_compare_writes_its_test_settings_to_the_url_so_a_link_keeps_them(
     seeded: SeededStore, use_store
 ) -> None:

@@ -17,6 +17,7 @@ from evalkit.dashboard.loaders.story import story
 from evalkit.store import Store
 
 
+@pytest.mark.slow
 def test_a_regression_two_runs_old_opens_against_the_series_baseline(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -316,6 +316,7 @@ def _check_names(where: str, expr: str, exposed: dict[str, set[str]]) -> set[str
     return carried
 
 
+@pytest.mark.slow
 def test_every_metric_and_label_of_the_dashboard_is_on_metrics(
     exposed: dict[str, set[str]],
 ) -> None:
@@ -340,6 +341,7 @@ def test_every_metric_and_label_of_the_rules_is_on_metrics(exposed: dict[str, se
         assert used <= carried, f"rule {rule['alert']}: $labels.{sorted(used - carried)}"
 
 
+@pytest.mark.slow
 def test_prometheus_scraping_evalkit_serve_answers_every_panel_and_rule(
     serve: str, scraped: str, tmp_path: Path
 ) -> None:

@@ -63,6 +63,7 @@ def endpoint(evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
         yield url
 
 
+@pytest.mark.slow
 def test_run_at_k_5_stores_the_defaults_at_5_and_says_why(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -119,6 +120,7 @@ def test_a_named_measure_deeper_than_k_is_computed_and_the_run_says_what_it_mean
     )
 
 
+@pytest.mark.slow
 def test_gate_names_the_live_candidates_adapted_defaults(
     endpoint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -133,6 +133,7 @@ def statuses(store_path: Path) -> list[str]:
         return [run.status for run in list_runs(store, limit=100)]
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(
     small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,6 +188,7 @@ def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(
         assert list_goldsets(store)[0].n_queries == 129
 
 
+@pytest.mark.slow
 def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
     small_disk: SmallDisk,
     tmp_path: Path,
@@ -225,6 +227,7 @@ def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
 
 
 @pytest.mark.parametrize("small_disk", ["16m"], indirect=True)  # room for store and copy
+@pytest.mark.slow
 def test_a_compaction_that_fills_the_disk_leaves_the_store_as_it_was(
     small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -155,6 +155,7 @@ def endpoint(server: EmbeddingServer, model: str = "all-MiniLM-L6-v2", **kwargs:
     return EndpointEmbedder(server.url, model, **kwargs)
 
 
+@pytest.mark.slow
 def test_endpoint_embeds_as_the_local_model_and_fingerprints_the_same(
     server: EmbeddingServer,
 ) -> None:
@@ -177,6 +178,7 @@ def test_endpoint_embeds_as_the_local_model_and_fingerprints_the_same(
     assert remote.fingerprint.canary_similarity(minilm().fingerprint) >= 0.999
 
 
+@pytest.mark.slow
 def test_a_different_model_behind_the_endpoint_is_detected(
     server: EmbeddingServer, demo_home: tuple[Path, Reference]
 ) -> None:
@@ -441,6 +443,7 @@ def test_a_run_through_the_endpoint_scores_as_the_local_run_and_never_shows_the_
         assert API_KEY.encode() not in stored.read_bytes()
 
 
+@pytest.mark.slow
 def test_evalkit_index_embeds_with_the_endpoint_when_embedder_says_so(
     server: EmbeddingServer,
     demo_home: tuple[Path, Reference],
@@ -483,6 +486,7 @@ def test_evalkit_index_embeds_with_the_endpoint_when_embedder_says_so(
     assert "kind none" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_model_check_uses_the_chosen_embedder(
     server: EmbeddingServer,
     demo_home: tuple[Path, Reference],

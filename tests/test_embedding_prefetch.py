@@ -219,6 +219,7 @@ def test_a_goldset_replay_embeds_its_queries_in_one_pass_and_scores_the_same(
     assert abs(ndcg - demo_reference.ndcg10) < 1e-9
 
 
+@pytest.mark.slow
 def test_prefetched_vectors_match_batch_by_batch_to_float_rounding() -> None:
     texts = [query.text for query in demo_goldset().queries]
     model = load_embedder()

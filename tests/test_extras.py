@@ -159,6 +159,7 @@ def _imported_top_level_modules() -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_every_package_evalkit_imports_is_declared() -> None:
     distributions = packages_distributions()
     declared = _declared_distributions()
@@ -243,6 +244,7 @@ def test_dashboard_without_streamlit_names_the_dashboard_extra(
     assert "needs the `dashboard` extra (streamlit is not installed)" in said, said
 
 
+@pytest.mark.slow
 def test_importing_any_stage_loads_no_heavy_package() -> None:
     """Only the adapters that exist for a heavy package import it when they are imported."""
     adapters_of_heavy_packages = (
@@ -433,6 +435,7 @@ def _private(dotted: str) -> bool:
     return any(part.startswith("_") and not part.endswith("__") for part in parts[1:])
 
 
+@pytest.mark.slow
 def test_evalkit_imports_no_private_module_or_name_of_another_package() -> None:
     third_party = set(packages_distributions()) - {"evalkit"}
     private = []

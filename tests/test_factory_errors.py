@@ -240,6 +240,7 @@ def test_results_for_other_queries_fail_those_batches_saying_what_to_return(
     assert "one per query, in the order given" in data["error"]
 
 
+@pytest.mark.slow
 def test_where_key_on_a_retriever_of_one_s_own_that_cannot_filter_is_refused(
     project: Path,
 ) -> None:

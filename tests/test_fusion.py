@@ -164,6 +164,7 @@ def three_ranx_runs(ranx: Any, three_runs: list[pd.DataFrame]) -> RanxRuns:
 
 
 @pytest.mark.parametrize(("method", "norm"), cases())
+@pytest.mark.slow
 def test_every_method_and_normalisation_equals_ranx(
     three_ranx_runs: RanxRuns, prepared: FusionRuns, method: str, norm: str
 ) -> None:
@@ -469,6 +470,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_evalkit_fuse_stores_a_run_every_command_takes(
     stored: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

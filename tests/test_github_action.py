@@ -553,6 +553,7 @@ def worse(
     return pull_request(project, tmp_path_factory.mktemp("worse"), {"shards": 2})
 
 
+@pytest.mark.slow
 def test_a_push_to_main_stores_the_baseline_in_the_cache(
     project: Project, main_push: Outcome
 ) -> None:
@@ -585,6 +586,7 @@ def test_a_push_to_main_stores_the_baseline_in_the_cache(
     assert "| recall@10 | 1.0000 |" in main_push.summary
 
 
+@pytest.mark.slow
 def test_a_pull_request_with_the_same_retriever_passes_and_comments_nothing(
     project: Project, main_push: Outcome, tmp_path: Path, github_api: ThreadingHTTPServer
 ) -> None:
@@ -607,6 +609,7 @@ def test_a_pull_request_with_the_same_retriever_passes_and_comments_nothing(
     assert github_api.requests == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_pull_request_with_a_worse_retriever_fails_with_junit_and_markdown(
     worse: Outcome,
 ) -> None:
@@ -635,6 +638,7 @@ def test_the_summary_and_the_gates_json_name_the_probable_causes(worse: Outcome)
     assert "Probable causes need the baseline's run export" not in worse.summary
 
 
+@pytest.mark.slow
 def test_a_cached_trec_run_file_is_still_a_baseline(
     project: Project, main_push: Outcome, tmp_path: Path
 ) -> None:
@@ -667,6 +671,7 @@ def test_the_gate_junit_names_the_goldset_file_and_carries_the_time(worse: Outco
 
 
 @pytest.mark.parametrize("cached", ["run export", "TREC run file"])
+@pytest.mark.slow
 def test_a_pull_request_that_adds_and_removes_goldset_queries_leaves_them_out_and_says_so(
     project: Project, main_push: Outcome, tmp_path: Path, cached: str
 ) -> None:
@@ -708,6 +713,7 @@ def test_a_pull_request_that_adds_and_removes_goldset_queries_leaves_them_out_an
     ) in changed.summary.splitlines()
 
 
+@pytest.mark.slow
 def test_a_first_run_is_cached_and_gates_its_branch_until_main_has_a_baseline(
     project: Project, tmp_path: Path
 ) -> None:
@@ -764,6 +770,7 @@ def test_a_first_run_is_cached_and_gates_its_branch_until_main_has_a_baseline(
     assert error.startswith("retrieval regression against the baseline of main")
 
 
+@pytest.mark.slow
 def test_comment_on_posts_one_comment_then_updates_it(
     project: Project, main_push: Outcome, tmp_path: Path, github_api: ThreadingHTTPServer
 ) -> None:
@@ -795,6 +802,7 @@ def test_comment_on_posts_one_comment_then_updates_it(
     assert "**Gate: PASS**" in comments[0]["body"]
 
 
+@pytest.mark.slow
 def test_a_comment_the_token_may_not_write_is_a_warning_not_a_failure(
     project: Project, main_push: Outcome, tmp_path: Path, github_api: ThreadingHTTPServer
 ) -> None:
@@ -810,6 +818,7 @@ def test_a_comment_the_token_may_not_write_is_a_warning_not_a_failure(
     assert github_api.comments == []  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_a_partial_run_on_main_is_not_stored_as_the_baseline(
     project: Project, tmp_path: Path
 ) -> None:
@@ -825,6 +834,7 @@ def test_a_partial_run_on_main_is_not_stored_as_the_baseline(
     assert list(runner.cache.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_an_inconclusive_gate_fails_or_warns_as_configured(
     project: Project, main_push: Outcome, tmp_path: Path
 ) -> None:
@@ -840,6 +850,7 @@ def test_an_inconclusive_gate_fails_or_warns_as_configured(
     assert lenient.annotations("warning")[0].startswith("the gate is inconclusive (passed")
 
 
+@pytest.mark.slow
 def test_a_gate_on_one_changed_query_is_inconclusive_with_an_unbounded_interval(
     project: Project, tmp_path: Path
 ) -> None:

@@ -239,6 +239,7 @@ def test_names_people_give_goldsets_are_taken(name: str) -> None:
     assert check_goldset_name(name) == name
 
 
+@pytest.mark.slow
 def test_goldset_import_refuses_a_path_like_or_empty_name_and_stores_nothing(
     tmp_path: Path,
 ) -> None:
@@ -295,6 +296,7 @@ def make():
 """
 
 
+@pytest.mark.slow
 def test_run_refuses_a_goldset_folder_whose_name_cannot_name_it_before_any_query(
     tmp_path: Path,
 ) -> None:

@@ -53,6 +53,7 @@ def test_the_remapped_scifact_qrels_cover_every_judged_abstract_and_nothing_else
     assert len(result.judgments) == sum(chunks_of[doc_id] for _, doc_id in judged)
 
 
+@pytest.mark.slow
 def test_chunk_level_figures_rank_the_retrievers_as_document_level_ones(
     shared_data: Path,
 ) -> None:

@@ -454,6 +454,7 @@ def test_a_remap_under_another_name_does_not_stop_the_same_remap_of_the_goldset(
     )
 
 
+@pytest.mark.slow
 def test_remapping_back_onto_an_earlier_chunking_makes_that_version_current_again(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -646,6 +647,7 @@ def test_remap_reports_chunks_that_overlap_with_other_text(
     ],
     ids=["past-its-text", "past-its-source"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_chunk_offsets_no_text_backs_are_refused_before_anything_is_built(
     imported: Path,
     evalkit_home: Path,

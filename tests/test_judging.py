@@ -652,6 +652,7 @@ def test_an_agreement_the_judge_failed_on_too_often_is_refused_naming_why(
     )
 
 
+@pytest.mark.slow
 def test_a_reply_that_is_no_chat_completion_is_an_endpoint_error_asked_again(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

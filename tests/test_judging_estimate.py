@@ -249,6 +249,7 @@ def coverage_trials(seeds: int) -> Iterator[tuple[PrecisionEstimate, PrecisionEs
         )
 
 
+@pytest.mark.slow
 def test_interval_coverage_is_nominal_only_with_the_calibration_replicates() -> None:
     seeds = 200
     trials = list(coverage_trials(seeds))

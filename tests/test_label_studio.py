@@ -710,6 +710,7 @@ def test_sdk_accepts_config_tasks_and_predictions() -> None:
     assert interface.validate_prediction(wrong, return_errors=True) != []
 
 
+@pytest.mark.slow
 def test_a_huge_export_of_small_objects_is_checked_in_bounded_memory(tmp_path: Path) -> None:
     """A 167 MB export of small objects took 1.85 GB before it was refused: it is read a
     task at a time, and only the first 1,000 problems are kept."""

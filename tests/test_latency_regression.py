@@ -364,6 +364,7 @@ def rule_signals(store: Store, **params: Any) -> list[Any]:
 LATENCY_GATE = GatePolicy(max_latency_increase=0.2)
 
 
+@pytest.mark.slow
 def test_one_retriever_replayed_20_times_raises_no_alarm_and_50_percent_slower_does(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -612,6 +613,7 @@ class NoisyRetriever(SizedRetriever):
         ]
 
 
+@pytest.mark.slow
 def test_the_rule_stays_quiet_for_a_noisy_week_and_fires_until_a_slowdown_ends(
     tmp_path: Path, store: Store
 ) -> None:
@@ -821,6 +823,7 @@ class DeclaredBatchShare(SizedRetriever):
         return {"kind": "sized", "latency_timing": "batch_share"}
 
 
+@pytest.mark.slow
 def test_latencies_timed_a_batch_at_a_time_are_not_measurable(tmp_path: Path, store: Store) -> None:
     """An unchanged embedded Chroma collection gated on latency exited 4 (inconclusive) on
     every replay: the demo's 129 queries, 64 at a time, take three values, and the median

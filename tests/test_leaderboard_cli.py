@@ -116,6 +116,7 @@ def _compare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, 
     return code, data, captured.err
 
 
+@pytest.mark.slow
 def test_three_runs_are_ranked_with_corrected_pairs_letters_and_latency(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +162,7 @@ def test_three_runs_are_ranked_with_corrected_pairs_letters_and_latency(
 
 
 @pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.slow
 def test_every_run_id_and_figure_is_whole_on_a_narrow_terminal(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], columns: int
 ) -> None:
@@ -219,6 +221,7 @@ def test_the_leaderboard_page_names_each_fused_runs_method(
     assert "fusion combsum k=10" in table
 
 
+@pytest.mark.slow
 def test_runs_are_chosen_by_tag_or_as_a_goldsets_newest(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -249,6 +252,7 @@ def test_two_runs_keep_the_two_run_comparison(
     assert "decision: regression" in table
 
 
+@pytest.mark.slow
 def test_bad_selections_are_refused_with_exit_2(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -267,6 +271,7 @@ def test_bad_selections_are_refused_with_exit_2(
         assert message in err, (args, err)
 
 
+@pytest.mark.slow
 def test_a_run_with_failed_queries_is_refused_unless_counted_as_zero(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -288,6 +293,7 @@ def test_a_run_with_failed_queries_is_refused_unless_counted_as_zero(
     assert f"4 queries failed in {partial} and were counted as 0" in err
 
 
+@pytest.mark.slow
 def test_runs_of_different_goldset_versions_are_refused(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -333,6 +339,7 @@ def test_tags_are_shown_exported_and_imported_with_the_run(
     assert "cmp, perfect" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_leaderboard_page_shows_the_clis_ranking_in_chromium(
     built: tuple[Path, dict[str, str]],
     tmp_path: Path,
@@ -372,6 +379,7 @@ def test_the_leaderboard_page_shows_the_clis_ranking_in_chromium(
         browser.save_screenshot(str(SCREENSHOTS / "leaderboard.png"))
 
 
+@pytest.mark.slow
 def test_the_leaderboard_page_refuses_an_unknown_run_and_leaves_out_too_shallow_ones(
     built: tuple[Path, dict[str, str]],
     tmp_path: Path,

@@ -149,6 +149,7 @@ def test_holm_and_bonferroni_equal_statsmodels_multipletests(test: str) -> None:
         assert [pair.significant for pair in pairs] == reject.tolist()
 
 
+@pytest.mark.slow
 def test_corrections_are_per_measure() -> None:
     multitest = pytest.importorskip("statsmodels.stats.multitest")
     values = correlated(50, [0.0, 0.03, 0.06, 0.09], seed=3)
@@ -194,6 +195,7 @@ def _ranked_set(n_queries: int, skills: list[float], seed: int):  # type: ignore
     return ranx, ranx_qrels, ranx_runs, per_query
 
 
+@pytest.mark.slow
 def test_randomisation_p_values_agree_with_ranx_fisher() -> None:
     ranx, qrels, runs, per_query = _ranked_set(120, [6.0, 5.0, 4.2, 3.5], seed=3)
     ours = leaderboard(

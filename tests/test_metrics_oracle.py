@@ -167,6 +167,7 @@ PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink)
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(collections(), st.booleans(), st.booleans())
+@pytest.mark.slow
 def test_every_measure_matches_pytrec_eval(
     collection: tuple[Qrels, Run, int], complete: bool, counting: bool
 ) -> None:

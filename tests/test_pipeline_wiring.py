@@ -499,6 +499,7 @@ answers = false
     assert job_summary == command_summary
 
 
+@pytest.mark.slow
 def test_traffic_job_and_replay_command_run_the_one_traffic_cycle(
     settings: Settings,
     evalkit_home: Path,
@@ -567,6 +568,7 @@ estimate = true
     assert summaries[job["run_id"]] == summaries[command["run"]["run_id"]]
 
 
+@pytest.mark.slow
 def test_traffic_replay_command_lets_another_writer_have_the_store_while_it_replays(
     settings: Settings, evalkit_home: Path, retriever: FakeRetriever
 ) -> None:

@@ -116,6 +116,7 @@ def test_the_plugin_is_registered_under_pytest11() -> None:
     assert point.value == "evalkit.pytest_plugin", "reinstall evalkit: pip install -e ."
 
 
+@pytest.mark.slow
 def test_a_retriever_as_good_as_the_baseline_passes_however_it_is_named(
     project: pytest.Pytester,
 ) -> None:
@@ -181,6 +182,7 @@ def _suites(junit: str) -> list[ET.Element]:
     return suites
 
 
+@pytest.mark.slow
 def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -274,6 +276,7 @@ def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
     assert "rel0\\_0" in markdown
 
 
+@pytest.mark.slow
 def test_a_run_export_is_a_baseline_as_for_evalkit_gate(
     project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -301,6 +304,7 @@ def test_a_run_export_is_a_baseline_as_for_evalkit_gate(
     result.stdout.fnmatch_lines(["*REGRESSION test_retrieval.py::test_a_regression_against*"])
 
 
+@pytest.mark.slow
 def test_every_gate_writing_to_one_path_is_in_its_reports(project: pytest.Pytester) -> None:
     # The first gate regresses, the second passes: the reports must not end up saying pass.
     user_tests(
@@ -389,6 +393,7 @@ def test_gates_run_by_xdist_workers_land_in_one_report(project: pytest.Pytester)
     assert "Test: `test_same.py::test_the_same_retriever`" in markdown
 
 
+@pytest.mark.slow
 def test_the_summary_colours_verdicts_only_where_pytest_colours(
     project: pytest.Pytester,
 ) -> None:
@@ -474,6 +479,7 @@ def test_a_policy_that_is_not_one_is_a_usage_error(project: pytest.Pytester) -> 
     result.stderr.fnmatch_lines(["*evalkit_inconclusive = 'ignore'*skip, xfail, fail, pass*"])
 
 
+@pytest.mark.slow
 def test_the_first_run_writes_the_baseline_and_says_so_then_gates_against_it(
     project: pytest.Pytester,
 ) -> None:
@@ -607,6 +613,7 @@ def endpoint() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_a_built_in_kind_over_http_into_a_named_store(
     project: pytest.Pytester, endpoint: str
 ) -> None:
@@ -666,6 +673,7 @@ def test_importing_the_plugin_loads_nothing_heavy() -> None:
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_a_fresh_pytest_process_loads_the_plugin_from_its_entry_point(
     project: pytest.Pytester,
 ) -> None:

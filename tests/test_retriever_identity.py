@@ -145,6 +145,7 @@ def project(evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     return Project(cwd=tmp_path, home=evalkit_home, mymod=mymod, plain=plain, capsys=capsys)
 
 
+@pytest.mark.slow
 def test_runs_list_and_dashboard_series_keep_factories_and_options_apart(
     project: Project,
 ) -> None:
@@ -179,6 +180,7 @@ def test_runs_list_and_dashboard_series_keep_factories_and_options_apart(
     assert points.groupby("retriever").size().to_dict() == dict.fromkeys(expected.values(), 1)
 
 
+@pytest.mark.slow
 def test_the_dashboard_overview_shows_one_series_per_factory(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -194,6 +196,7 @@ def test_the_dashboard_overview_shows_one_series_per_factory(
     }
 
 
+@pytest.mark.slow
 def test_default_baselines_are_runs_of_the_same_factory_and_options(
     project: Project,
 ) -> None:
@@ -218,6 +221,7 @@ def test_default_baselines_are_runs_of_the_same_factory_and_options(
     )
 
 
+@pytest.mark.slow
 def test_drift_precision_and_the_alert_rule_follow_one_retriever(project: Project) -> None:
     baseline = project.run(f"{project.mymod}:make")["run_id"]
     project.run(f"{project.mymod}:make")
@@ -272,6 +276,7 @@ def test_drift_precision_and_the_alert_rule_follow_one_retriever(project: Projec
     assert worse not in state.values()
 
 
+@pytest.mark.slow
 def test_the_metric_drift_job_follows_one_retriever(project: Project) -> None:
     for _ in range(6):
         project.run(f"{project.mymod}:make")
@@ -309,6 +314,7 @@ def test_the_metric_drift_job_follows_one_retriever(project: Project) -> None:
     assert check.details["retriever"] == f"{project.mymod}:make"
 
 
+@pytest.mark.slow
 def test_explain_and_gate_name_a_changed_retriever(project: Project) -> None:
     baseline = project.run(f"{project.mymod}:make")["run_id"]
     worse = project.run(f"{project.mymod}:make_worse")["run_id"]

@@ -174,6 +174,7 @@ def make_retriever(url: str, **options: Any) -> HttpRetriever:
     return HttpRetriever(f"{url}/search", **settings)
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_per_query_and_the_rest_succeed(
     endpoint: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -638,6 +639,7 @@ class _OwnIds(JSONHandler):
         )
 
 
+@pytest.mark.slow
 def test_a_run_that_returned_no_judged_document_warns_that_the_ids_may_differ(
     tmp_path: Path,
 ) -> None:

@@ -107,6 +107,7 @@ def replay_stored(directory: Path, adapter: LangChainRetriever) -> tuple[Any, An
         return get_run(store, outcome.run.run_id), run_results(store, outcome.run.run_id)
 
 
+@pytest.mark.slow
 def test_a_vector_store_retriever_matches_embedded_chroma(
     vector_store: InMemoryVectorStore, demo_reference: Reference, tmp_path: Path
 ) -> None:

@@ -56,6 +56,7 @@ def index() -> VectorStoreIndex:
     return VectorStoreIndex(nodes, embed_model=MiniLMEmbedding())
 
 
+@pytest.mark.slow
 def test_a_vector_index_retriever_matches_embedded_chroma(
     index: VectorStoreIndex, demo_reference: Reference, tmp_path: Path
 ) -> None:

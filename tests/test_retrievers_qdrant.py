@@ -85,6 +85,7 @@ def retriever(store: Path, collection: str = "demo", **settings: object) -> Qdra
     return QdrantRetriever(configured.model_copy(update=settings), minilm())
 
 
+@pytest.mark.slow
 def test_the_demo_goldset_through_qdrant_matches_embedded_chroma(
     store: Path, demo_reference: Reference, tmp_path: Path
 ) -> None:
@@ -255,6 +256,7 @@ def test_wrong_collections_and_dimensions_are_refused_up_front(store: Path, tmp_
         QdrantRetriever(QdrantSettings(collection="demo"), minilm())
 
 
+@pytest.mark.slow
 def test_a_model_of_the_same_dimension_is_told_apart_by_re_embedded_points(
     store: Path, tmp_path: Path
 ) -> None:
@@ -288,6 +290,7 @@ def test_an_unreachable_server_fails_up_front_and_the_key_is_never_shown(
     assert "sk-qdrant-secret-1234" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_evalkit_run_replays_a_qdrant_collection(
     store: Path, demo_reference: Reference, tmp_path: Path
 ) -> None:

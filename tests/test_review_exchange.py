@@ -595,6 +595,7 @@ UNFIT_NAMES = {
 
 
 @pytest.mark.parametrize("name", UNFIT_NAMES.values(), ids=UNFIT_NAMES.keys())
+@pytest.mark.slow
 def test_a_name_with_control_or_bidi_characters_or_too_long_signs_nothing(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:

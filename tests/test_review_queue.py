@@ -563,6 +563,7 @@ SAVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_reviewers_saving_the_same_item_at_once_keep_both_reviews(tmp_path: Path) -> None:
     path = tmp_path / "evalkit.duckdb"
     with Store.open(path) as store:
@@ -1228,6 +1229,7 @@ def test_a_read_only_store_refuses_every_review_write(tmp_path: Path) -> None:
 # -- the CLI ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_review_commands_queue_grade_show_and_publish(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

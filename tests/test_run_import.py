@@ -164,6 +164,7 @@ def gate(cli: Cli, baseline: Path, tmp_path: Path, *, expect: int = 1) -> tuple[
     return data, markdown.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_a_gate_against_an_exported_run_names_the_probable_causes(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -223,6 +224,7 @@ def test_a_gate_against_an_exported_run_names_the_probable_causes(
     assert counts == expected
 
 
+@pytest.mark.slow
 def test_an_imported_run_is_no_default_baseline_for_the_stores_own_runs(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -240,6 +242,7 @@ def test_an_imported_run_is_no_default_baseline_for_the_stores_own_runs(
     assert named["baseline"] == imported["run_id"]
 
 
+@pytest.mark.slow
 def test_the_baselines_goldset_version_travels_with_it(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -273,6 +276,7 @@ def main_version(cli: Cli) -> str:
     return str(row[0])
 
 
+@pytest.mark.slow
 def test_a_broken_export_is_refused_naming_the_file_and_field(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -300,6 +304,7 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
 
 
+@pytest.mark.slow
 def test_the_query_models_canary_embeddings_travel_with_the_run(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -339,6 +344,7 @@ def test_the_query_models_canary_embeddings_travel_with_the_run(
     assert exported_again["model"] == {**described, "canaries": canaries}
 
 
+@pytest.mark.slow
 def test_a_run_id_evalkit_does_not_write_is_refused_and_nothing_is_stored(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -371,6 +377,7 @@ def test_a_run_id_evalkit_does_not_write_is_refused_and_nothing_is_stored(
         assert store.fetch("SELECT count(*) FROM goldset_queries") == [(0,)]
 
 
+@pytest.mark.slow
 def test_an_export_edited_or_cut_short_is_refused_and_nothing_is_stored(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -408,6 +415,7 @@ def test_an_export_edited_or_cut_short_is_refused_and_nothing_is_stored(
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
 
 
+@pytest.mark.slow
 def test_an_export_an_older_evalkit_wrote_without_its_goldset_files_is_imported(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
@@ -463,6 +471,7 @@ def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: 
         ) == [(N_QUERIES,)]
 
 
+@pytest.mark.slow
 def test_a_run_export_is_compared_on_a_read_only_store(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:

@@ -115,6 +115,7 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> o
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_jobs_run_locally_then_alerts_flow(
     configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,6 +162,7 @@ def test_jobs_run_locally_then_alerts_flow(
     assert delivered == nothing_sent()
 
 
+@pytest.mark.slow
 def test_alerts_list_status_firing_leaves_out_a_condition_that_resolved(
     configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:

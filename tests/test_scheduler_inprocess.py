@@ -124,6 +124,7 @@ def test_jobs_run_as_json_prints_json_when_serve_is_busy_or_stopping(
         flag.touch()
 
 
+@pytest.mark.slow
 def test_jobs_run_handed_to_serve_says_who_holds_the_store_and_exits_3(
     configure: Callable[[str], Settings],
     services: list[SchedulerService],
@@ -155,6 +156,7 @@ def test_jobs_run_handed_to_serve_says_who_holds_the_store_and_exits_3(
     assert not service.runner.running()
 
 
+@pytest.mark.slow
 def test_a_scheduled_run_records_the_time_it_was_due(
     configure: Callable[[str], Settings], services: list[SchedulerService]
 ) -> None:
@@ -345,6 +347,7 @@ def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
     assert str(runs[left].error).startswith("interrupted: ")
 
 
+@pytest.mark.slow
 def test_serve_abandons_an_alert_its_receiver_refuses_and_delivers_the_next(
     configure: Callable[[str], Settings], services: list[SchedulerService]
 ) -> None:

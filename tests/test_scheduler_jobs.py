@@ -125,6 +125,7 @@ class Heard(JobListener):
         self.statuses.append(run.status)
 
 
+@pytest.mark.slow
 def test_a_running_job_is_never_started_twice(settings: Settings) -> None:
     config = configure(
         {"name": "sleepy", "kind": "command", "command": python("import time; time.sleep(1.5)")}
@@ -265,6 +266,7 @@ HOLDER = (
 )
 
 
+@pytest.mark.slow
 def test_a_goldset_replay_that_cannot_record_its_run_fails_its_job_run_saying_so(
     settings: Settings, retriever: FakeRetriever
 ) -> None:

@@ -118,6 +118,7 @@ def run_job(capsys: pytest.CaptureFixture[str], name: str, *, code: int = 0) -> 
     return data
 
 
+@pytest.mark.slow
 def test_the_ingest_job_follows_a_growing_log_directory(
     configured: Path, logs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

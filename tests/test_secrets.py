@@ -102,6 +102,7 @@ def assert_no_secret(home: Path, *outputs: str) -> None:
                     assert secret not in str(value), f"{secret!r} in {table}.{column}"
 
 
+@pytest.mark.slow
 def test_retriever_url_credentials_are_masked_everywhere(
     echoing_server: int, env: dict[str, str]
 ) -> None:
@@ -128,6 +129,7 @@ def test_retriever_url_credentials_are_masked_everywhere(
     assert_no_secret(home, run.stdout, run.stderr)
 
 
+@pytest.mark.slow
 def test_judge_api_key_echoed_in_an_error_is_masked_everywhere(
     echoing_server: int, env: dict[str, str]
 ) -> None:

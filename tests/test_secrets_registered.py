@@ -191,6 +191,7 @@ cooldown = 0
     return env, sink_file
 
 
+@pytest.mark.slow
 def test_jobs_run_of_a_leaking_command_job_masks_its_output_and_the_store(
     tmp_path: Path,
 ) -> None:
@@ -203,6 +204,7 @@ def test_jobs_run_of_a_leaking_command_job_masks_its_output_and_the_store(
     assert_store_has_no(tmp_path / "home" / "evalkit.duckdb")
 
 
+@pytest.mark.slow
 def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
     tmp_path: Path, serves: list[object]
 ) -> None:
@@ -249,6 +251,7 @@ def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
     assert_store_has_no(home / "evalkit.duckdb")
 
 
+@pytest.mark.slow
 def test_a_command_job_echoing_the_retriever_tokens_of_the_environment_is_masked(
     tmp_path: Path,
 ) -> None:
@@ -302,6 +305,7 @@ def test_every_command_masks_its_log_lines(capsys: pytest.CaptureFixture[str]) -
     assert secret not in err
 
 
+@pytest.mark.slow
 def test_a_sink_failure_quoting_another_sink_s_token_is_masked_on_stderr(
     tmp_path: Path,
 ) -> None:
@@ -376,6 +380,7 @@ def base64_echo() -> Iterator[str]:
         yield f"{url}/search"
 
 
+@pytest.mark.slow
 def test_a_bearer_key_echoed_in_base64_is_masked_in_the_store_and_runs_show(
     tmp_path: Path, base64_echo: str
 ) -> None:

@@ -48,6 +48,7 @@ def verdict_at(result: Comparison, min_effect: float) -> Decision:
 
 
 @pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.slow
 def test_false_fail_rate_is_at_most_alpha(model: str) -> None:
     regressions = dict.fromkeys(MIN_EFFECTS, 0)
     significant = passes = 0

@@ -60,6 +60,7 @@ def filled_store(path: Path, runs: int = 6) -> list[str]:
     return made
 
 
+@pytest.mark.slow
 def test_a_compacted_store_is_smaller_and_holds_the_same(tmp_path: Path) -> None:
     path = tmp_path / "evalkit.duckdb"
     runs = filled_store(path)
@@ -112,6 +113,7 @@ def test_a_copy_that_differs_leaves_the_store_as_it_was(
     assert not (tmp_path / "evalkit.duckdb.compacting").exists()
 
 
+@pytest.mark.slow
 def test_the_command_waits_for_the_writer_and_reports_in_json(
     evalkit_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,6 +141,7 @@ def test_the_command_waits_for_the_writer_and_reports_in_json(
     assert f"compacted {path}: " in " ".join(capsys.readouterr().err.split())
 
 
+@pytest.mark.slow
 def test_it_waits_for_a_reader_and_keeps_the_file_s_mode_and_place(tmp_path: Path) -> None:
     """A reader holding the file (the dashboard, a script) made the compaction fail at once;
     the copy took the default mode, and replaced a symbolic link by a regular file."""

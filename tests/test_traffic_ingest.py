@@ -609,6 +609,7 @@ LINE_TEXTS = st.text(
     texts=st.lists(LINE_TEXTS, min_size=1, max_size=12),
     cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=4),
 )
+@pytest.mark.slow
 def test_any_sequence_of_partial_appends_stores_every_line_once(
     texts: list[str], cuts: list[float]
 ) -> None:
@@ -641,6 +642,7 @@ def test_any_sequence_of_partial_appends_stores_every_line_once(
     batch_lines=st.integers(min_value=1, max_value=7),
     newline_at_end=st.booleans(),
 )
+@pytest.mark.slow
 def test_where_a_read_of_the_file_ends_changes_nothing(
     texts: list[str], garbage_at: int, read_bytes: int, batch_lines: int, newline_at_end: bool
 ) -> None:

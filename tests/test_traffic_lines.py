@@ -413,6 +413,7 @@ def log_lines(draw: st.DrawFn) -> bytes:
     first_line=st.integers(1, 10**6),
     smallest=st.sampled_from([1, 3, 256]),
 )
+@pytest.mark.slow
 def test_block_and_line_by_line_decoding_agree(
     lines: list[bytes], first_line: int, smallest: int
 ) -> None:

@@ -268,6 +268,7 @@ def test_a_full_disk_refuses_the_batch_and_keeps_every_batch_written(
     assert len(stored_ids(store)) == len(written)
 
 
+@pytest.mark.slow
 def test_serve_exits_with_the_spool_path_when_the_spool_cannot_be_opened(
     tmp_path: Path,
 ) -> None:
@@ -302,6 +303,7 @@ def refused_by_the_store(span_id: str) -> PreparedSpans:
     return dataclasses.replace(batch, records=batch.records.set_column(index, "query_id", nulls))
 
 
+@pytest.mark.slow
 def test_a_batch_the_store_keeps_refusing_is_set_aside_and_the_rest_committed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

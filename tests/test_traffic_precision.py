@@ -301,6 +301,7 @@ def test_the_alert_rule_reports_a_misspelt_baseline_window_as_its_error(store: S
     )
 
 
+@pytest.mark.slow
 def test_drift_precision_traffic_on_the_command_line(tmp_path: Path) -> None:
     home = tmp_path / ".evalkit"
     with Store.open(home / "evalkit.duckdb") as store:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from chromadb.api.client import Client
 from conftest import REPO_ROOT
 from test_docs_python import python_block
@@ -61,6 +62,7 @@ def gate_example() -> str:
     return fixture_test.replace("import pytest\n", "")
 
 
+@pytest.mark.slow
 def test_user_code_written_as_the_docs_show_passes_mypy_strict(tmp_path: Path) -> None:
     """evaluate_goldset and the gate and traffic workflows were annotated with the whole
     ``Retriever`` protocol, so the docs' retrieve-only retriever failed mypy --strict; and
