@@ -517,6 +517,25 @@ def test_a_judge_grading_everything_alike_says_why_tau_is_undefined(
     assert note in " ".join(shown.stdout.split())
 
 
+def test_an_agreement_with_no_judgment_allowed_names_the_budget_by_its_flag(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """The library names the setting (`max_judgments`); the command shows its flag."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    with grading_judge(GradingJudge(goldset.known())) as judge:
+        refused = invoke_evalkit(
+            "judge", "agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "4", "--k", "5", "--max-judgments", "0",
+            env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert judge.requests == 0
+    assert refused.returncode == 2, refused.stderr
+    assert " ".join(refused.stderr.split()).endswith(
+        "(the documents are missing from the corpus or collection, or --max-judgments is 0)"
+    )
+
+
 def test_an_agreement_on_pairs_mostly_over_the_budget_is_refused_and_the_next_pass_goes_on(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

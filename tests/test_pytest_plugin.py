@@ -599,7 +599,7 @@ def test_evalkit_errors_fail_the_test_with_what_to_fix(project: pytest.Pytester)
             "the candidate run * is partial: 1 of 40 queries failed; first: TimeoutError: "
             "shard 3 did not answer. The gate needs every query answered, and leaving a "
             "failed query out would hide the worst outcome: replay once the retriever answers "
-            "them, or count each failed query as 0 (--failed-as-zero).",
+            "them, or count each failed query as 0 (failed_as_zero).",
         ]
     )
     result.stdout.fnmatch_lines(["*module 'mysearch' has no attribute 'nothing'*"])

@@ -16,8 +16,10 @@ from evalkit.judging.coverage import parse_mix
 from evalkit.pipeline.answer_scores import answer_settings
 from evalkit.pipeline.goldset_remap import GoldsetRemapRequest
 from evalkit.pipeline.leaderboard import select_runs
+from evalkit.pipeline.review import record_review
 from evalkit.records import Judgment, Query
 from evalkit.records.freshness import FreshnessRequest
+from evalkit.records.review import Verdict
 from evalkit.store import Store
 
 
@@ -128,3 +130,10 @@ def test_answer_scoring_without_a_judge_names_the_setting_and_the_cli_its_flag()
         answer_settings(JudgeSettings(method="llm"))
     assert str(raised.value).endswith("or turn answer scoring off (`answers = false`)")
     assert with_flags(str(raised.value)).endswith("or turn answer scoring off (--no-answers)")
+
+
+def test_a_rejection_with_grades_names_the_settings_and_the_cli_its_flags(store: Store) -> None:
+    with pytest.raises(InputError) as raised:
+        record_review(store, "item-1", reviewer="ana", verdict=Verdict.reject, grades={"d1": 2})
+    assert str(raised.value).endswith("give either verdict `reject` or `grades`")
+    assert with_flags(str(raised.value)).endswith("give either --reject or --grade")

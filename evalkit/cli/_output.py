@@ -49,6 +49,8 @@ __all__ = [
 SETTING_FLAGS: Mapping[str, str] = {
     "(failed_as_zero)": "(--failed-as-zero)",
     "qrels or goldset": "--qrels or --goldset",
+    "`max_judgments`": "--max-judgments",
+    "verdict `reject` or `grades`": "--reject or --grade",
     "`where_key`": "--where-key",
     "`http_url`": "--http-retriever",
     "`retriever`": "--retriever",

@@ -430,7 +430,7 @@ def check_shippable(retriever: RetrieverOptions) -> None:
                 f"the Ray engine's actors, which each build their own retriever from the "
                 f"options: {type(error).__name__}: {masked_excerpt(str(error), 200)}. Pass a "
                 "value that can be pickled (a number, a string, a path) and build the object "
-                "inside the factory, or replay with --engine local"
+                'inside the factory, or replay with engine = "local"'
             ) from error
 
 

@@ -138,7 +138,7 @@ def measure_agreement(
         if not outcome.plan.n_to_judge:
             raise ConfigError(
                 "no sampled pair could be judged: none is in the judged pool and none was sent "
-                "(the documents are missing from the corpus or collection, or --max-judgments is 0)"
+                "(the documents are missing from the corpus or collection, or `max_judgments` is 0)"
             )
         reasons = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
         said = f"; the first: {outcome.first_failure}" if outcome.first_failure else ""

@@ -131,7 +131,7 @@ def replay_candidate(
             f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
             f"{outcome.run.error}. The gate needs every query answered, and leaving a "
             "failed query out would hide the worst outcome: replay once the retriever "
-            "answers them, or count each failed query as 0 (--failed-as-zero)."
+            "answers them, or count each failed query as 0 (failed_as_zero)."
         )
     return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
 

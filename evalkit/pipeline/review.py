@@ -435,8 +435,8 @@ def record_review(
         raise InputError("the edited question is empty", field="question")
     if verdict is Verdict.reject and grades:
         raise InputError(
-            "a rejected item takes no grades (they would be dropped); give either --reject "
-            "or --grade",
+            "a rejected item takes no grades (they would be dropped); give either verdict "
+            "`reject` or `grades`",
             field="grade",
         )
     with access.writer("review grade") as store:
