@@ -60,14 +60,17 @@ typecheck: $(STAMP)
 # together, so a module's fixtures are built once. (A worker more than there are cores was
 # no faster here and made the timing-sensitive browser and Prometheus tests flaky.)
 TEST_WORKERS ?= $(shell nproc)
+# A worker that crashes (a segfault in a C extension) fails the run at once, naming the test it
+# ran: xdist 3.8 replaces it, and under loadfile the run then waits forever (pytest-xdist#784).
+XDIST = -n $(TEST_WORKERS) --dist loadfile --max-worker-restart=0
 
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest $(XDIST)
 
 # The edit loop: every test but those marked slow (each takes seconds: real embeddings,
 # servers, clusters, a browser, other processes), spread over the cores as make unit does.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
 install-check: $(STAMP)
