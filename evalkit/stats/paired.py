@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -422,13 +422,13 @@ def _values(
 
 @dataclass(frozen=True, slots=True)
 class _Sizing:
-    """What an inconclusive measure needs: queries for ``effect`` and for the observed
-    ``|delta|``, and the sentence that says which is which."""
+    """What an inconclusive measure needs, as ``MetricComparison``'s fields of the same names:
+    queries for the effect and for the observed ``|delta|``, and the sentence that says which."""
 
-    needed: int | None
-    effect: float | None
-    observed: int | None
-    note: str
+    queries_needed: int | None
+    queries_needed_effect: float | None
+    queries_needed_observed: int | None
+    queries_needed_note: str
 
 
 def _inconclusive_size(*, sd_diff: float, delta: float, min_effect: float, level: float) -> _Sizing:
@@ -591,10 +591,7 @@ def compare_runs(
                 effect_size=float(effect_sizes[j]),
                 sd_diff=float(sds[j]),
                 decision=decision,
-                queries_needed=sizing.needed,
-                queries_needed_note=sizing.note,
-                queries_needed_effect=sizing.effect,
-                queries_needed_observed=sizing.observed,
+                **asdict(sizing),
                 query_ids=ids,
                 baseline_values=base_column,
                 candidate_values=cand_column,
@@ -606,10 +603,7 @@ def compare_runs(
         n_shared=n,
         only_in_baseline=only_in_baseline,
         only_in_candidate=only_in_candidate,
-        alpha=test.alpha,
-        min_effect=test.min_effect,
-        resamples=test.resamples,
-        seed=test.seed,
+        **asdict(test),
         confidence=confidence,
         ci_method=ci_method,
         decision_test=decision_test,
