@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,15 +149,8 @@ class JudgingPlan:
     estimated_tokens: int
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "assessor": self.assessor,
-            "pairs": self.n_pairs,
-            "in_pool": self.n_in_pool,
-            "to_judge": self.n_to_judge,
-            "over_budget": self.n_over_budget,
-            "estimated_tokens": self.estimated_tokens,
-        }
+        """JSON-ready form: the fields, each count named without its ``n_``."""
+        return {name.removeprefix("n_"): value for name, value in asdict(self).items()}
 
 
 @dataclass(frozen=True, slots=True)
