@@ -640,6 +640,7 @@ class FusionRuns:
         present[rows] = True
         positions[rows] = self._row_position
         candidates = self.candidates_per_query[self.candidate_query]
+        sizes = self._sizes
         if norm == "borda":
             candidates_of_row = candidates[self._row_candidate]
             values[rows] = 1 - self._row_position / candidates_of_row
@@ -647,21 +648,16 @@ class FusionRuns:
             absent = ~present
             values[absent] = (0.5 - (run_sizes - 1) / (2 * candidates[None, :]))[absent]
             positions[absent] = (run_sizes + self._absent_order(absent))[absent]
-            return _Grid(
-                values=values,
-                present=np.ones(shape, dtype=np.bool_),
-                positions=positions,
-                candidate_query=self.candidate_query,
-                sizes=np.broadcast_to(self.candidates_per_query, self._sizes.shape),
-                candidates_per_query=self.candidates_per_query,
-            )
-        values[rows] = self._normalised(norm)
+            present = np.ones(shape, dtype=np.bool_)
+            sizes = np.broadcast_to(self.candidates_per_query, self._sizes.shape)
+        else:
+            values[rows] = self._normalised(norm)
         return _Grid(
             values=values,
             present=present,
             positions=positions,
             candidate_query=self.candidate_query,
-            sizes=self._sizes,
+            sizes=sizes,
             candidates_per_query=self.candidates_per_query,
         )
 
