@@ -120,7 +120,22 @@ class IndexVersions(Protocol):
         ...
 
 
-def _frame(rows: Iterable[tuple[str, str | None, str | None, datetime | None]]) -> pd.DataFrame:
+_Version = tuple[str, str | None, str | None, datetime | None]
+
+
+def _version(
+    doc_id: object, content: str | None, text: object, written: object, field: str
+) -> _Version:
+    """The ``VERSION_COLUMNS`` row of ``doc_id``; ``field`` names where ``written`` is kept."""
+    return (
+        str(doc_id),
+        content,
+        text_hash(text) if isinstance(text, str) else None,
+        parse_time(written, field=field),
+    )
+
+
+def _frame(rows: Iterable[_Version]) -> pd.DataFrame:
     """One row per document: a document held as several rows keeps no hash (its chunks'
     texts are not its own) and its earliest write time."""
     frame = pd.DataFrame(list(rows), columns=list(VERSION_COLUMNS))
@@ -171,9 +186,7 @@ class ChromaVersions:
         """The stored version of each document of ``doc_ids`` the collection holds."""
         return _frame(self._rows(doc_ids))
 
-    def _rows(
-        self, doc_ids: Sequence[str]
-    ) -> Iterator[tuple[str, str | None, str | None, datetime | None]]:
+    def _rows(self, doc_ids: Sequence[str]) -> Iterator[_Version]:
         # Chroma raises its own errors and transport errors alike: any is a failed read.
         pages = _read_pages(
             doc_ids,
@@ -189,13 +202,12 @@ class ChromaVersions:
                 stored = metadata.get(CONTENT_HASH_KEY)
                 if not stored and text is not None:
                     stored = _foreign_hash(str(doc_id), text, metadata)
-                yield (
-                    str(doc_id),
+                yield _version(
+                    doc_id,
                     str(stored) if stored else None,
-                    text_hash(text) if text is not None else None,
-                    parse_time(
-                        metadata.get(INDEXED_AT_KEY), field=f"metadata key {INDEXED_AT_KEY!r}"
-                    ),
+                    text,
+                    metadata.get(INDEXED_AT_KEY),
+                    f"metadata key {INDEXED_AT_KEY!r}",
                 )
 
     def close(self) -> None:
@@ -295,24 +307,17 @@ class PgvectorVersions:
         # psycopg is an optional extra: only a pgvector index is read with it.
         import psycopg
 
-        rows: list[tuple[str, str | None, str | None, datetime | None]] = []
         pages = _read_pages(
             doc_ids,
             lambda page: self._conn.execute(self._query, (page,)).fetchall(),
             what=f"rows of table {self._table_name!r}",
             errors=psycopg.Error,
         )
-        for fetched in pages:
-            rows.extend(
-                (
-                    str(doc_id),
-                    None,
-                    text_hash(text) if text is not None else None,
-                    parse_time(written, field=f"column {self._time_column!r}"),
-                )
-                for doc_id, text, written in fetched
-            )
-        return _frame(rows)
+        return _frame(
+            _version(doc_id, None, text, written, f"column {self._time_column!r}")
+            for fetched in pages
+            for doc_id, text, written in fetched
+        )
 
     def close(self) -> None:
         """Close the connection."""
@@ -356,27 +361,21 @@ class QdrantVersions:
 
     def versions(self, doc_ids: Sequence[str]) -> pd.DataFrame:
         """The stored version of each document of ``doc_ids`` the collection holds."""
-        rows: list[tuple[str, str | None, str | None, datetime | None]] = []
         # The client raises its own errors and transport errors alike: any is a failed read.
         pages = _read_pages(
             doc_ids, self._points, what=f"points of Qdrant collection {self._collection!r}"
         )
-        for points in pages:
-            for doc_id, payload in points:
-                text = payload.get(self._settings.text_payload_key or "")
-                rows.append(
-                    (
-                        doc_id,
-                        None,
-                        text_hash(text) if isinstance(text, str) else None,
-                        parse_time(
-                            payload.get(self._time_key), field=f"payload key {self._time_key!r}"
-                        )
-                        if self._time_key
-                        else None,
-                    )
-                )
-        return _frame(rows)
+        return _frame(
+            _version(
+                doc_id,
+                None,
+                payload.get(self._settings.text_payload_key or ""),
+                payload.get(self._time_key) if self._time_key else None,
+                f"payload key {self._time_key!r}",
+            )
+            for points in pages
+            for doc_id, payload in points
+        )
 
     def _points(self, page: list[str]) -> list[tuple[str, dict[str, Any]]]:
         # qdrant_client is an optional extra: only a Qdrant index is read with it.
