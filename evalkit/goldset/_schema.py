@@ -93,26 +93,22 @@ def check_identifier(value: object) -> str | None:
     return None
 
 
-def _check_text(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"must be a string, got {describe_value(value)}"
-    if not value.strip():
-        return "is empty; give the text"
-    return None
+def _text_check(wanted: str, blank: str | None) -> FieldCheck:
+    """A check that a value is ``wanted`` (a string), and not blank unless ``blank`` is None."""
+
+    def check(value: object) -> str | None:
+        if not isinstance(value, str):
+            return f"must be {wanted}, got {describe_value(value)}"
+        return blank if blank is not None and not value.strip() else None
+
+    return check
 
 
-def _check_optional_text(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"must be a string or null, got {describe_value(value)}"
-    if not value.strip():
-        return "is empty; omit the field (or use null) when there is none"
-    return None
-
-
-def _check_string(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"must be a string or null, got {describe_value(value)}"
-    return None
+_check_text = _text_check("a string", "is empty; give the text")
+_check_optional_text = _text_check(
+    "a string or null", "is empty; omit the field (or use null) when there is none"
+)
+_check_string = _text_check("a string or null", None)
 
 
 def check_identifier_list(value: object) -> str | None:
@@ -130,13 +126,7 @@ def check_grade(value: object) -> str | None:
     """A grade is an integer from 0 to ``MAX_GRADE``; an integral JSON number such as
     ``2.0`` counts as ``2``."""
     wanted = f"must be an integer grade from 0 to {MAX_GRADE} (0 = judged not relevant)"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{wanted}, got {describe_value(value)}"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{wanted}, got {describe_value(value)}"
-    if not 0 <= value <= MAX_GRADE:
-        return f"{wanted}, got {describe_value(value)}"
-    return None
+    return _check_whole(value, MAX_GRADE, wanted)
 
 
 def grade_value(value: object) -> int:
@@ -148,11 +138,17 @@ def grade_value(value: object) -> int:
 
 def _check_offset(value: object) -> str | None:
     wanted = f"must be a character offset, an integer from 0 to {MAX_OFFSET}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{wanted}, got {describe_value(value)}"
-    if isinstance(value, float) and not value.is_integer():
-        return f"{wanted}, got {describe_value(value)}"
-    if not 0 <= value <= MAX_OFFSET:
+    return _check_whole(value, MAX_OFFSET, wanted)
+
+
+def _check_whole(value: object, high: int, wanted: str) -> str | None:
+    """``wanted`` and the value, unless it is a whole number from 0 to ``high``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not value.is_integer())
+        or not 0 <= value <= high
+    ):
         return f"{wanted}, got {describe_value(value)}"
     return None
 
