@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.stop import stop_after_attempt
@@ -99,16 +99,18 @@ class RetryPolicy:
         hint = self.retry_after(error) if error is not None else None
         return self.wait(state.attempt_number - 1, hint)
 
+    def _tenacity(self) -> dict[str, Any]:
+        """The policy as tenacity takes it, for ``call`` and ``acall`` alike."""
+        return {
+            "stop": stop_after_attempt(self.retries + 1),
+            "wait": self._wait_for,
+            "retry": retry_if_exception(self.retryable),
+            "reraise": True,
+        }
+
     def call(self, attempt: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
         """Run ``attempt()`` until it returns, retrying as the policy allows."""
-        retrying = Retrying(
-            sleep=sleep,
-            stop=stop_after_attempt(self.retries + 1),
-            wait=self._wait_for,
-            retry=retry_if_exception(self.retryable),
-            reraise=True,
-        )
-        return retrying(attempt)
+        return Retrying(sleep=sleep, **self._tenacity())(attempt)
 
     async def acall(
         self,
@@ -117,14 +119,7 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> T:
         """Await ``attempt()`` until it returns, retrying as the policy allows."""
-        retrying = AsyncRetrying(
-            sleep=sleep,
-            stop=stop_after_attempt(self.retries + 1),
-            wait=self._wait_for,
-            retry=retry_if_exception(self.retryable),
-            reraise=True,
-        )
-        return await retrying(attempt)
+        return await AsyncRetrying(sleep=sleep, **self._tenacity())(attempt)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
