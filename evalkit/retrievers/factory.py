@@ -299,44 +299,37 @@ def build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
-def _vector_store_embedder(
+def _vector_store_arguments(
     options: RetrieverOptions, settings: Settings, extra: str, retriever: str
-) -> TextEmbedder:
+) -> dict[str, Any]:
     """Check that the optional ``extra`` (and the local model's modules) is installed; the
-    query embedder of ``retriever``, a vector-store retriever."""
+    keyword arguments of ``retriever``, a vector-store retriever: its query embedder and
+    what the options and settings say of every vector store."""
     require_all((extra, *local_model_modules(settings)), retriever)
-    return _vector_query_embedder(options, settings, retriever)
+    return {
+        "embedder": _vector_query_embedder(options, settings, retriever),
+        "where_key": options.where_key,
+        "batch_size": settings.query_batch_size,
+        "defer_model_check": options.defer_model_check,
+    }
 
 
 def build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
     """The pgvector table of ``[retriever.pgvector]``."""
-    embedder = _vector_store_embedder(options, settings, "psycopg", "the pgvector retriever")
+    arguments = _vector_store_arguments(options, settings, "psycopg", "the pgvector retriever")
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
 
-    return PgvectorRetriever(
-        settings.retriever.pgvector,
-        embedder,
-        where_key=options.where_key,
-        batch_size=settings.query_batch_size,
-        defer_model_check=options.defer_model_check,
-    )
+    return PgvectorRetriever(settings.retriever.pgvector, **arguments)
 
 
 def build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     """The Qdrant collection of the options or ``[retriever.qdrant]``."""
-    embedder = _vector_store_embedder(options, settings, "qdrant_client", "the qdrant retriever")
+    arguments = _vector_store_arguments(options, settings, "qdrant_client", "the qdrant retriever")
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
 
-    return QdrantRetriever(
-        settings.retriever.qdrant,
-        embedder,
-        collection=options.collection,
-        where_key=options.where_key,
-        batch_size=settings.query_batch_size,
-        defer_model_check=options.defer_model_check,
-    )
+    return QdrantRetriever(settings.retriever.qdrant, collection=options.collection, **arguments)
 
 
 def build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
