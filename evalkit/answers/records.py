@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from evalkit.records import Query
+from evalkit.records.jsonready import json_ready
 
 __all__ = [
     "AnswerRecord",
@@ -198,18 +199,10 @@ class MetricSummary:
         return self.n_measured + self.n_unmeasured
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "metric": self.metric,
-            "method": self.method,
-            "mean": self.mean,
-            "n_measured": self.n_measured,
-            "n_unmeasured": self.n_unmeasured,
-            "n_total": self.n_total,
-            "unmeasured_by_reason": dict(self.unmeasured_by_reason),
-            "judge_model": self.judge_model,
-            "prompt_version": self.prompt_version,
-        }
+        """JSON-ready form: the fields, with ``n_total`` after the two counts it adds up."""
+        items = list(json_ready(self).items())
+        at = [name for name, _ in items].index("n_unmeasured") + 1
+        return dict([*items[:at], ("n_total", self.n_total), *items[at:]])
 
 
 @dataclass(frozen=True, slots=True)
