@@ -35,6 +35,7 @@ __all__ = [
     "SupportsIndexSize",
     "SupportsPrefetch",
     "SupportsRetrieve",
+    "Unfingerprinted",
     "check_retriever",
     "checked_description",
     "checked_results",
@@ -194,6 +195,19 @@ class ClosesOnExit:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class Unfingerprinted:
+    """A mixin for retrievers that cannot tell what they indexed or which model embeds the
+    queries (a generic HTTP endpoint, a framework's retriever): both fingerprints are None."""
+
+    def index_fingerprint(self) -> str | None:
+        """None: the retriever does not say what it has indexed."""
+        return None
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """None: the retriever does not say which model embeds the queries."""
+        return None
 
 
 RESULTS_CONTRACT = (

@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import ClosesOnExit, finite_float, ranked_docs
+from evalkit.retrievers.base import ClosesOnExit, Unfingerprinted, finite_float, ranked_docs
 
 __all__ = [
     "NOT_FINGERPRINTED",
@@ -125,7 +124,7 @@ def qualified_name(value: object) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-class FrameworkAdapter(ClosesOnExit, Generic[R]):
+class FrameworkAdapter(Unfingerprinted, ClosesOnExit, Generic[R]):
     """What the adapters of retrievers that embed queries themselves share.
 
     Takes the user's retriever (an instance of the class's ``_base``) and the options, checked;
@@ -177,14 +176,6 @@ class FrameworkAdapter(ClosesOnExit, Generic[R]):
             "model": NOT_FINGERPRINTED,
             "where_key": self._where_key,
         }
-
-    def index_fingerprint(self) -> str | None:
-        """None: a framework's retriever does not say what it has indexed."""
-        return None
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """None: the retriever embeds queries itself, with a model evalkit does not call."""
-        return None
 
     def close(self) -> None:
         """Nothing to close: the user's retriever belongs to the user."""

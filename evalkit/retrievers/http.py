@@ -21,7 +21,6 @@ import msgspec
 
 from evalkit.config.secrets import HTTP_RETRIEVER_TOKEN_ENV
 from evalkit.coroutines import map_requests
-from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.jsonsafe import depth_checked
 from evalkit.records import Query, QueryResult, ScoredDoc
@@ -35,6 +34,7 @@ from evalkit.redaction import (
 )
 from evalkit.retrievers.base import (
     ClosesOnExit,
+    Unfingerprinted,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -298,7 +298,7 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     return retry_after_seconds(response.headers.get("Retry-After"))
 
 
-class HttpRetriever(ClosesOnExit):
+class HttpRetriever(Unfingerprinted, ClosesOnExit):
     """A retriever behind an HTTP JSON endpoint (one POST per query, concurrent).
 
     ``timeout`` is per request, in seconds; the n-th of ``retries`` waits ``backoff * 2**n``
@@ -506,14 +506,6 @@ class HttpRetriever(ClosesOnExit):
             "headers": sorted(self._headers),
             "token_from_env": self._token_from_env,
         }
-
-    def index_fingerprint(self) -> str | None:
-        """None: a generic endpoint does not say what it has indexed."""
-        return None
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """None: a generic endpoint does not say which model it embeds with."""
-        return None
 
     def close(self) -> None:
         """Close the connection pool."""
