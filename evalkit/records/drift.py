@@ -5,7 +5,7 @@ a drift check stores (``DriftCheck``; the store adds an id and a time,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = ["DriftCheck", "DriftResult"]
@@ -86,17 +86,9 @@ class DriftCheck:
             stream=stream,
             subject=subject,
             finding="drift" if result.is_drift else "ok",
-            method=result.method,
             reference=reference,
             current=current,
-            n_reference=result.n_reference,
-            n_current=result.n_current,
-            statistic=result.statistic,
-            p_value=result.p_value,
-            threshold=result.threshold,
-            effect_size=result.effect_size,
-            is_drift=result.is_drift,
-            seed=result.seed,
+            **{f.name: getattr(result, f.name) for f in fields(result) if f.name != "details"},
             details={**dict(result.details), **dict(details or {})},
             report_path=report_path,
         )
