@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -96,14 +96,7 @@ class StoredScoring(JsonReady):
         return AnswerScores(
             scores=(),
             summaries=tuple(summaries),
-            n_records=self.n_records,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            scoring_id=self.scoring_id,
-            run_id=self.run_id,
-            source=self.source,
-            judge_calls=self.judge_calls,
-            cache_hits=self.cache_hits,
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"},
         )
 
 
