@@ -363,13 +363,8 @@ class CallGuard:
     @classmethod
     def from_settings(cls, settings: JudgeSettings) -> CallGuard:
         """A guard with the limits of ``settings``."""
-        return cls(
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            retry_backoff=settings.retry_backoff,
-            concurrency=settings.concurrency,
-            requests_per_minute=settings.requests_per_minute,
-        )
+        limits = ("timeout", "max_retries", "retry_backoff", "concurrency", "requests_per_minute")
+        return cls(**{name: getattr(settings, name) for name in limits})
 
     async def call(self, make_call: Callable[[], Awaitable[T]]) -> T:
         """Run ``make_call()`` under the limits; raise JudgeCallError once retries are spent."""
