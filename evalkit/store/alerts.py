@@ -103,13 +103,13 @@ def _upsert_state(con: duckdb.DuckDBPyConnection, state: StoredAlertState) -> No
     con.execute(
         f"INSERT INTO alert_state ({_STATE_COLUMNS}) VALUES ({placeholders(16)})"
         f" ON CONFLICT (dedup_key) DO UPDATE SET {updates}",
-        values_of(
-            state,
-            _STATE_COLUMNS,
-            evidence=json_text(dict(state.evidence)),
-            links=json_text(dict(state.links)),
-        ),
+        values_of(state, _STATE_COLUMNS, **_json_maps(state)),
     )
+
+
+def _json_maps(record: StoredAlertState | StoredAlert) -> dict[str, str]:
+    """The evidence and links of an alert or a key's state, as their JSON columns hold them."""
+    return {"evidence": json_text(dict(record.evidence)), "links": json_text(dict(record.links))}
 
 
 def load_alert_states(store: Store, *, rule: str | None = None) -> dict[str, StoredAlertState]:
@@ -188,13 +188,7 @@ def save_alert(
     ) as con:
         con.execute(
             f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({placeholders(14)})",
-            values_of(
-                alert,
-                _ALERT_COLUMNS,
-                evidence=json_text(dict(alert.evidence)),
-                links=json_text(dict(alert.links)),
-                n_sinks=len(sinks),
-            ),
+            values_of(alert, _ALERT_COLUMNS, **_json_maps(alert), n_sinks=len(sinks)),
         )
         _upsert_state(con, state)
         for sink in sinks:
