@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from evalkit.records import Query
-from evalkit.records.jsonready import json_ready
+from evalkit.records.jsonready import JsonReady, json_ready
 
 __all__ = [
     "AnswerRecord",
@@ -139,7 +139,7 @@ def item_columns(records: Sequence[AnswerRecord]) -> dict[str, list[Any]]:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricScore:
+class MetricScore(JsonReady):
     """One metric of one record: a value in [0, 1], or None with the reason it is unmeasured.
     ``judge_model`` / ``prompt_version`` say what produced it; ``n_repeats``, ``spread``,
     ``n_claims`` and ``n_supported`` describe repeated judging and claims.
@@ -171,10 +171,6 @@ class MetricScore:
     def measured(self) -> bool:
         """True when the score has a value."""
         return self.value is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the fields by name."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from evalkit.drift.watch import watch_drops
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics.measures import Measure, parse_measure
 from evalkit.records.drift import DriftCheck
+from evalkit.records.jsonready import JsonReady
 from evalkit.records.requests import (
     TRAFFIC_PRECISION_MEASURE,
     TRAFFIC_PRECISION_MIN_EFFECT,
@@ -53,7 +54,7 @@ _Z95 = NormalDist().inv_cdf(0.975)
 
 
 @dataclass(frozen=True, slots=True)
-class WindowTest:
+class WindowTest(JsonReady):
     """The newest window against the baseline window: the drop, its standard error, the
     one-sided p-value of a drop, and whether it is a regression (p < alpha and a drop of at
     least ``min_effect``)."""
@@ -66,10 +67,6 @@ class WindowTest:
     standard_error: float
     p_value: float
     regression: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 def _standard_error(point: WindowFigure) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.metrics import parse_measure
 from evalkit.records.audit import Reembedding
 from evalkit.records.drift import DriftCheck, DriftResult
+from evalkit.records.jsonready import JsonReady
 from evalkit.records.requests import (
     DRIFT_TEST_DEFAULTS,
     PRECISION_WATCH_DEFAULTS,
@@ -462,16 +463,12 @@ class PrecisionCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class SkippedSeries:
+class SkippedSeries(JsonReady):
     """A retriever's series that ``watch_precision`` could not check, and why."""
 
     subject: str
     runs: int
     reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
