@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
 
+from evalkit.records.jsonready import JsonReady
+
 __all__ = [
     "CAUSE_KINDS",
     "EVIDENCE_ROWS",
@@ -146,7 +148,7 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
 
 
 @dataclass(frozen=True, slots=True)
-class CauseLink:
+class CauseLink(JsonReady):
     """Where a cause's evidence is shown: a dashboard page and its query parameters."""
 
     page: str
@@ -161,10 +163,6 @@ class CauseLink:
     def url(self, root: str | None = None) -> str:
         """The link under the dashboard's ``root`` URL (the bare path without one)."""
         return f"{root.rstrip('/')}/{self.path}" if root else self.path
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {"page": self.page, "params": dict(self.params), "label": self.label}
 
 
 @dataclass(frozen=True, slots=True)

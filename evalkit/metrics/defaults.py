@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from evalkit.errors import InputError
 from evalkit.metrics.measures import parse_measures
+from evalkit.records.jsonready import json_ready
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -66,12 +67,7 @@ class DefaultMeasures:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: k, measures, adapted ({default: measured instead}) and note."""
-        return {
-            "k": self.k,
-            "measures": list(self.measures),
-            "adapted": dict(self.adapted),
-            "note": self.note,
-        }
+        return {**json_ready(self), "note": self.note}
 
 
 def default_measures_for(k: int) -> DefaultMeasures:

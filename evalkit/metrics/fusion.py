@@ -26,6 +26,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.metrics.evaluator import Evaluator
 from evalkit.metrics.inputs import JudgmentsInput, RunArrays, RunInput, long_run, to_int64
 from evalkit.metrics.measures import parse_measure
+from evalkit.records.jsonready import JsonReady, json_ready
 
 __all__ = [
     "DEFAULT_NORM",
@@ -474,12 +475,7 @@ class Fusion:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what a fused run records as its retriever configuration)."""
-        return {
-            "method": self.method,
-            "norm": self.norm,
-            "params": dict(self.params),
-            "weights": list(self.weights) if self.weights is not None else None,
-        }
+        return json_ready(self)
 
 
 def _checked_param(method: str, name: str, value: float) -> float:
@@ -811,20 +807,12 @@ def fuse(runs: Sequence[RunInput], fusion: Fusion, *, k: int | None = None) -> p
 
 
 @dataclass(frozen=True, slots=True)
-class FusionTrial:
+class FusionTrial(JsonReady):
     """One configuration :func:`optimize_fusion` tried, and its mean on the queries."""
 
     params: Mapping[str, float]
     weights: tuple[float, ...] | None
     score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "params": dict(self.params),
-            "weights": list(self.weights) if self.weights is not None else None,
-            "score": self.score,
-        }
 
 
 @dataclass(frozen=True, slots=True)
