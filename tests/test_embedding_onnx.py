@@ -387,3 +387,27 @@ def test_without_the_onnx_package_it_embeds_with_torch(tmp_path: Path) -> None:
     assert done.stdout.split() == ["torch", "384"]
     assert "the onnx package is not installed" in done.stderr
     assert not list(tmp_path.glob("onnx/*/model.onnx"))
+
+
+@pytest.mark.parametrize(("given", "threads"), [("1", 1), ("3", 3), (None, 0), ("all", 0)])
+def test_onnx_runtime_takes_its_thread_count_from_omp_num_threads(
+    onnx_embedder: Embedder,
+    onnx_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str | None,
+    threads: int,
+) -> None:
+    """ONNX Runtime does not read OMP_NUM_THREADS as torch and BLAS do; a process capped by
+    it is capped on ONNX Runtime too (0, one thread per core, when it is unset or not a
+    number)."""
+    layout = onnx_embedding.onnx_layout(default_model_path())
+    assert layout is not None
+    if given is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", given)
+    model = onnx_embedding.OnnxSentenceModel(
+        layout, onnx_embedding.onnx_model_file(layout, onnx_cache)
+    )
+    assert model._session.get_session_options().intra_op_num_threads == threads
+    assert model.encode(["a query"]).shape == (1, 384)

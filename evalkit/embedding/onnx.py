@@ -213,6 +213,12 @@ class OnnxSentenceModel:
         # and the retriever, the spinning takes the cores that work needs (measured: 300
         # queries 3.2 s spinning, 2.5 s not, beside a busy core).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ONNX Runtime takes a thread per core and does not read OMP_NUM_THREADS, which torch
+        # and the BLAS libraries do: a process capped below the cores (a container's CPU
+        # limit, test workers sharing the cores) is capped here too.
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) > 0:
+            options.intra_op_num_threads = int(threads)
         self._session = onnxruntime.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
