@@ -64,23 +64,34 @@ TEST_WORKERS ?= $(shell nproc)
 # ran: xdist 3.8 replaces it, and under loadfile the run then waits forever (pytest-xdist#784).
 XDIST = -n $(TEST_WORKERS) --dist loadfile --max-worker-restart=0
 
+# Each worker has a core, so the libraries it calls keep to one thread: torch, the BLAS
+# libraries and ONNX Runtime (which evalkit caps by OMP_NUM_THREADS too) each took a thread per
+# core, and two workers' threads waiting on each other cost 7 % more CPU for the same tests.
+ONE_THREAD := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest $(XDIST)
+	$(ONE_THREAD) $(BIN)/python -m pytest $(XDIST)
 
 # The edit loop: every test but those marked slow (each takes seconds: real embeddings,
 # servers, clusters, a browser, other processes), spread over the cores as make unit does.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(XDIST) -m "not slow"
+	$(ONE_THREAD) $(BIN)/python -m pytest $(XDIST) -m "not slow"
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
 install-check: $(STAMP)
 	$(BIN)/python tests/install_check.py
 
-# mypy and the install check each keep one core busy, so they run side by side (each one's
-# output shown whole when it ends); the unit tests take both cores and run after them.
-test: lint
-	$(MAKE) --no-print-directory -j2 --output-sync=target typecheck install-check
-	$(MAKE) --no-print-directory unit
+# mypy and the install check run beside the unit tests at the lowest priority but one: they
+# take the moments the tests leave a core idle (servers starting, browsers and real latencies
+# waited for), about a tenth of the cores, where they took two minutes of their own before
+# the tests. Their output is shown whole after the tests'; any failure fails the target.
+test: lint browser promtool
+	@checks=$$(mktemp); \
+	nice -n 10 $(MAKE) --no-print-directory -j2 --output-sync=target typecheck install-check \
+		>$$checks 2>&1 & pid=$$!; \
+	$(MAKE) --no-print-directory unit; tests=$$?; \
+	wait $$pid; checked=$$?; cat $$checks; rm -f $$checks; \
+	test $$tests -eq 0 && test $$checked -eq 0
 
 clean:
 	rm -rf $(VENV) .evalkit .pytest_cache .mypy_cache .ruff_cache
