@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from evalkit.records import Query
-from evalkit.records.jsonready import JsonReady, json_ready
+from evalkit.records.jsonready import JsonReady
 
 __all__ = [
     "AnswerRecord",
@@ -195,10 +195,18 @@ class MetricSummary:
         return self.n_measured + self.n_unmeasured
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the fields, with ``n_total`` after the two counts it adds up."""
-        items = list(json_ready(self).items())
-        at = [name for name, _ in items].index("n_unmeasured") + 1
-        return dict([*items[:at], ("n_total", self.n_total), *items[at:]])
+        """JSON-ready form."""
+        return {
+            "metric": self.metric,
+            "method": self.method,
+            "mean": self.mean,
+            "n_measured": self.n_measured,
+            "n_unmeasured": self.n_unmeasured,
+            "n_total": self.n_total,
+            "unmeasured_by_reason": dict(self.unmeasured_by_reason),
+            "judge_model": self.judge_model,
+            "prompt_version": self.prompt_version,
+        }
 
 
 @dataclass(frozen=True, slots=True)

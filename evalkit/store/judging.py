@@ -203,15 +203,29 @@ class StoredAgreement:
     details: Mapping[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the fields (``goldset_name`` as ``goldset``), with ``tau_pairs``
-        and ``tau_unjudged`` before ``n_runs``."""
-        items = [
-            ("goldset" if name == "goldset_name" else name, value)
-            for name, value in json_ready(self, utc_mark="").items()
-        ]
-        at = [name for name, _ in items].index("n_runs")
-        taus = [("tau_pairs", self.tau_pairs), ("tau_unjudged", self.tau_unjudged)]
-        return dict(items[:at] + taus + items[at:])
+        """JSON-ready form."""
+        return {
+            "agreement_id": self.agreement_id,
+            "assessor": self.assessor,
+            "goldset": self.goldset_name,
+            "goldset_version": self.goldset_version,
+            "measured_at": self.measured_at.isoformat(),
+            "n_pairs": self.n_pairs,
+            "n_unjudged": self.n_unjudged,
+            "kappa": self.kappa,
+            "kappa_low": self.kappa_low,
+            "kappa_high": self.kappa_high,
+            "kappa_scale": self.kappa_scale,
+            "confusion": dict(self.confusion),
+            "tau": self.tau,
+            "tau_p_value": self.tau_p_value,
+            "tau_measure": self.tau_measure,
+            "tau_pairs": self.tau_pairs,
+            "tau_unjudged": self.tau_unjudged,
+            "n_runs": self.n_runs,
+            "seed": self.seed,
+            "details": dict(self.details),
+        }
 
     @property
     def tau_pairs(self) -> int | None:
