@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                 f"({base}); commands run in them would use it. Move it away and run again.",
                 returncode=4,
             )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection built (every imported module, test_layers' syntax trees) out of
+    the garbage collector's reach: a worker holds about two million such objects, none ever
+    freed, which each full collection walked again (the fast suite's workers spent 28 s in
+    the collector before, 23 s after)."""
+    gc.freeze()
 
 
 @pytest.fixture(scope="session", autouse=True)
