@@ -132,7 +132,8 @@ def test_indexing_a_corpus_again_embeds_nothing_and_writes_the_same_vectors(
     evalkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``evalkit index`` into a second collection, with the bundled model: every document
-    vector comes from the cache, equal to the first collection's to the bit."""
+    vector comes from the cache, equal to the first collection's to the bit; the audit's
+    model check reads the stored texts' vectors from it too."""
     corpus = tmp_path / "corpus.jsonl"
     lines = DEMO_CORPUS.read_text(encoding="utf-8").splitlines()[:SAMPLE]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -157,6 +158,10 @@ def test_indexing_a_corpus_again_embeds_nothing_and_writes_the_same_vectors(
         if collection == "first-copy":
             assert sum(embedded) >= SAMPLE
     assert sum(embedded) <= len(CANARY_TEXTS), "only the canaries of the fingerprint"
+    embedded.clear()
+    audit = ["audit", "--collection", "second-copy", "--check", "model", "--model-sample", "0"]
+    assert invoke([*audit, "--format", "json"]) == 0
+    assert sum(embedded) <= len(CANARY_TEXTS), "every stored text's vector read from the cache"
 
     client = chromadb.PersistentClient(
         path=str(evalkit_home / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)

@@ -105,7 +105,12 @@ def audit(
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
     """
-    from evalkit.embedding import PacedEmbedder, build_query_embedder, local_model_modules
+    from evalkit.embedding import (
+        PacedEmbedder,
+        build_document_embedder,
+        close_embedder,
+        local_model_modules,
+    )
     from evalkit.pipeline import audit_collection
 
     config = settings()
@@ -136,24 +141,28 @@ def audit(
         seed=seed,
     )
     # The [embedder] the collection was indexed with, loaded when a check first needs it:
-    # the store, the goldset and the collection are checked before that.
-    embedder = build_query_embedder(config)
+    # the store, the goldset and the collection are checked before that. A text this model
+    # embedded before (`evalkit index`) is read from the vector cache, as indexing reads it.
+    embedder = build_document_embedder(config)
     if embedder is not None and output is OutputFormat.table:
         # Re-embedding every stored text (--model-sample 0) takes minutes: say how long first.
         embedder = PacedEmbedder(embedder, lambda pace: say(pace.describe()))
     # Opened for each piece of work the audit does: the checks run without the store.
     store = CommandStore("audit", write=save, config=config) if (save or goldset) else None
-    outcome = audit_collection(
-        store,
-        collection,
-        settings=config,
-        config=audit_config,
-        embedder=embedder,
-        chroma_url=chroma_url,
-        source=source,
-        goldset=goldset,
-        save=save,
-    )
+    try:
+        outcome = audit_collection(
+            store,
+            collection,
+            settings=config,
+            config=audit_config,
+            embedder=embedder,
+            chroma_url=chroma_url,
+            source=source,
+            goldset=goldset,
+            save=save,
+        )
+    finally:
+        close_embedder(embedder)
     report, audit_id = outcome.report, outcome.audit_id
     data = {"audit_id": audit_id, **report.to_dict(), "fail_on": fail_on.value}
     failed = report.fails(fail_on.value)

@@ -129,7 +129,7 @@ def _index_chroma(
     prune: bool,
     output: OutputFormat,
 ) -> None:
-    from evalkit.embedding import build_document_embedder, local_model_modules
+    from evalkit.embedding import build_document_embedder, close_embedder, local_model_modules
     from evalkit.goldset import iter_corpus, no_documents
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
@@ -189,9 +189,7 @@ def _index_chroma(
         raise
     finally:
         close_client(client)
-        close = getattr(embedder, "close", None)
-        if close is not None:
-            close()
+        close_embedder(embedder)
     if not url:
         # Records Chroma has not saved in the graph are inserted anew, in no fixed order, at
         # every opening of the store: each run would search another graph.

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from evalkit.embedding.query import TextEmbedder as TextEmbedder
     from evalkit.embedding.query import build_document_embedder as build_document_embedder
     from evalkit.embedding.query import build_query_embedder as build_query_embedder
+    from evalkit.embedding.query import close_embedder as close_embedder
     from evalkit.embedding.query import local_model_modules as local_model_modules
     from evalkit.embedding.query import prefetch_queries as prefetch_queries
 else:

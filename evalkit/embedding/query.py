@@ -23,6 +23,7 @@ __all__ = [
     "TextEmbedder",
     "build_document_embedder",
     "build_query_embedder",
+    "close_embedder",
     "local_model_modules",
     "prefetch_queries",
 ]
@@ -112,3 +113,11 @@ def build_document_embedder(settings: Settings) -> TextEmbedder | None:
     except RuntimeError:  # no home directory for the default cache
         return embedder
     return CachingEmbedder(embedder, directory)
+
+
+def close_embedder(embedder: TextEmbedder | None) -> None:
+    """Close what ``embedder`` holds open (a vector cache file, background threads), if it
+    holds anything; the model stays loaded."""
+    close = getattr(embedder, "close", None)
+    if close is not None:
+        close()

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from evalkit.config import Duration
-from evalkit.embedding import build_query_embedder
+from evalkit.embedding import build_document_embedder, close_embedder
 from evalkit.pipeline import (
     DriftOutcome,
     audit_collection,
@@ -320,16 +320,20 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
         seed=params.seed,
     )
     # The checks run without the store, as `evalkit audit`'s do.
-    outcome = audit_collection(
-        ctx.require_access(),
-        params.collection,
-        settings=settings,
-        config=config,
-        embedder=build_query_embedder(settings),
-        chroma_url=params.chroma_url,
-        source=params.source,
-        goldset=params.goldset,
-    )
+    embedder = build_document_embedder(settings)
+    try:
+        outcome = audit_collection(
+            ctx.require_access(),
+            params.collection,
+            settings=settings,
+            config=config,
+            embedder=embedder,
+            chroma_url=params.chroma_url,
+            source=params.source,
+            goldset=params.goldset,
+        )
+    finally:
+        close_embedder(embedder)
     stored = outcome.stored
     assert stored is not None  # saved: a store was given
     return JobOutcome(
