@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from demo_index import cached_minilm
 from postgres_server import (  # noqa: F401
     PostgresServer,
     free_port,
@@ -31,7 +32,7 @@ from postgres_server import (  # noqa: F401
 )
 
 from evalkit.config import DistanceMetric, EmbedderKind, PgvectorSettings, SearchMode, Settings
-from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
+from evalkit.embedding import CachingEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.goldset import Goldset, iter_corpus, load_goldset
 from evalkit.metrics import Evaluator, parse_measures
@@ -53,29 +54,6 @@ DEMO = REPO / "goldsets" / "demo"
 PASSWORD = "pg-Secret-4711"
 METRIC_OPS = {"cosine": "cosine_ops", "inner_product": "ip_ops", "l2": "l2_ops"}
 TABLES = {"hnsw": "demo_hnsw", "ivfflat": "demo_ivfflat", "exact": "kb.Demo Exact"}
-
-
-class CachingEmbedder:
-    """The bundled MiniLM, remembering every text's vector: the corpus is embedded once per
-    session for Chroma and PostgreSQL alike."""
-
-    def __init__(self, embedder: Embedder) -> None:
-        self._embedder = embedder
-        self._cache: dict[str, npt.NDArray[np.float32]] = {}
-        self.name = embedder.name
-        self.dimension = embedder.dimension
-
-    @property
-    def fingerprint(self) -> ModelFingerprint:
-        return self._embedder.fingerprint
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        missing = [text for text in dict.fromkeys(texts) if text not in self._cache]
-        if missing:
-            self._cache.update(zip(missing, self._embedder.embed(missing), strict=True))
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._cache[text] for text in texts])
 
 
 @dataclass(frozen=True)
@@ -115,7 +93,7 @@ def _vector(vector: npt.NDArray[np.float32]) -> str:
 def demo(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """The demo corpus in embedded Chroma and in three PostgreSQL tables (HNSW, IVFFlat and
     no index, each with one index per metric), embedded once."""
-    embedder = CachingEmbedder(load_embedder())
+    embedder = cached_minilm()
     goldset = load_goldset(DEMO, name="demo")
     documents = list(iter_corpus(DEMO / "corpus.jsonl"))
     vectors = embedder.embed([document.content for document in documents])
