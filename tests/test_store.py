@@ -85,6 +85,42 @@ def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
         assert second.schema_version() == MIGRATIONS[-1].number
 
 
+def test_a_new_store_is_made_at_once_with_the_schema_the_first_was_migrated_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first new store of a process replays every migration, one transaction each; a
+    later one runs the statements of the schema they built in one transaction, and has the
+    same tables, columns, constraints, indexes, sequences and migration history."""
+    monkeypatch.setattr(store_module, "_NEW_STORE_SCHEMA", {})
+    transactions: list[Path] = []
+    real_transaction = Store.transaction
+
+    def counted(self: Store):  # type: ignore[no-untyped-def]
+        transactions.append(self.path)
+        return real_transaction(self)
+
+    monkeypatch.setattr(Store, "transaction", counted)
+    catalog = (
+        "SELECT table_name, column_index, column_name, data_type, column_default, is_nullable"
+        " FROM duckdb_columns() WHERE NOT internal ORDER BY ALL",
+        "SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints()"
+        " ORDER BY ALL",
+        "SELECT table_name, sql FROM duckdb_indexes() ORDER BY ALL",
+        "SELECT sql FROM duckdb_sequences() ORDER BY ALL",
+        "SELECT number, name FROM schema_migrations ORDER BY ALL",
+    )
+    made = []
+    for name in ("first.duckdb", "second.duckdb"):
+        with Store.open(tmp_path / name) as opened:
+            made.append(([opened.fetch(sql) for sql in catalog], opened.migrated))
+    (first, first_names), (second, second_names) = made
+    assert transactions.count(tmp_path / "first.duckdb") == len(MIGRATIONS)
+    assert transactions.count(tmp_path / "second.duckdb") == 1
+    assert second == first
+    assert second_names == first_names == tuple(m.name for m in MIGRATIONS)
+    assert len(first[0]) > 400
+
+
 def test_goldset_round_trip_keeps_order_fields_and_version(store: Store) -> None:
     goldset = small_goldset()
     assert save_goldset(store, goldset) is True
