@@ -401,6 +401,9 @@ def test_topics_from_a_pipe_as_process_substitution_gives_them(tmp_path: Path) -
     try:
         goldset = load_trec_goldset(QRELS, fifo, on_notice=lambda _: None)
     finally:
+        # The writer may still be closing its end under load: opening the FIFO to read then
+        # would wait for a writer that never comes. Only one the loader never opened is left.
+        writer.join(timeout=10)
         if writer.is_alive():  # the FIFO was never opened: let the writer's open return
             with fifo.open("rb") as reader:
                 reader.read()
