@@ -738,10 +738,12 @@ through the proxy moved from 2.8 ms to 4.8 ms between quiet runs on a loaded 2-c
 (+/-20 % from run to run), where a 2x slower server is caught about half the time
 (``benchmarks/latency_test.py``, docs/gate.md); the fakes above test 2x on a quieter series,
 this test the Chroma path with a slowdown (4x) well beyond that noise."""
-QUIET_DELAY = 0.015
+QUIET_DELAY = 0.04
 """Every search's service time, quiet days too, as a retriever across a network has: the
 +/-20 % of a bare local search (3 ms) between runs on a loaded machine decided by itself
-whether the first run back from the slowdown read as resolved."""
+whether the first run back from the slowdown read as resolved. With 15 ms, the whole suite's
+load once added 12 ms to a quiet search's 27 and the run back from the slowdown still read
+as slow: a service time that outweighs the load keeps the test about Chroma's path."""
 
 
 @pytest.mark.slow
