@@ -106,16 +106,6 @@ def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    """Headless Chromium (test_dashboard_browser.chromium_driver), started once per session
-    and shared by the browser test modules: each start and quit costs seconds of CPU."""
-    from test_dashboard_browser import chromium_driver
-
-    with chromium_driver() as driver:
-        yield driver
-
-
 @pytest.fixture(scope="module")
 def ray_cluster() -> Any:
     """A local Ray instance (2 CPUs, loopback, no dashboard) shared by a module's tests, and

@@ -157,9 +157,13 @@ def chromium_driver() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: object) -> object:
-    """The session's headless Chromium (conftest's ``chromium``) for this module's pages."""
-    return chromium
+def browser() -> Iterator[object]:
+    """Headless Chromium for a module's pages, quit after them. A start and quit costs about
+    a CPU-second; a Chromium kept for the session cost far more: idle, 2.7 CPU-s a minute,
+    and 11 a minute while it showed a page whose dashboard had stopped, which its script
+    kept trying to reconnect to until the session ended."""
+    with chromium_driver() as driver:
+        yield driver
 
 
 def _render(driver, url: str, *, charts: int, expecting: Sequence[str] = ()) -> list[str]:  # type: ignore[no-untyped-def]
