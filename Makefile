@@ -12,7 +12,7 @@ export ANONYMIZED_TELEMETRY := False
 unexport PYTHONDONTWRITEBYTECODE
 DEMO_HOME ?= .evalkit
 
-.PHONY: install browser promtool demo test test-fast lint typecheck unit install-check benchmarks clean
+.PHONY: install browser promtool system-tools demo test test-fast lint typecheck unit install-check benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
 # sentence-transformers would fetch several GB of CUDA packages. Python compiles a module
@@ -86,7 +86,13 @@ install-check: $(STAMP)
 # tests leave a core idle (servers starting, browsers and real latencies waited for) and a
 # tenth of the cores otherwise, where they took two minutes of their own before the tests.
 # Their output is shown whole after the tests'; any failure fails the target.
-test: lint browser promtool
+# Debian's packages are installed while pip installs the project (lint waits on that), one
+# apt-get after the other: two at once would contend for dpkg's lock.
+system-tools:
+	@$(MAKE) --no-print-directory -j1 browser promtool
+
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint system-tools
 	@checks=$$(mktemp); \
 	nice -n 10 $(MAKE) --no-print-directory -j2 --output-sync=target typecheck install-check \
 		>$$checks 2>&1 & pid=$$!; \
