@@ -743,7 +743,7 @@ QUIET_DELAY = 0.04
 +/-20 % of a bare local search (3 ms) between runs on a loaded machine decided by itself
 whether the first run back from the slowdown read as resolved. With 15 ms, the whole suite's
 load once added 12 ms to a quiet search's 27 and the run back from the slowdown still read
-as slow: a service time that outweighs the load keeps the test about Chroma's path."""
+as slow (and once more with 40 ms, under a heavier load, hence the rule's 100 %)."""
 
 
 @pytest.mark.slow
@@ -770,7 +770,16 @@ def test_a_chroma_replay_times_each_query_and_the_rule_follows_its_slowdown(
         parse_settings(
             {
                 "alerts": {
-                    "rules": [{"name": "slow", "kind": "latency_regression", "goldset": "watch"}]
+                    # The slowdown quadruples a search; the machine's load alone kept a
+                    # quiet run more than the default 20 % above the quiet level.
+                    "rules": [
+                        {
+                            "name": "slow",
+                            "kind": "latency_regression",
+                            "goldset": "watch",
+                            "max_increase": "100%",
+                        }
+                    ]
                 }
             },
             tmp_path / "evalkit.toml",
