@@ -82,15 +82,15 @@ test-fast: $(STAMP)
 install-check: $(STAMP)
 	$(BIN)/python tests/install_check.py
 
+# Debian's packages are installed while pip installs the project (lint waits on that), one
+# apt-get after the other: two at once would contend for dpkg's lock.
+system-tools:
+	@$(MAKE) --no-print-directory browser && $(MAKE) --no-print-directory promtool
+
 # mypy and the install check run beside the unit tests at nice 10: they take the moments the
 # tests leave a core idle (servers starting, browsers and real latencies waited for) and a
 # tenth of the cores otherwise, where they took two minutes of their own before the tests.
 # Their output is shown whole after the tests'; any failure fails the target.
-# Debian's packages are installed while pip installs the project (lint waits on that), one
-# apt-get after the other: two at once would contend for dpkg's lock.
-system-tools:
-	@$(MAKE) --no-print-directory -j1 browser promtool
-
 test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target lint system-tools
 	@checks=$$(mktemp); \
