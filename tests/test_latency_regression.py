@@ -365,6 +365,7 @@ LATENCY_GATE = GatePolicy(max_latency_increase=0.2)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("served_first")
 def test_one_retriever_replayed_20_times_raises_no_alarm_and_50_percent_slower_does(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -747,6 +748,7 @@ as slow (and once more with 40 ms, under a heavier load, hence the rule's 100 %)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("served_first")
 def test_a_chroma_replay_times_each_query_and_the_rule_follows_its_slowdown(
     tmp_path: Path, store: Store, chroma_server: ChromaServer
 ) -> None:
