@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from test_causes import REMOVED, seed_removed_documents
 from test_dashboard_browser import (  # noqa: F401  (fixture)
+    BUSY,
     PAGE_SECONDS,
     SCREENSHOTS,
     _missing,
@@ -63,7 +64,7 @@ def _wait_for(driver, text: str) -> str:  # type: ignore[no-untyped-def]
     from selenium.webdriver.support.ui import WebDriverWait
 
     def shown(d) -> bool:  # type: ignore[no-untyped-def]
-        running = d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        running = d.find_elements(By.CSS_SELECTOR, BUSY)
         return not running and text in d.find_element(By.TAG_NAME, "body").text
 
     WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(shown)

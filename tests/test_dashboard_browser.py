@@ -180,7 +180,7 @@ def _render(driver, url: str, *, charts: int, expecting: Sequence[str] = ()) -> 
         return [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
 
     def settled(d) -> bool:  # type: ignore[no-untyped-def]
-        running = d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        running = d.find_elements(By.CSS_SELECTOR, BUSY)
         values = shown(d)
         drawn = d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
         return not running and bool(values) and len(drawn) >= charts
@@ -238,7 +238,7 @@ def _settle(driver, url: str) -> str:  # type: ignore[no-untyped-def]
     driver.get(url)
 
     def settled(d) -> bool:  # type: ignore[no-untyped-def]
-        running = d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        running = d.find_elements(By.CSS_SELECTOR, BUSY)
         shown = d.find_elements(
             By.CSS_SELECTOR,
             '[data-testid="stAlert"], [data-testid="stException"], .js-plotly-plot .main-svg',
@@ -291,12 +291,18 @@ def test_bad_compare_and_query_links_say_they_do_not_exist_in_chromium(
         driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))  # type: ignore[attr-defined]
 
 
+BUSY = '[data-testid="stStatusWidget"], [data-testid="stSkeleton"]'
+"""What a page shows while it is still drawing: the running script's status widget, and the
+skeleton standing in for an element whose code has not loaded yet (Streamlit loads a page
+link's, a table's, a chart's code on first use; on a loaded machine a page once finished its
+script with its links still skeletons)."""
+
 FINISHED_JS = """
-const [title, charts] = arguments;
+const [title, charts, busy] = arguments;
 if (document.readyState !== 'complete') return false;
 const app = document.querySelector('[data-testid="stApp"]');
 if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
-if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+if (document.querySelector(busy)) return false;
 if (document.querySelector('[data-stale="true"]')) return false;
 const heading = document.querySelector('h1');
 if (!heading || heading.textContent.trim() !== title) return false;
@@ -314,7 +320,7 @@ def _finished(driver, title: str, *, charts: int = 0, url: str | None = None) ->
         driver.get(url)
     for _ in range(2):  # still finished a moment later: the script run has settled
         WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(
-            lambda d: d.execute_script(FINISHED_JS, title, charts)
+            lambda d: d.execute_script(FINISHED_JS, title, charts, BUSY)
         )
         time.sleep(0.5)
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')

@@ -16,7 +16,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_dashboard_browser import SCREENSHOTS, _cells, _serving, browser  # noqa: F401  (fixture)
+from test_dashboard_browser import (  # noqa: F401  (fixture)
+    BUSY,
+    SCREENSHOTS,
+    _cells,
+    _serving,
+    browser,
+)
 
 from evalkit.clock import utc_now
 from evalkit.pipeline.review import ingest_draft, record_review
@@ -74,7 +80,7 @@ def _settled(driver, *, text: str | None = None) -> str:  # type: ignore[no-unty
     from selenium.webdriver.support.ui import WebDriverWait
 
     def done(d) -> bool:  # type: ignore[no-untyped-def]
-        if d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'):
+        if d.find_elements(By.CSS_SELECTOR, BUSY):
             return False
         shown = d.find_elements(
             By.CSS_SELECTOR, '[data-testid="stMetricValue"], [data-testid="stException"]'
