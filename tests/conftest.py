@@ -112,12 +112,14 @@ def served_first() -> Iterator[None]:
     try:
         os.nice(-URGENT_NICENESS)
     except PermissionError:
-        yield
-        return
+        raised = False
+    else:
+        raised = True
     try:
         yield
     finally:
-        os.nice(URGENT_NICENESS)
+        if raised:
+            os.nice(URGENT_NICENESS)
 
 
 @pytest.fixture
