@@ -106,10 +106,13 @@ class Endpoint:
 
 def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        counted = False  # this request is in endpoint.in_flight
+
         def do_POST(self) -> None:
             with endpoint.lock:
                 endpoint.in_flight += 1
                 endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
+            self.counted = True
             try:
                 if self.path == "/old":
                     self.reply(307, {"Location": "/search"}, b"")
@@ -135,10 +138,18 @@ def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
                 body["auth"] = authorization
                 self.reply(*endpoint.answer(body))
             finally:
+                self.answered()
+
+        def answered(self) -> None:
+            # before the response is written: once the client has read it, it may send its
+            # next request, on a new connection, ahead of this thread's return
+            if self.counted:
+                self.counted = False
                 with endpoint.lock:
                     endpoint.in_flight -= 1
 
         def reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            self.answered()
             try:
                 self.send_response(status)
                 for name, value in headers.items():
