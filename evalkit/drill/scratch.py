@@ -1,0 +1,162 @@
+"""Scratch copies of a Chroma collection for a drill.
+
+A drill injects failures into a copy of the index the user's jobs read, never into the index
+itself. The copy is made from the stored vectors, texts and metadata (no re-embedding) into a
+collection named ``evalkit-drill-<drill id>-<live name>``, whose metadata says which process
+owns it and since when. The drill removes its copy when it ends, SIGTERM included (the CLI
+raises it as an exception); a copy whose owner was killed is removed by the next
+``sweep_scratch_collections``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from evalkit.errors import RetrieverError
+from evalkit.retrievers.base import describe_exception
+from evalkit.retrievers.chroma_client import (
+    check_collection_name,
+    collection_space,
+    get_collection,
+)
+from evalkit.store.access import process_alive
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.collection_configuration import CreateCollectionConfiguration
+
+__all__ = [
+    "DRILL_PREFIX",
+    "ScratchCopy",
+    "copy_collection",
+    "scratch_collection",
+    "sweep_scratch_collections",
+]
+
+DRILL_PREFIX = "evalkit-drill-"
+"""What every scratch collection's name starts with, and nothing else of evalkit's does."""
+OWNER_KEY = "evalkit_drill_owner"
+STARTED_KEY = "evalkit_drill_started"
+SOURCE_KEY = "evalkit_drill_source"
+STALE_AFTER = timedelta(hours=24)
+"""A copy older than this is removed whoever owns it: its owner's pid may have been reused,
+or it ran on another host, where its process cannot be looked up."""
+_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ScratchCopy:
+    """A scratch copy: its name, the collection it copies, how many documents, how long."""
+
+    name: str
+    source: str
+    n_documents: int
+    seconds: float
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def copy_collection(client: ClientAPI, live_name: str, drill_id: str) -> ScratchCopy:
+    """Copy collection ``live_name`` into a new scratch collection for drill ``drill_id``:
+    the same vectors, texts, metadata, distance space and HNSW settings, read a page at a
+    time and never written. A copy that fails half-way is removed before the error rises.
+
+    In a cosine collection Chroma normalises every vector it is given, so a copied vector
+    equals the live one to float32 rounding (within 1e-7), not bit for bit."""
+    started = time.perf_counter()
+    live = get_collection(client, live_name)
+    name = check_collection_name(f"{DRILL_PREFIX}{drill_id}-{live_name}")
+    hnsw = dict((live.configuration_json or {}).get("hnsw") or {})
+    hnsw["space"] = collection_space(live)
+    metadata: dict[str, Any] = {
+        **(live.metadata or {}),
+        OWNER_KEY: _owner(),
+        STARTED_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
+        SOURCE_KEY: live_name,
+    }
+    try:
+        scratch = client.create_collection(
+            name=name,
+            embedding_function=None,
+            configuration=cast("CreateCollectionConfiguration", {"hnsw": hnsw}),
+            metadata=metadata,
+        )
+    except Exception as error:
+        raise RetrieverError(
+            f"cannot create the drill's copy '{name}' of Chroma collection '{live_name}': "
+            f"{describe_exception(error)}"
+        ) from error
+    copied = 0
+    try:
+        while True:
+            page = live.get(
+                include=["embeddings", "documents", "metadatas"], limit=_PAGE, offset=copied
+            )
+            ids = page["ids"]
+            if ids:
+                scratch.add(
+                    ids=ids,
+                    embeddings=page["embeddings"],
+                    documents=page["documents"],
+                    metadatas=page["metadatas"],
+                )
+            copied += len(ids)
+            if len(ids) < _PAGE:
+                break
+    except BaseException as error:
+        _remove(client, name)
+        if isinstance(error, Exception):
+            raise RetrieverError(
+                f"copying Chroma collection '{live_name}' into '{name}' failed after "
+                f"{copied} documents (the copy is removed): {describe_exception(error)}"
+            ) from error
+        raise
+    return ScratchCopy(name, live_name, copied, time.perf_counter() - started)
+
+
+def _remove(client: ClientAPI, name: str) -> None:
+    with contextlib.suppress(Exception):  # already gone, or the server is: the sweep retries
+        client.delete_collection(name)
+
+
+@contextlib.contextmanager
+def scratch_collection(client: ClientAPI, live_name: str, drill_id: str) -> Iterator[ScratchCopy]:
+    """A scratch copy of ``live_name`` for the block, removed when it ends however it ends
+    (an error, Ctrl-C, the CLI's SIGTERM)."""
+    copy = copy_collection(client, live_name, drill_id)
+    try:
+        yield copy
+    finally:
+        _remove(client, copy.name)
+
+
+def sweep_scratch_collections(
+    client: ClientAPI, *, now: datetime | None = None, stale_after: timedelta = STALE_AFTER
+) -> list[str]:
+    """Remove the scratch collections whose drill is over: its process is gone (on this
+    host), or it started more than ``stale_after`` ago. Returns the names removed."""
+    now = now or datetime.now(UTC)
+    removed = []
+    for collection in client.list_collections():
+        if not collection.name.startswith(DRILL_PREFIX):
+            continue
+        metadata = collection.metadata or {}
+        host, _, pid = str(metadata.get(OWNER_KEY, "")).rpartition(":")
+        try:
+            started = datetime.fromisoformat(str(metadata[STARTED_KEY]))
+            alive = process_alive(int(pid), host or None)
+        except (KeyError, ValueError):  # not marked as evalkit marks it: a half-made copy
+            started, alive = now - stale_after, False
+        if not alive or now - started >= stale_after:
+            _remove(client, collection.name)
+            removed.append(collection.name)
+    return removed

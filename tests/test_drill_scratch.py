@@ -1,0 +1,204 @@
+"""A drill's scratch copy of a Chroma collection (``evalkit.drill.scratch``).
+
+On embedded Chroma and on a real ``chroma run`` server: the copy holds the live collection's
+vectors, texts, metadata and index settings; the live collection is the same before, during
+and after; a copy is removed when its block ends however it ends, and one whose process was
+killed with SIGKILL is removed by the next sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
+from test_retrievers_model_check import HashEmbedder
+
+from evalkit.drill import scratch
+from evalkit.drill.scratch import (
+    DRILL_PREFIX,
+    copy_collection,
+    scratch_collection,
+    sweep_scratch_collections,
+)
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.records import Document
+from evalkit.retrievers import index_corpus
+from evalkit.retrievers.chroma_client import close_client, contents_fingerprint, open_chroma_client
+
+N_DOCUMENTS = 23
+
+
+def _corpus() -> list[Document]:
+    documents = [
+        Document(f"doc-{n:02d}", f"text number {n}", metadata={"topic": f"t{n % 3}"})
+        for n in range(N_DOCUMENTS)
+    ]
+    return documents
+
+
+def _everything(collection: Any) -> dict[str, Any]:
+    """All a collection holds, ordered by id: what a copy must reproduce."""
+    got = collection.get(include=["embeddings", "documents", "metadatas"])
+    order = np.argsort(got["ids"])
+    return {
+        "ids": [got["ids"][i] for i in order],
+        "embeddings": np.asarray(got["embeddings"])[order],
+        "documents": [got["documents"][i] for i in order],
+        "metadatas": [got["metadatas"][i] for i in order],
+    }
+
+
+def _assert_same_contents(copy: dict[str, Any], live: dict[str, Any], *, exact: bool) -> None:
+    assert copy["ids"] == live["ids"]
+    if exact:
+        np.testing.assert_array_equal(copy["embeddings"], live["embeddings"])
+    else:
+        # A cosine collection normalises every vector it is given, the copy's too: a vector
+        # already of unit length can come back a float32 rounding away.
+        np.testing.assert_allclose(copy["embeddings"], live["embeddings"], rtol=0, atol=1e-7)
+    assert copy["documents"] == live["documents"]
+    assert copy["metadatas"] == live["metadatas"]
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Any:
+    client = open_chroma_client(path=tmp_path / "chroma")
+    index_corpus(client, _corpus(), HashEmbedder(), collection_name="live-kb")
+    yield client
+    close_client(client)
+
+
+def test_a_copy_holds_the_collection_page_by_page_and_leaves_it_untouched(
+    embedded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scratch, "_PAGE", 5)  # 23 documents: five pages, the last short
+    live = embedded.get_collection("live-kb", embedding_function=None)
+    before, fingerprint = _everything(live), contents_fingerprint(live)
+    live_metadata, live_configuration = live.metadata, live.configuration_json
+
+    with scratch_collection(embedded, "live-kb", "d1") as made:
+        assert (made.name, made.source, made.n_documents) == (
+            f"{DRILL_PREFIX}d1-live-kb",
+            "live-kb",
+            23,
+        )
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        _assert_same_contents(_everything(copy), before, exact=False)
+        assert copy.configuration_json["hnsw"] == live_configuration["hnsw"]
+        assert {k: v for k, v in copy.metadata.items() if not k.startswith("evalkit_drill_")} == (
+            live_metadata
+        )
+        assert copy.metadata["evalkit_drill_source"] == "live-kb"
+        assert copy.metadata["evalkit_drill_owner"].endswith(f":{os.getpid()}")
+        # A search on the copy finds what a search on the live collection finds.
+        probe = before["embeddings"][:3].tolist()
+        assert (
+            copy.query(query_embeddings=probe, n_results=4)["ids"]
+            == live.query(query_embeddings=probe, n_results=4)["ids"]
+        )
+        copy.delete(ids=["doc-00"])  # an incident writes to the copy only
+        assert live.count() == N_DOCUMENTS
+
+    assert made.name not in [c.name for c in embedded.list_collections()]
+    live = embedded.get_collection("live-kb", embedding_function=None)
+    _assert_same_contents(_everything(live), before, exact=True)
+    assert contents_fingerprint(live) == fingerprint
+    assert (live.metadata, live.configuration_json) == (live_metadata, live_configuration)
+
+
+def test_the_copy_is_removed_when_the_block_fails_or_the_copying_does(
+    embedded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(KeyboardInterrupt), scratch_collection(embedded, "live-kb", "d2"):
+        raise KeyboardInterrupt
+    assert [c.name for c in embedded.list_collections()] == ["live-kb"]
+
+    from chromadb.api.models.Collection import Collection
+
+    added = Collection.add
+    calls = {"n": 0}
+
+    def fail_second_page(self: Collection, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        added(self, **kwargs)
+
+    monkeypatch.setattr(scratch, "_PAGE", 10)
+    monkeypatch.setattr(Collection, "add", fail_second_page)
+    with pytest.raises(
+        RetrieverError, match=r"'live-kb' into 'evalkit-drill-d3-live-kb' failed after 10 "
+    ):
+        copy_collection(embedded, "live-kb", "d3")
+    assert [c.name for c in embedded.list_collections()] == ["live-kb"]
+
+
+def test_a_copy_of_a_missing_collection_or_under_a_bad_name_is_refused(embedded: Any) -> None:
+    with pytest.raises(RetrieverError, match="'nope' does not exist"):
+        copy_collection(embedded, "nope", "d4")
+    with pytest.raises(ConfigError, match="not valid"):
+        copy_collection(embedded, "live-kb", "d4" + "x" * 600)
+    assert [c.name for c in embedded.list_collections()] == ["live-kb"]
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from evalkit.drill.scratch import copy_collection
+    from evalkit.retrievers.chroma_client import open_chroma_client
+    client = open_chroma_client(url=sys.argv[1])
+    copy_collection(client, "live-kb", sys.argv[2])
+    print("copied", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_copy_left_by_a_killed_drill_is_swept_on_a_chroma_server(
+    chroma_server: ChromaServer,
+) -> None:
+    client = open_chroma_client(url=chroma_server.url)
+    try:
+        index_corpus(client, _corpus(), HashEmbedder(), collection_name="live-kb", rebuild=True)
+        live = client.get_collection("live-kb", embedding_function=None)
+        before = _everything(live)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, chroma_server.url, "killed"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "copied"
+        ours = copy_collection(client, "live-kb", "running")
+        # While its drill runs, a copy stays.
+        assert sweep_scratch_collections(client) == []
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
+        assert sweep_scratch_collections(client) == [f"{DRILL_PREFIX}killed-live-kb"]
+        names = {c.name for c in client.list_collections()}
+        assert ours.name in names
+        assert f"{DRILL_PREFIX}killed-live-kb" not in names
+        # A day on, a copy is removed even though its process still runs (its pid may have
+        # been reused, or it ran on another host).
+        later = datetime.now(UTC) + timedelta(hours=25)
+        assert sweep_scratch_collections(client, now=later) == [ours.name]
+        _assert_same_contents(
+            _everything(client.get_collection("live-kb", embedding_function=None)),
+            before,
+            exact=True,
+        )
+    finally:
+        for collection in client.list_collections():
+            if collection.name.startswith(DRILL_PREFIX) or collection.name == "live-kb":
+                client.delete_collection(collection.name)
+        close_client(client)
