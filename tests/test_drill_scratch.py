@@ -23,6 +23,7 @@ from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 from test_retrievers_model_check import HashEmbedder
 
 from evalkit.drill import scratch
+from evalkit.drill.incidents import ScratchOnlyError, inject
 from evalkit.drill.scratch import (
     DRILL_PREFIX,
     copy_collection,
@@ -202,3 +203,91 @@ def test_a_copy_left_by_a_killed_drill_is_swept_on_a_chroma_server(
             if collection.name.startswith(DRILL_PREFIX) or collection.name == "live-kb":
                 client.delete_collection(collection.name)
         close_client(client)
+
+
+# -- incidents injected into the copy ---------------------------------------------------------
+
+RELEVANT = frozenset(f"doc-{n:02d}" for n in range(0, N_DOCUMENTS, 3))  # 8 of 23
+
+
+def test_an_incident_writes_only_to_a_drill_copy(embedded: Any) -> None:
+    live = embedded.get_collection("live-kb", embedding_function=None)
+    before = _everything(live)
+    with pytest.raises(ScratchOnlyError, match="writes only to its own copies"):
+        inject(live, "deletion", 0.5)
+    with scratch_collection(embedded, "live-kb", "bad") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        with pytest.raises(ConfigError, match="unknown incident 'fire'; the incidents are: "):
+            inject(copy, "fire")
+        with pytest.raises(ConfigError, match=r"severity 1.5 is not a share from 0 to 1 \(the"):
+            inject(copy, "deletion", 1.5)
+        assert copy.count() == N_DOCUMENTS
+    _assert_same_contents(_everything(live), before, exact=True)
+
+
+def test_each_incident_changes_the_copy_as_its_severity_says_and_never_the_live_collection(
+    embedded: Any,
+) -> None:
+    live = embedded.get_collection("live-kb", embedding_function=None)
+    before = _everything(live)
+    vectors = dict(zip(before["ids"], before["embeddings"], strict=True))
+    texts = dict(zip(before["ids"], before["documents"], strict=True))
+
+    with scratch_collection(embedded, "live-kb", "del") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        deleted = inject(copy, "deletion", 0.25, relevant=RELEVANT, seed=7)
+        # A quarter of the 8 relevant documents and of the 15 others.
+        assert sum(doc_id in RELEVANT for doc_id in deleted.documents) == 2
+        assert len(deleted.documents) == 2 + 4
+        assert deleted.summary == "removed 6 documents, 2 of them judged relevant"
+        assert set(copy.get()["ids"]) == set(before["ids"]) - set(deleted.documents)
+    with scratch_collection(embedded, "live-kb", "del-again") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        again = inject(copy, "deletion", 0.25, relevant=RELEVANT, seed=7)
+        assert again.documents == deleted.documents, "the drill's seed fixes the choice"
+
+    with scratch_collection(embedded, "live-kb", "dup") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        duplicated = inject(copy, "duplicates", relevant=RELEVANT)  # default: 10 %
+        assert len(duplicated.documents) == 1 + 2
+        after = _everything(copy)
+        assert len(after["ids"]) == N_DOCUMENTS + 3
+        for doc_id, vector, text in zip(
+            after["ids"], after["embeddings"], after["documents"], strict=True
+        ):
+            original = doc_id.removesuffix("#drill-copy")
+            assert text == texts[original]
+            np.testing.assert_allclose(vector, vectors[original], rtol=0, atol=1e-7)
+
+    with scratch_collection(embedded, "live-kb", "stale") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        stale = inject(copy, "stale_content", 0.5, relevant=RELEVANT, seed=3)
+        assert len(stale.documents) == 4 + 8
+        after = _everything(copy)
+        assert after["ids"] == before["ids"]
+        assert after["metadatas"] == before["metadatas"], "the ids' metadata stay"
+        for doc_id, vector, text in zip(
+            after["ids"], after["embeddings"], after["documents"], strict=True
+        ):
+            if doc_id in stale.documents:
+                [donor] = [d for d, t in texts.items() if t == text]
+                assert donor != doc_id
+                np.testing.assert_allclose(vector, vectors[donor], rtol=0, atol=1e-6)
+            else:
+                assert text == texts[doc_id]
+
+    with scratch_collection(embedded, "live-kb", "model") as made:
+        copy = embedded.get_collection(made.name, embedding_function=None)
+        moved = inject(copy, "model_mismatch", relevant=RELEVANT)  # default: every document
+        assert len(moved.documents) == N_DOCUMENTS
+        rotated = _everything(copy)["embeddings"]
+        # Within the moved documents, similarities are those of one model ...
+        np.testing.assert_allclose(
+            rotated @ rotated.T, before["embeddings"] @ before["embeddings"].T, atol=1e-5
+        )
+        # ... but a document's own live vector, as a query, no longer finds it first.
+        found = copy.query(query_embeddings=before["embeddings"].tolist(), n_results=1)["ids"]
+        assert sum(hit == [doc_id] for hit, doc_id in zip(found, before["ids"], strict=True)) < 5
+
+    _assert_same_contents(_everything(live), before, exact=True)
+    assert [c.name for c in embedded.list_collections()] == ["live-kb"]

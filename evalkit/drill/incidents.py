@@ -1,0 +1,264 @@
+"""The incidents a drill injects into a scratch copy of a Chroma collection.
+
+Each kind declares its name, what its severity means and its default, and how to inject it;
+the drill, its report and the help text read the declaration. An incident writes only to a
+collection named as a drill's copy (``DRILL_PREFIX``): ``ScratchOnlyError`` otherwise. To
+restore, a drill copies the live collection again, so an incident need not know how to undo
+itself. Every choice an incident makes is drawn from a generator seeded by the drill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from evalkit.drill.scratch import DRILL_PREFIX
+from evalkit.errors import ConfigError, EvalkitError
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+__all__ = ["INCIDENTS", "Incident", "Injected", "ScratchOnlyError", "inject"]
+
+T = TypeVar("T")
+_PAGE = 1000
+DUPLICATE_SUFFIX = "#drill-copy"
+
+
+class ScratchOnlyError(EvalkitError):
+    """An incident was asked to write to a collection that is not a drill's copy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Injected:
+    """What an incident changed: its kind and severity, the document ids it touched (for
+    deletions, removed; for duplicates, the copies added) and a line saying so."""
+
+    incident: str
+    severity: float
+    documents: tuple[str, ...]
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Contents:
+    ids: list[str]
+    embeddings: np.ndarray[Any, np.dtype[np.float32]]
+    documents: list[str | None]
+    metadatas: list[Mapping[str, Any] | None]
+
+
+Inject = Callable[["Collection", _Contents, float, frozenset[str], np.random.Generator], Injected]
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One kind of incident: ``severity`` (a share, 0 to 1) means ``severity_meaning``."""
+
+    name: str
+    severity_meaning: str
+    default_severity: float
+    inject: Inject
+
+
+def _read(collection: Collection) -> _Contents:
+    ids: list[str] = []
+    vectors: list[Any] = []
+    documents: list[str | None] = []
+    metadatas: list[Mapping[str, Any] | None] = []
+    while True:
+        page = collection.get(
+            include=["embeddings", "documents", "metadatas"], limit=_PAGE, offset=len(ids)
+        )
+        ids += page["ids"]
+        vectors += list(page["embeddings"] if page["embeddings"] is not None else [])
+        documents += page["documents"] or [None] * len(page["ids"])
+        metadatas += page["metadatas"] or [None] * len(page["ids"])
+        if len(page["ids"]) < _PAGE:
+            break
+    embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+    return _Contents(ids, embeddings, documents, metadatas)
+
+
+def _pick(
+    ids: Sequence[str], share: float, relevant: frozenset[str], rng: np.random.Generator
+) -> list[int]:
+    """Positions of ``share`` of the judged-relevant documents and ``share`` of the rest
+    (each rounded, at least one of a non-empty group when ``share`` > 0): the goldset sees
+    exactly that share of its relevant documents hit, whatever the corpus's size."""
+    chosen: list[int] = []
+    for group in (
+        [i for i, doc_id in enumerate(ids) if doc_id in relevant],
+        [i for i, doc_id in enumerate(ids) if doc_id not in relevant],
+    ):
+        if group and share > 0:
+            count = max(1, round(share * len(group)))
+            chosen += sorted(rng.choice(group, size=count, replace=False).tolist())
+    return chosen
+
+
+def _in_pages(items: Sequence[T]) -> list[Sequence[T]]:
+    return [items[start : start + _PAGE] for start in range(0, len(items), _PAGE)]
+
+
+def _deletion(
+    collection: Collection,
+    contents: _Contents,
+    share: float,
+    relevant: frozenset[str],
+    rng: np.random.Generator,
+) -> Injected:
+    positions = _pick(contents.ids, share, relevant, rng)
+    removed = [contents.ids[i] for i in positions]
+    for page in _in_pages(removed):
+        collection.delete(ids=list(page))
+    hit = sum(doc_id in relevant for doc_id in removed)
+    return Injected(
+        "deletion",
+        share,
+        tuple(removed),
+        f"removed {len(removed)} documents, {hit} of them judged relevant",
+    )
+
+
+def _duplicates(
+    collection: Collection,
+    contents: _Contents,
+    share: float,
+    relevant: frozenset[str],
+    rng: np.random.Generator,
+) -> Injected:
+    positions = _pick(contents.ids, share, relevant, rng)
+    copies = [f"{contents.ids[i]}{DUPLICATE_SUFFIX}" for i in positions]
+    for page in _in_pages(positions):
+        collection.add(
+            ids=[f"{contents.ids[i]}{DUPLICATE_SUFFIX}" for i in page],
+            embeddings=contents.embeddings[list(page)],
+            documents=[contents.documents[i] for i in page],  # type: ignore[misc]
+            metadatas=[contents.metadatas[i] for i in page],  # type: ignore[misc]
+        )
+    return Injected(
+        "duplicates", share, tuple(copies), f"re-added {len(copies)} documents under new ids"
+    )
+
+
+def _stale_content(
+    collection: Collection,
+    contents: _Contents,
+    share: float,
+    relevant: frozenset[str],
+    rng: np.random.Generator,
+) -> Injected:
+    positions = _pick(contents.ids, share, relevant, rng)
+    if len(contents.ids) < 2 or not positions:
+        return Injected("stale_content", share, (), "nothing to swap in a collection this small")
+    # Each chosen document takes another document's text and vector (never its own); its id
+    # and metadata stay, as when a pipeline wrote the wrong content under the right id.
+    donors = [(i + int(rng.integers(1, len(contents.ids)))) % len(contents.ids) for i in positions]
+    for start in range(0, len(positions), _PAGE):
+        chosen, given = positions[start : start + _PAGE], donors[start : start + _PAGE]
+        collection.update(
+            ids=[contents.ids[i] for i in chosen],
+            embeddings=contents.embeddings[given],
+            documents=[contents.documents[j] or "" for j in given],
+        )
+    touched = tuple(contents.ids[i] for i in positions)
+    return Injected(
+        "stale_content",
+        share,
+        touched,
+        f"{len(touched)} documents now hold another document's text and vector",
+    )
+
+
+def _model_mismatch(
+    collection: Collection,
+    contents: _Contents,
+    share: float,
+    relevant: frozenset[str],
+    rng: np.random.Generator,
+) -> Injected:
+    positions = _pick(contents.ids, share, relevant, rng)
+    dimension = contents.embeddings.shape[1]
+    # A random rotation: distances within the moved documents are kept, as between two
+    # vectors of one model, but a query embedded by the live model no longer matches them.
+    rotation, _ = np.linalg.qr(rng.normal(size=(dimension, dimension)))
+    for page in _in_pages(positions):
+        rows = list(page)
+        collection.update(
+            ids=[contents.ids[i] for i in rows],
+            embeddings=(contents.embeddings[rows] @ rotation).astype(np.float32),
+        )
+    touched = tuple(contents.ids[i] for i in positions)
+    return Injected(
+        "model_mismatch",
+        share,
+        touched,
+        f"{len(touched)} documents' vectors moved into another embedding space",
+    )
+
+
+INCIDENTS: Mapping[str, Incident] = {
+    incident.name: incident
+    for incident in (
+        Incident(
+            "deletion",
+            "the share of the judged-relevant documents removed, and the same share of the rest",
+            0.05,
+            _deletion,
+        ),
+        Incident(
+            "duplicates",
+            "the share of the documents (relevant and others alike) re-added under new ids",
+            0.10,
+            _duplicates,
+        ),
+        Incident(
+            "stale_content",
+            "the share of the documents (relevant and others alike) that take another "
+            "document's text and vector under their own id",
+            0.05,
+            _stale_content,
+        ),
+        Incident(
+            "model_mismatch",
+            "the share of the documents whose vectors a random rotation moves into another "
+            "space of the same dimension",
+            1.0,
+            _model_mismatch,
+        ),
+    )
+}
+"""The incidents, by name."""
+
+
+def inject(
+    collection: Collection,
+    incident: str,
+    severity: float | None = None,
+    *,
+    relevant: frozenset[str] = frozenset(),
+    seed: int = 0,
+) -> Injected:
+    """Inject ``incident`` at ``severity`` (its default when None) into ``collection``, a
+    drill's scratch copy; ``relevant`` are the goldset's judged-relevant document ids."""
+    if not collection.name.startswith(DRILL_PREFIX):
+        raise ScratchOnlyError(
+            f"refusing to inject '{incident}' into Chroma collection '{collection.name}': a "
+            f"drill writes only to its own copies (named '{DRILL_PREFIX}...')"
+        )
+    kind = INCIDENTS.get(incident)
+    if kind is None:
+        raise ConfigError(
+            f"unknown incident '{incident}'; the incidents are: {', '.join(INCIDENTS)}"
+        )
+    share = kind.default_severity if severity is None else severity
+    if not 0.0 <= share <= 1.0:
+        raise ConfigError(
+            f"incident '{incident}': severity {share} is not a share from 0 to 1 "
+            f"({kind.severity_meaning})"
+        )
+    return kind.inject(collection, _read(collection), share, relevant, np.random.default_rng(seed))
