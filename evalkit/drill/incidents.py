@@ -51,7 +51,33 @@ class _Contents:
     metadatas: list[Mapping[str, Any] | None]
 
 
-Inject = Callable[["Collection", _Contents, float, frozenset[str], np.random.Generator], Injected]
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What an incident is injected into, at which share, with which choices."""
+
+    collection: Collection
+    contents: _Contents
+    share: float
+    relevant: frozenset[str]
+    rng: np.random.Generator
+
+    def pick(self) -> list[int]:
+        """Positions of ``share`` of the judged-relevant documents and ``share`` of the rest
+        (each rounded, at least one of a non-empty group when ``share`` > 0): the goldset
+        sees exactly that share of its relevant documents hit, whatever the corpus's size."""
+        chosen: list[int] = []
+        ids = self.contents.ids
+        for group in (
+            [i for i, doc_id in enumerate(ids) if doc_id in self.relevant],
+            [i for i, doc_id in enumerate(ids) if doc_id not in self.relevant],
+        ):
+            if group and self.share > 0:
+                count = max(1, round(self.share * len(group)))
+                chosen += sorted(self.rng.choice(group, size=count, replace=False).tolist())
+        return chosen
+
+
+Inject = Callable[[_Target], Injected]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,39 +109,17 @@ def _read(collection: Collection) -> _Contents:
     return _Contents(ids, embeddings, documents, metadatas)
 
 
-def _pick(
-    ids: Sequence[str], share: float, relevant: frozenset[str], rng: np.random.Generator
-) -> list[int]:
-    """Positions of ``share`` of the judged-relevant documents and ``share`` of the rest
-    (each rounded, at least one of a non-empty group when ``share`` > 0): the goldset sees
-    exactly that share of its relevant documents hit, whatever the corpus's size."""
-    chosen: list[int] = []
-    for group in (
-        [i for i, doc_id in enumerate(ids) if doc_id in relevant],
-        [i for i, doc_id in enumerate(ids) if doc_id not in relevant],
-    ):
-        if group and share > 0:
-            count = max(1, round(share * len(group)))
-            chosen += sorted(rng.choice(group, size=count, replace=False).tolist())
-    return chosen
-
-
 def _in_pages(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[start : start + _PAGE] for start in range(0, len(items), _PAGE)]
 
 
-def _deletion(
-    collection: Collection,
-    contents: _Contents,
-    share: float,
-    relevant: frozenset[str],
-    rng: np.random.Generator,
-) -> Injected:
-    positions = _pick(contents.ids, share, relevant, rng)
+def _deletion(target: _Target) -> Injected:
+    collection, contents, share = target.collection, target.contents, target.share
+    positions = target.pick()
     removed = [contents.ids[i] for i in positions]
     for page in _in_pages(removed):
         collection.delete(ids=list(page))
-    hit = sum(doc_id in relevant for doc_id in removed)
+    hit = sum(doc_id in target.relevant for doc_id in removed)
     return Injected(
         "deletion",
         share,
@@ -124,14 +128,9 @@ def _deletion(
     )
 
 
-def _duplicates(
-    collection: Collection,
-    contents: _Contents,
-    share: float,
-    relevant: frozenset[str],
-    rng: np.random.Generator,
-) -> Injected:
-    positions = _pick(contents.ids, share, relevant, rng)
+def _duplicates(target: _Target) -> Injected:
+    collection, contents, share = target.collection, target.contents, target.share
+    positions = target.pick()
     copies = [f"{contents.ids[i]}{DUPLICATE_SUFFIX}" for i in positions]
     for page in _in_pages(positions):
         collection.add(
@@ -145,19 +144,16 @@ def _duplicates(
     )
 
 
-def _stale_content(
-    collection: Collection,
-    contents: _Contents,
-    share: float,
-    relevant: frozenset[str],
-    rng: np.random.Generator,
-) -> Injected:
-    positions = _pick(contents.ids, share, relevant, rng)
+def _stale_content(target: _Target) -> Injected:
+    collection, contents, share = target.collection, target.contents, target.share
+    positions = target.pick()
     if len(contents.ids) < 2 or not positions:
         return Injected("stale_content", share, (), "nothing to swap in a collection this small")
     # Each chosen document takes another document's text and vector (never its own); its id
     # and metadata stay, as when a pipeline wrote the wrong content under the right id.
-    donors = [(i + int(rng.integers(1, len(contents.ids)))) % len(contents.ids) for i in positions]
+    donors = [
+        (i + int(target.rng.integers(1, len(contents.ids)))) % len(contents.ids) for i in positions
+    ]
     for start in range(0, len(positions), _PAGE):
         chosen, given = positions[start : start + _PAGE], donors[start : start + _PAGE]
         collection.update(
@@ -174,18 +170,13 @@ def _stale_content(
     )
 
 
-def _model_mismatch(
-    collection: Collection,
-    contents: _Contents,
-    share: float,
-    relevant: frozenset[str],
-    rng: np.random.Generator,
-) -> Injected:
-    positions = _pick(contents.ids, share, relevant, rng)
+def _model_mismatch(target: _Target) -> Injected:
+    collection, contents, share = target.collection, target.contents, target.share
+    positions = target.pick()
     dimension = contents.embeddings.shape[1]
     # A random rotation: distances within the moved documents are kept, as between two
     # vectors of one model, but a query embedded by the live model no longer matches them.
-    rotation, _ = np.linalg.qr(rng.normal(size=(dimension, dimension)))
+    rotation, _ = np.linalg.qr(target.rng.normal(size=(dimension, dimension)))
     for page in _in_pages(positions):
         rows = list(page)
         collection.update(
@@ -261,4 +252,5 @@ def inject(
             f"incident '{incident}': severity {share} is not a share from 0 to 1 "
             f"({kind.severity_meaning})"
         )
-    return kind.inject(collection, _read(collection), share, relevant, np.random.default_rng(seed))
+    target = _Target(collection, _read(collection), share, relevant, np.random.default_rng(seed))
+    return kind.inject(target)
