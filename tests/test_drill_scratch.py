@@ -22,7 +22,10 @@ import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 from test_retrievers_model_check import HashEmbedder
 
+from evalkit.config import load_settings
+from evalkit.config.tomlfile import read_toml
 from evalkit.drill import scratch
+from evalkit.drill.config import collections_named, pointed_at_copies
 from evalkit.drill.incidents import ScratchOnlyError, inject
 from evalkit.drill.scratch import (
     DRILL_PREFIX,
@@ -34,6 +37,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Document
 from evalkit.retrievers import index_corpus
 from evalkit.retrievers.chroma_client import close_client, contents_fingerprint, open_chroma_client
+from evalkit.scheduler import service_config
 
 N_DOCUMENTS = 23
 
@@ -291,3 +295,72 @@ def test_each_incident_changes_the_copy_as_its_severity_says_and_never_the_live_
 
     _assert_same_contents(_everything(live), before, exact=True)
     assert [c.name for c in embedded.list_collections()] == ["live-kb"]
+
+
+# -- the user's configuration, pointed at the copies ------------------------------------------
+
+USER_CONFIG = """
+k = 10
+
+[[jobs]]
+name = "nightly"
+kind = "goldset_replay"
+goldset = "support"
+collection = "support-kb"
+cron = "0 2 * * *"
+
+[[jobs]]
+name = "kb-documents"
+kind = "drift_check"
+stream = "documents"
+collection = "support-kb"
+cron = "0 3 * * *"
+
+[[jobs]]
+name = "other"
+kind = "goldset_replay"
+goldset = "support"
+collection = "other-kb"
+cron = "0 4 * * *"
+
+[[alerts.rules]]
+name = "kb-documents-moved"
+kind = "embedding_drift"
+streams = ["documents"]
+subject = "support-kb"
+
+[[alerts.rules]]
+name = "slow"
+kind = "latency_regression"
+goldset = "support"
+"""
+
+
+def test_the_users_jobs_and_rules_read_the_copies_and_write_the_drills_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "evalkit.toml"
+    config.write_text(USER_CONFIG, encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    user = load_settings()
+    assert collections_named(read_toml(config)) == {"support-kb", "other-kb"}
+    copies = {"support-kb": f"{DRILL_PREFIX}d9-support-kb"}
+    drill_store = tmp_path / "drill" / "evalkit.duckdb"
+    drill = load_settings(
+        rewrite_tables=lambda tables: pointed_at_copies(
+            tables, copies=copies, store_path=drill_store
+        )
+    )
+    jobs = {job.name: job.params for job in service_config(drill).jobs}
+    assert jobs["nightly"].collection == copies["support-kb"]  # type: ignore[attr-defined]
+    assert jobs["kb-documents"].collection == copies["support-kb"]  # type: ignore[attr-defined]
+    assert jobs["other"].collection == "other-kb", "a collection not copied is left alone"  # type: ignore[attr-defined]
+    rules = {rule.name: rule for rule in service_config(drill).alerts.rules}
+    assert rules["kb-documents-moved"].params.subject == copies["support-kb"]  # type: ignore[attr-defined]
+    assert drill.resolved_store_path == drill_store
+    assert user.resolved_store_path != drill_store
+    assert config.read_text(encoding="utf-8") == USER_CONFIG
+    # Everything else is the user's: the same k, the same schedules and rules.
+    assert drill.k == user.k == 10
+    assert [job.cron for job in drill.jobs] == [job.cron for job in user.jobs]

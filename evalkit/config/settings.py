@@ -10,7 +10,7 @@ environment, and never logs or stores them. docs/configuration.md.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +230,11 @@ def parse_settings(
     return settings
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; ``overrides`` whose value is None are ignored.
+def load_settings(
+    *, rewrite_tables: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **overrides: Any
+) -> Settings:
+    """Read the settings; ``overrides`` whose value is None are ignored; ``rewrite_tables``
+    changes the file's tables before anything else is read over them (a drill's copies).
 
     A table is overridden field by field: ``load_settings(judge={"method": "offline"})``.
     Raises ConfigError naming the source and field of an invalid value; a value of the file
@@ -239,6 +242,8 @@ def load_settings(**overrides: Any) -> Settings:
     ``home`` given, the home is ``discover_home()``'s.
     """
     path, tables = read_config_file()
+    if rewrite_tables is not None:
+        tables = rewrite_tables(tables)
     problems = toml_type_problems(Settings, tables)
     if problems:
         error = ValidationError.from_exception_data(Settings.__name__, problems)

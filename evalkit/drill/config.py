@@ -1,0 +1,60 @@
+"""The user's configuration, pointed at a drill's copies.
+
+A drill runs the ``[[jobs]]`` and ``[[alerts.rules]]`` of the user's evalkit.toml as they are,
+but every Chroma collection they name reads the drill's copy, and everything lands in the
+drill's own store. The rewrite works on the file's tables before they are validated, so the
+drill's settings pass every check the user's do, and an error still names the user's file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["collections_named", "pointed_at_copies"]
+
+_NAMING_TABLES = ("jobs", "alerts")
+"""Where a Chroma collection is named: a job's ``collection``, a rule's ``collection``."""
+_NAMING_KEYS = frozenset({"collection", "subject"})
+"""The keys whose value may be a collection's name: a rule on a collection's drift checks
+names it as their ``subject``."""
+
+
+def _walk(value: Any, rename: Mapping[str, str] | None, found: set[str]) -> Any:
+    if isinstance(value, Mapping):
+        walked = {}
+        for key, item in value.items():
+            if key in _NAMING_KEYS and isinstance(item, str):
+                if key == "collection":
+                    found.add(item)
+                walked[key] = rename.get(item, item) if rename is not None else item
+            else:
+                walked[key] = _walk(item, rename, found)
+        return walked
+    if isinstance(value, list):
+        return [_walk(item, rename, found) for item in value]
+    return value
+
+
+def collections_named(tables: Mapping[str, Any]) -> set[str]:
+    """The Chroma collections the jobs and rules of ``tables`` name (``collection`` keys)."""
+    found: set[str] = set()
+    for table in _NAMING_TABLES:
+        _walk(tables.get(table), None, found)
+    return found
+
+
+def pointed_at_copies(
+    tables: Mapping[str, Any], *, copies: Mapping[str, str], store_path: Path
+) -> dict[str, Any]:
+    """``tables`` (an evalkit.toml's, unvalidated) with each collection a job or rule names
+    (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
+    name to copy name), and the store at ``store_path``; ``tables`` itself is unchanged."""
+    rewritten = dict(tables)
+    found: set[str] = set()
+    for table in _NAMING_TABLES:
+        if table in tables:
+            rewritten[table] = _walk(tables[table], copies, found)
+    rewritten["store_path"] = str(store_path)
+    return rewritten
