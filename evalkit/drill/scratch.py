@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -23,17 +23,23 @@ from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
     check_collection_name,
+    close_client,
     collection_space,
     get_collection,
+    open_chroma_client,
 )
 from evalkit.store.access import process_alive
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.collection_configuration import CreateCollectionConfiguration
+    from chromadb.api.models.Collection import Collection
+
+    from evalkit.config import Settings
 
 __all__ = [
     "DRILL_PREFIX",
+    "ScratchCopies",
     "ScratchCopy",
     "copy_collection",
     "scratch_collection",
@@ -160,3 +166,53 @@ def sweep_scratch_collections(
             _remove(client, collection.name)
             removed.append(collection.name)
     return removed
+
+
+class ScratchCopies:
+    """The drill's copies of the collections its jobs read, in the Chroma of ``settings``
+    (its server, else its embedded path): made on entering (after sweeping what killed
+    drills left), injected into, restored, and removed on leaving however it ends."""
+
+    def __init__(self, settings: Settings, live_names: Iterable[str], drill_id: str) -> None:
+        self._settings = settings
+        self._live = sorted(live_names)
+        self._drill_id = drill_id
+        self._client: ClientAPI | None = None
+        self.names: dict[str, str] = {}
+        """Live collection name to its copy's name."""
+
+    def __enter__(self) -> ScratchCopies:
+        settings = self._settings
+        self._client = (
+            open_chroma_client(url=settings.chroma_url)
+            if settings.chroma_url
+            else open_chroma_client(path=settings.resolved_chroma_path)
+        )
+        try:
+            sweep_scratch_collections(self._client)
+            for name in self._live:
+                self.names[name] = copy_collection(self._client, name, self._drill_id).name
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._client is None:
+            return
+        for copy in self.names.values():
+            _remove(self._client, copy)
+        close_client(self._client)
+        self._client = None
+
+    def collection(self, live_name: str) -> Collection:
+        """The copy of ``live_name``, open."""
+        assert self._client is not None, "use ScratchCopies as a context manager"
+        return get_collection(self._client, self.names[live_name])
+
+    def restore(self) -> None:
+        """Make every copy afresh from its live collection (what an incident changed goes)."""
+        assert self._client is not None, "use ScratchCopies as a context manager"
+        for live, copy in self.names.items():
+            _remove(self._client, copy)
+            copy_collection(self._client, live, self._drill_id)
