@@ -1,20 +1,28 @@
-"""A drill of the user's own monitoring (``evalkit.scheduler.drill``), end to end.
+"""A drill of the user's own monitoring (``evalkit drill``), end to end.
 
 The demo corpus in embedded Chroma with the bundled MiniLM, the demo goldset stored, and an
 evalkit.toml whose nightly goldset_replay job reads the collection and whose
 precision_regression rule (Page-Hinkley) watches nDCG@10. Quiet cycles raise nothing; the
 deletion of a third of the relevant documents is caught on its first cycle and resolves within
 six cycles of the restore (4 here: Page-Hinkley's memory of the drop); the live collection is
-the same after the drill; its runs stay in the drill's store.
+the same after the drill; its runs stay in the drill's store. A drill killed with SIGKILL
+leaves its copy, which the next drill removes; one stopped by SIGTERM removes its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from demo_index import cached_minilm, demo_documents, demo_goldset
 
+from evalkit.cli import invoke
 from evalkit.config import load_settings
 from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.retrievers.chroma_client import close_client, contents_fingerprint, open_chroma_client
@@ -22,6 +30,8 @@ from evalkit.retrievers.indexing import index_corpus
 from evalkit.scheduler.drill import DrillRequest, run_drill
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
+
+pytestmark = pytest.mark.slow
 
 CONFIG = """
 [[jobs]]
@@ -43,21 +53,52 @@ warmup = 2
 """
 
 
-@pytest.mark.slow
-def test_a_deletion_is_caught_on_its_first_cycle_and_the_live_collection_is_untouched(
-    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = evalkit_home.parent / "evalkit.toml"
-    config.write_text(CONFIG, encoding="utf-8")
-    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
-    user = load_settings()
-    client = open_chroma_client(path=user.resolved_chroma_path)
-    index_corpus(client, demo_documents(), cached_minilm(), collection_name="demo-kb")
-    before = contents_fingerprint(client.get_collection("demo-kb", embedding_function=None))
-    close_client(client)
-    with Store.open(user.resolved_store_path) as store:
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the evalkit.toml above and a home (``.evalkit``) holding the demo
+    goldset and the demo corpus in collection demo-kb."""
+    folder = tmp_path_factory.mktemp("drill")
+    (folder / "evalkit.toml").write_text(CONFIG, encoding="utf-8")
+    home = folder / ".evalkit"
+    client = open_chroma_client(path=home / "chroma")
+    try:
+        index_corpus(client, demo_documents(), cached_minilm(), collection_name="demo-kb")
+    finally:
+        close_client(client)
+    with Store.open(home / "evalkit.duckdb") as store:
         save_goldset(store, demo_goldset())
+    return folder
 
+
+@pytest.fixture
+def in_demo_home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EVALKIT_CONFIG", str(demo_home / "evalkit.toml"))
+    monkeypatch.setenv("EVALKIT_HOME", str(demo_home / ".evalkit"))
+    monkeypatch.chdir(demo_home)
+    return demo_home
+
+
+def _collections(home: Path) -> list[str]:
+    client = open_chroma_client(path=home / ".evalkit" / "chroma")
+    try:
+        return sorted(collection.name for collection in client.list_collections())
+    finally:
+        close_client(client)
+
+
+def _live_fingerprint(home: Path) -> str:
+    client = open_chroma_client(path=home / ".evalkit" / "chroma")
+    try:
+        return contents_fingerprint(client.get_collection("demo-kb", embedding_function=None))
+    finally:
+        close_client(client)
+
+
+def test_a_deletion_is_caught_on_its_first_cycle_and_the_live_collection_is_untouched(
+    in_demo_home: Path,
+) -> None:
+    before = _live_fingerprint(in_demo_home)
+    user = load_settings()
     report = run_drill(
         user,
         DrillRequest(incidents=(("deletion", 0.34),), quiet_cycles=3, cycles=6, drill_id="t1"),
@@ -73,16 +114,80 @@ def test_a_deletion_is_caught_on_its_first_cycle_and_the_live_collection_is_unto
     assert report.exit_code == 0
     assert report.copies == {"demo-kb": f"{DRILL_PREFIX}t1-demo-kb"}
 
-    client = open_chroma_client(path=user.resolved_chroma_path)
-    try:
-        assert [c.name for c in client.list_collections()] == ["demo-kb"]
-        live = client.get_collection("demo-kb", embedding_function=None)
-        assert contents_fingerprint(live) == before
-    finally:
-        close_client(client)
+    assert _collections(in_demo_home) == ["demo-kb"]
+    assert _live_fingerprint(in_demo_home) == before
     with Store.open(user.resolved_store_path, read_only=True) as store:
         assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0, "no drill run in the live store"
     with Store.open(Path(report.store), read_only=True) as store:
         # 3 quiet cycles, 1 with the incident, then the cycles until it resolved.
         runs = store.fetch("SELECT count(*) FROM runs")[0][0]
         assert runs == 3 + 1 + deletion.resolved_after
+
+
+def test_the_command_exits_1_on_an_incident_not_caught_and_names_what_it_injected(
+    in_demo_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = invoke(["drill", "--incident", "duplicates:0.01", "--cycles", "1", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    [missed] = data["incidents"]
+    assert (missed["incident"], missed["detected"], missed["first_alert"]) == (
+        "duplicates",
+        False,
+        None,
+    )
+    # At least one of the relevant documents, and 1 % of the rest.
+    assert missed["injected"] == "re-added 3 documents under new ids"
+    assert data["exit_code"] == 1
+    assert invoke(["drill", "--incident", "fire"]) == 2
+    assert "unknown incident 'fire'; the incidents are: deletion, duplicates" in (
+        capsys.readouterr().err
+    )
+
+
+def _drill_process(home: Path) -> subprocess.Popen[str]:
+    environment = {
+        **os.environ,
+        "EVALKIT_CONFIG": str(home / "evalkit.toml"),
+        "EVALKIT_HOME": str(home / ".evalkit"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "evalkit", "drill", "--quiet-cycles", "50", "--cycles", "5"],
+        cwd=home,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_copy(home: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 300
+    while len(_collections(home)) < 2:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the drill made no copy"
+        time.sleep(0.2)
+
+
+def test_sigterm_removes_the_copy_and_after_sigkill_the_next_drill_does(
+    in_demo_home: Path,
+) -> None:
+    before = _live_fingerprint(in_demo_home)
+    stopped = _drill_process(in_demo_home)
+    _wait_for_copy(in_demo_home, stopped)
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(timeout=120) == 128 + signal.SIGTERM
+    assert _collections(in_demo_home) == ["demo-kb"]
+
+    killed = _drill_process(in_demo_home)
+    _wait_for_copy(in_demo_home, killed)
+    killed.kill()
+    killed.wait(timeout=60)
+    [left] = [name for name in _collections(in_demo_home) if name.startswith(DRILL_PREFIX)]
+    report = run_drill(
+        load_settings(), DrillRequest(incidents=(("deletion", 0.34),), quiet_cycles=2, cycles=1)
+    )
+    assert report.incidents[0].detected
+    assert left not in _collections(in_demo_home)
+    assert _collections(in_demo_home) == ["demo-kb"]
+    assert _live_fingerprint(in_demo_home) == before

@@ -43,6 +43,7 @@ COMMAND_MODULES: dict[str, str] = {
     "audit": "audit",
     "dashboard": "dashboard",
     "drift": "drift",
+    "drill": "drill",
     "explain": "explain",
     "freshness": "freshness",
     "gate": "gate",
@@ -66,6 +67,7 @@ COMMAND_MODULES: dict[str, str] = {
 COMMAND_SUMMARIES: dict[str, str] = {
     "audit": "Audit an index: duplicates, staleness, model mismatch, recall.",
     "dashboard": "Serve the dashboard (Streamlit) over the configured store.",
+    "drill": "Rehearse incidents on a copy of the index; see what fires.",
     "explain": "Name the probable causes of a regression, ranked.",
     "freshness": "Measure how long source changes take to become retrievable.",
     "compare": "Compare runs query by query, or rank several.",

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from evalkit.alerts import evaluate_rules
 from evalkit.alerts.model import Alert, AlertStatus
@@ -35,7 +35,6 @@ from evalkit.store.access import StoreAccess
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
 
 if TYPE_CHECKING:
-
     from evalkit.config import Settings
     from evalkit.scheduler.config import ServiceConfig
 
@@ -55,7 +54,7 @@ class DrillRequest:
     cycles: int = 3
     seed: int = 0
     drill_id: str = field(
-        default_factory=lambda: f"{utc_now():%Y%m%dt%H%M%S}-{secrets.token_hex(2)}"
+        default_factory=lambda: f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
     )
 
     def __post_init__(self) -> None:
@@ -96,6 +95,31 @@ class DrillReport:
     quiet_cycles: int
     false_alarms: tuple[str, ...]
     incidents: tuple[IncidentResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "drill_id": self.drill_id,
+            "copies": dict(self.copies),
+            "store": self.store,
+            "quiet_cycles": self.quiet_cycles,
+            "false_alarms": list(self.false_alarms),
+            "incidents": [
+                {
+                    "incident": result.injected.incident,
+                    "severity": result.injected.severity,
+                    "injected": result.injected.summary,
+                    "detected": result.detected,
+                    "first_alert": None
+                    if result.first_alert is None
+                    else {"rule": result.first_alert[0], "cycle": result.first_alert[1]},
+                    "alerts": list(result.alerts),
+                    "resolved_after": result.resolved_after,
+                }
+                for result in self.incidents
+            ],
+            "exit_code": self.exit_code,
+        }
 
     @property
     def exit_code(self) -> int:

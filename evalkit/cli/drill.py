@@ -1,0 +1,88 @@
+"""``evalkit drill``: rehearse incidents against the configured monitoring."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from evalkit.cli._app import app
+from evalkit.cli._options import Format, seed_option
+from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
+from evalkit.errors import ConfigError
+
+
+def _incident(spec: str) -> tuple[str, float | None]:
+    name, _, severity = spec.partition(":")
+    if not severity:
+        return name, None
+    try:
+        return name, float(severity)
+    except ValueError:
+        raise ConfigError(
+            f"--incident {spec!r}: the severity after ':' must be a number, e.g. deletion:0.05"
+        ) from None
+
+
+@app.command("drill")
+def drill(
+    incident: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--incident",
+            help="NAME or NAME:SEVERITY, repeatable (default: every incident at its default "
+            "severity; docs/drills.md lists them and what a severity means).",
+        ),
+    ] = None,
+    quiet_cycles: Annotated[
+        int, typer.Option(min=1, help="Cycles before the first incident (false alarms).")
+    ] = 3,
+    cycles: Annotated[
+        int, typer.Option(min=1, help="Cycles an incident has to be caught, and to resolve.")
+    ] = 3,
+    seed: Annotated[int, seed_option("Seed of every choice an incident makes.")] = 0,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Rehearse incidents against your own [[jobs]] and [[alerts.rules]], on scratch copies
+    of the Chroma collections the jobs read (the live ones are only read; the drill's runs
+    and alerts stay in its own store and reach no sink). Exit 1 when an incident is not
+    caught within --cycles.
+
+    Example: evalkit drill --incident deletion:0.05 --incident duplicates --cycles 2
+    """
+    from evalkit.drill.incidents import INCIDENTS
+    from evalkit.scheduler.drill import DrillRequest, run_drill
+
+    chosen = (
+        tuple(_incident(spec) for spec in incident)
+        if incident
+        else (tuple((name, None) for name in INCIDENTS))
+    )
+    request = DrillRequest(chosen, quiet_cycles=quiet_cycles, cycles=cycles, seed=seed)
+    say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
+    report = run_drill(settings(), request)
+    if output is OutputFormat.json:
+        emit_json(report.to_dict())
+    else:
+        rows = [
+            [
+                result.injected.incident,
+                result.injected.severity,
+                "no" if result.first_alert is None else f"cycle {result.first_alert[1]}",
+                ", ".join(result.alerts) or "-",
+                "-" if result.resolved_after is None else f"after {result.resolved_after}",
+                result.injected.summary,
+            ]
+            for result in report.incidents
+        ]
+        console.print(
+            table(
+                f"drill {report.drill_id}: {len(report.false_alarms)} false alarms in "
+                f"{report.quiet_cycles} quiet cycles",
+                ["incident", "severity", "caught", "alerts", "resolved", "injected"],
+                rows,
+            )
+        )
+        say(f"the drill's runs and alerts: {report.store}")
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
