@@ -476,30 +476,45 @@ def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: St
     assert explanation.causes[0].kind == "missing_from_index"
 
 
-def test_documents_whose_stored_text_was_replaced_are_stale(store: Store) -> None:
+@pytest.mark.parametrize(
+    ("kind", "check", "what"),
+    [
+        ("changed_in_index", "staleness", "no longer store their source's text in the index"),
+        # the model check's sample: vectors the model does not reproduce from a text that is
+        # not the one indexed (an incident drill's stale content was blamed on the rebuild)
+        (
+            "content_replaced",
+            "model",
+            "hold another text and vector in the index than they were indexed with",
+        ),
+    ],
+)
+def test_documents_whose_stored_text_was_replaced_are_stale(
+    store: Store, kind: str, check: str, what: str
+) -> None:
     """Relevant documents whose text and vectors a pipeline replaced in place (the
-    staleness check's changed_in_index) are the stale documents that explain the loss."""
+    staleness check's changed_in_index, or the model check's content_replaced) are the stale
+    documents that explain the loss."""
     gold = goldset(N)
     save_goldset(store, gold)
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     candidate = _run(store, gold, _without(set(REMOVED)), index="idx-2")
     finding = Finding(
-        kind="changed_in_index",
-        check="staleness",
+        kind=kind,
+        check=check,
         severity=Severity.warning,
         message="7 indexed documents store another text than their source",
         count=len(REMOVED),
         doc_ids=tuple(REMOVED),
     )
-    audit_id = _saved_audit(store, CheckOutcome("staleness", True, findings=(finding,)), "mini")
+    audit_id = _saved_audit(store, CheckOutcome(check, True, findings=(finding,)), "mini")
 
     top = explain_runs(store, candidate, test=FAST).causes[0]
 
     assert (top.kind, top.score) == ("stale_documents", pytest.approx(1.0))
     assert top.statement.startswith(
-        "7 of the 7 relevant documents lost by the 7 queries that dropped no longer store "
-        f"their source's text in the index of collection mini (audit {audit_id}, "
-        "changed_in_index)"
+        f"7 of the 7 relevant documents lost by the 7 queries that dropped {what} of "
+        f"collection mini (audit {audit_id}, {kind})"
     )
 
 

@@ -24,6 +24,7 @@ from demo_index import cached_minilm, demo_documents, demo_goldset
 
 from evalkit.cli import invoke
 from evalkit.config import load_settings
+from evalkit.drill.incidents import INCIDENTS
 from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.retrievers.chroma_client import close_client, contents_fingerprint, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
@@ -106,8 +107,17 @@ def test_a_deletion_is_caught_on_its_first_cycle_and_the_live_collection_is_unto
 
     assert report.false_alarms == ()
     [deletion] = report.incidents
+    assert deletion.injected is not None
     assert deletion.injected.incident == "deletion"
     assert deletion.first_alert == ("ndcg-drop", 1), deletion
+    before_ndcg, after_ndcg = deletion.effect["ndcg@10"]
+    assert before_ndcg is not None
+    assert after_ndcg is not None
+    assert after_ndcg < before_ndcg
+    # No audit job: explain names the relevant documents no query retrieves any more, a hint
+    # behind the changed index, which can account for the whole loss.
+    assert (deletion.top_cause, deletion.cause_rank) == ("index_changed", 2), deletion
+    assert deletion.audit_findings == {}
     # Page-Hinkley remembers the drop: the restored level takes a few runs to clear it.
     assert deletion.resolved_after is not None
     assert 1 <= deletion.resolved_after <= 6
@@ -122,6 +132,35 @@ def test_a_deletion_is_caught_on_its_first_cycle_and_the_live_collection_is_unto
         # 3 quiet cycles, 1 with the incident, then the cycles until it resolved.
         runs = store.fetch("SELECT count(*) FROM runs")[0][0]
         assert runs == 3 + 1 + deletion.resolved_after
+    folder = Path(report.folder)
+    assert json.loads((folder / "report.json").read_text(encoding="utf-8")) == report.to_dict()
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    assert (
+        "| deletion | 0.34 | cycle 1 | ndcg-drop | index_changed (expected cause ranked 2) |"
+        in (markdown)
+    )
+    assert f"- deletion: ndcg@10 {before_ndcg:.4f} -> {after_ndcg:.4f}" in markdown
+
+
+def test_an_incident_no_rule_can_see_is_reported_as_not_covered_and_fails_the_drill(
+    in_demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blind = in_demo_home / "blind.toml"
+    blind.write_text(
+        CONFIG.split("[[alerts.rules]]", maxsplit=1)[0]
+        + '[[alerts.rules]]\nname = "failed-jobs"\nkind = "job_failure"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(blind))
+    code = invoke(["drill", "--incident", "stale_content", "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 1
+    [gap] = data["incidents"]
+    assert (gap["covered"], gap["detected"], gap["injected"]) == (False, False, None)
+    assert gap["gap"] == (
+        "not covered: no [[alerts.rules]] entry of kind 'precision_regression' or "
+        "'audit_findings'; e.g. a 'precision_regression' rule over a 'goldset_replay' job"
+    )
 
 
 def test_the_command_exits_1_on_an_incident_not_caught_and_names_what_it_injected(
@@ -190,4 +229,63 @@ def test_sigterm_removes_the_copy_and_after_sigkill_the_next_drill_does(
     assert report.incidents[0].detected
     assert left not in _collections(in_demo_home)
     assert _collections(in_demo_home) == ["demo-kb"]
+    assert _live_fingerprint(in_demo_home) == before
+
+
+AUDITED = """
+[[jobs]]
+name = "health"
+kind = "audit"
+collection = "demo-kb"
+goldset = "demo"
+cron = "0 3 * * *"
+
+[[alerts.rules]]
+name = "index-health"
+kind = "audit_findings"
+
+[[alerts.rules]]
+name = "wrong-model"
+kind = "model_mismatch"
+"""
+
+
+def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs' recommended monitoring (a nightly replay with a Page-Hinkley rule, an
+    audit job with the audit_findings and model_mismatch rules) against every incident at
+    its default severity."""
+    audited = in_demo_home / "audited.toml"
+    audited.write_text(CONFIG + AUDITED, encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(audited))
+    before = _live_fingerprint(in_demo_home)
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=tuple((name, None) for name in INCIDENTS), quiet_cycles=2),
+    )
+
+    assert report.false_alarms == ()
+    found = {
+        result.incident: (result.first_alert, result.top_cause, result.cause_rank)
+        for result in report.incidents
+    }
+    assert found == {
+        "deletion": (("index-health", 1), "missing_from_index", 1),
+        "duplicates": (("index-health", 1), "crowded_by_duplicates", 1),
+        "stale_content": (("index-health", 1), "stale_documents", 1),
+        "model_mismatch": (("ndcg-drop", 1), "index_model_mismatch", 1),
+    }, report.to_markdown()
+    findings = {result.incident: set(result.audit_findings) for result in report.incidents}
+    assert "orphaned_judgments" in findings["deletion"]
+    assert "exact_duplicates" in findings["duplicates"]
+    assert "content_replaced" in findings["stale_content"]
+    assert "vectors_from_another_model" in findings["model_mismatch"]
+    for result in report.incidents:
+        assert result.carried == (), "every incident's alerts resolved before the next one"
+        assert result.resolved_after is not None, result
+        before_ndcg, after_ndcg = result.effect["ndcg@10"]
+        assert before_ndcg is not None
+        assert after_ndcg is not None
+        assert after_ndcg < before_ndcg
     assert _live_fingerprint(in_demo_home) == before

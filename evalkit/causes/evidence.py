@@ -32,9 +32,11 @@ __all__ = [
 
 MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 """Audit findings of documents the index does not hold."""
-STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index")
+STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index", "content_replaced")
 """Audit findings of documents whose indexed text is not their source's: the source
-changed since they were indexed, or the index replaced their stored text since."""
+changed since they were indexed, or the index replaced their stored text since (listed in
+full by the staleness check against a source, among the re-embedded sample by the model
+check otherwise)."""
 
 _Dated = TypeVar("_Dated", StoredAudit, StoredDriftCheck)
 _READ = 50

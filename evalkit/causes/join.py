@@ -215,6 +215,8 @@ def _audit_causes(
             if kind == "missing_from_index"
             else "no longer store their source's text in the index"
             if finding_kind == "changed_in_index"
+            else "hold another text and vector in the index than they were indexed with"
+            if finding_kind == "content_replaced"
             else "changed at the source since they were indexed"
         )
         queries = {q for q, _ in pairs}

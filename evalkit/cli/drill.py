@@ -40,6 +40,10 @@ def drill(
     cycles: Annotated[
         int, typer.Option(min=1, help="Cycles an incident has to be caught, and to resolve.")
     ] = 3,
+    recovery_cycles: Annotated[
+        int,
+        typer.Option(min=1, help="Cycles after a restore for the incident's alerts to resolve."),
+    ] = 10,
     seed: Annotated[int, seed_option("Seed of every choice an incident makes.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -51,38 +55,33 @@ def drill(
     Example: evalkit drill --incident deletion:0.05 --incident duplicates --cycles 2
     """
     from evalkit.drill.incidents import INCIDENTS
-    from evalkit.scheduler.drill import DrillRequest, run_drill
+    from evalkit.scheduler.drill import DRILL_COLUMNS, DrillRequest, run_drill
 
     chosen = (
         tuple(_incident(spec) for spec in incident)
         if incident
         else (tuple((name, None) for name in INCIDENTS))
     )
-    request = DrillRequest(chosen, quiet_cycles=quiet_cycles, cycles=cycles, seed=seed)
+    request = DrillRequest(
+        chosen,
+        quiet_cycles=quiet_cycles,
+        cycles=cycles,
+        recovery_cycles=recovery_cycles,
+        seed=seed,
+    )
     say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
     report = run_drill(settings(), request)
     if output is OutputFormat.json:
         emit_json(report.to_dict())
     else:
-        rows = [
-            [
-                result.injected.incident,
-                result.injected.severity,
-                "no" if result.first_alert is None else f"cycle {result.first_alert[1]}",
-                ", ".join(result.alerts) or "-",
-                "-" if result.resolved_after is None else f"after {result.resolved_after}",
-                result.injected.summary,
-            ]
-            for result in report.incidents
-        ]
         console.print(
             table(
                 f"drill {report.drill_id}: {len(report.false_alarms)} false alarms in "
                 f"{report.quiet_cycles} quiet cycles",
-                ["incident", "severity", "caught", "alerts", "resolved", "injected"],
-                rows,
+                list(DRILL_COLUMNS),
+                report.rows(),
             )
         )
-        say(f"the drill's runs and alerts: {report.store}")
+        say(f"the drill's runs and alerts: {report.store}; its report: {report.folder}")
     if report.exit_code:
         raise typer.Exit(report.exit_code)

@@ -82,12 +82,17 @@ Inject = Callable[[_Target], Injected]
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """One kind of incident: ``severity`` (a share, 0 to 1) means ``severity_meaning``."""
+    """One kind of incident: ``severity`` (a share, 0 to 1) means ``severity_meaning``;
+    ``causes`` are the probable causes (``evalkit.causes.CAUSE_KINDS``) that name it, one of
+    which ``explain`` should rank first; ``seen_by`` are the alert rule kinds that can see
+    it, the one to suggest first."""
 
     name: str
     severity_meaning: str
     default_severity: float
     inject: Inject
+    causes: tuple[str, ...]
+    seen_by: tuple[str, ...]
 
 
 def _read(collection: Collection) -> _Contents:
@@ -200,12 +205,16 @@ INCIDENTS: Mapping[str, Incident] = {
             "the share of the judged-relevant documents removed, and the same share of the rest",
             0.05,
             _deletion,
+            ("missing_from_index", "absent_from_results"),
+            ("precision_regression", "audit_findings", "embedding_drift"),
         ),
         Incident(
             "duplicates",
             "the share of the documents (relevant and others alike) re-added under new ids",
             0.10,
             _duplicates,
+            ("crowded_by_duplicates",),
+            ("audit_findings", "precision_regression", "embedding_drift"),
         ),
         Incident(
             "stale_content",
@@ -213,6 +222,8 @@ INCIDENTS: Mapping[str, Incident] = {
             "document's text and vector under their own id",
             0.05,
             _stale_content,
+            ("stale_documents",),
+            ("precision_regression", "audit_findings"),
         ),
         Incident(
             "model_mismatch",
@@ -220,6 +231,8 @@ INCIDENTS: Mapping[str, Incident] = {
             "space of the same dimension",
             1.0,
             _model_mismatch,
+            ("index_model_mismatch",),
+            ("model_mismatch", "precision_regression", "embedding_drift"),
         ),
     )
 }

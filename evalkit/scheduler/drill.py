@@ -12,33 +12,43 @@ go to no sink. The live collections are only read.
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.alerts import evaluate_rules
 from evalkit.alerts.model import Alert, AlertStatus
+from evalkit.causes.join import explain_runs
 from evalkit.clock import utc_now
 from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
 from evalkit.drill.config import collections_named, pointed_at_copies
 from evalkit.drill.incidents import INCIDENTS, Injected, inject
 from evalkit.drill.scratch import ScratchCopies
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.files import replace_text
 from evalkit.scheduler.config import service_config
 from evalkit.scheduler.job_kinds.evaluation import GoldsetReplayParams
 from evalkit.scheduler.runner import JobRunner, NotStarted
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
+from evalkit.store.audit import list_audit_findings
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
+from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.scheduler.config import ServiceConfig
 
 __all__ = ["DrillReport", "DrillRequest", "IncidentResult", "run_drill"]
+
+_log = logging.getLogger(__name__)
 
 CYCLE = timedelta(days=1)
 """The simulated time between two cycles, at which the rules are evaluated."""
@@ -47,11 +57,13 @@ CYCLE = timedelta(days=1)
 @dataclass(frozen=True, slots=True)
 class DrillRequest:
     """What to rehearse: ``incidents`` as (name, severity or None for its default), after
-    ``quiet_cycles``, each followed for at most ``cycles``; ``seed`` fixes every choice."""
+    ``quiet_cycles``, each followed for at most ``cycles`` and, once restored, for at most
+    ``recovery_cycles`` until every alert resolves; ``seed`` fixes every choice."""
 
     incidents: tuple[tuple[str, float | None], ...]
     quiet_cycles: int = 3
     cycles: int = 3
+    recovery_cycles: int = 10
     seed: int = 0
     drill_id: str = field(
         default_factory=lambda: f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -63,25 +75,84 @@ class DrillRequest:
             raise ConfigError(
                 f"unknown incident {unknown[0]!r}; the incidents are: {', '.join(INCIDENTS)}"
             )
-        if self.quiet_cycles < 1 or self.cycles < 1:
-            raise ConfigError("a drill needs at least one quiet cycle and one cycle per incident")
+        if self.quiet_cycles < 1 or self.cycles < 1 or self.recovery_cycles < 1:
+            raise ConfigError(
+                "a drill needs at least one quiet cycle, and one cycle per incident and per "
+                "recovery"
+            )
+
+
+_FED_BY: Mapping[str, str] = {
+    "precision_regression": "goldset_replay",
+    "latency_regression": "goldset_replay",
+    "audit_findings": "audit",
+    "model_mismatch": "audit",
+    "embedding_drift": "drift_check",
+    "freshness_lag": "freshness",
+    "traffic_precision_drop": "traffic",
+    "low_confidence_rate": "traffic",
+}
+"""The job kind whose results each alert rule kind reads (for the advice on a gap)."""
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentResult:
-    """One incident: what was injected, the first alert it raised (rule and cycle, 1 being
-    the first after the injection; None: not detected within the drill's cycles), and how
-    many cycles after the restore its alerts took to resolve (None: not within them)."""
+    """One incident: what was injected (None: not covered, ``gap`` says what would cover
+    it); the first alert it raised (rule and cycle, 1 being the first after the injection;
+    None: not detected within the drill's cycles); the goldset figures before and after
+    (``effect``: measure to (before, after)); where ``explain`` on the newest run ranked the
+    incident's cause (``cause_rank``, None: not named) and what it ranked first; the findings
+    of the audits made after the injection; and how many cycles after the restore its alerts
+    took to resolve (None: not within them, ``still_firing`` naming the rules). ``carried``
+    are the rules still firing from before the injection, which could not fire for it."""
 
-    injected: Injected
-    first_alert: tuple[str, int] | None
-    alerts: tuple[str, ...]
-    resolved_after: int | None
+    incident: str
+    severity: float
+    injected: Injected | None = None
+    gap: str | None = None
+    first_alert: tuple[str, int] | None = None
+    alerts: tuple[str, ...] = ()
+    effect: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    top_cause: str | None = None
+    cause_rank: int | None = None
+    audit_findings: Mapping[str, int] = field(default_factory=dict)
+    resolved_after: int | None = None
+    still_firing: tuple[str, ...] = ()
+    carried: tuple[str, ...] = ()
 
     @property
     def detected(self) -> bool:
         """Whether a rule fired within the drill's cycles."""
         return self.first_alert is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "incident": self.incident,
+            "severity": self.severity,
+            "covered": self.gap is None,
+            "gap": self.gap,
+            "injected": None if self.injected is None else self.injected.summary,
+            "detected": self.detected,
+            "first_alert": None
+            if self.first_alert is None
+            else {"rule": self.first_alert[0], "cycle": self.first_alert[1]},
+            "alerts": list(self.alerts),
+            "effect": {
+                measure: {"before": before, "after": after}
+                for measure, (before, after) in self.effect.items()
+            },
+            "top_cause": self.top_cause,
+            "cause_rank": self.cause_rank,
+            "audit_findings": dict(self.audit_findings),
+            "resolved_after": self.resolved_after,
+            "still_firing": list(self.still_firing),
+            "carried": list(self.carried),
+        }
+
+
+DRILL_COLUMNS = ("incident", "severity", "caught", "alerts", "cause", "resolved", "injected")
+"""The columns of a drill's table (``DrillReport.rows``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,27 +175,93 @@ class DrillReport:
             "store": self.store,
             "quiet_cycles": self.quiet_cycles,
             "false_alarms": list(self.false_alarms),
-            "incidents": [
-                {
-                    "incident": result.injected.incident,
-                    "severity": result.injected.severity,
-                    "injected": result.injected.summary,
-                    "detected": result.detected,
-                    "first_alert": None
-                    if result.first_alert is None
-                    else {"rule": result.first_alert[0], "cycle": result.first_alert[1]},
-                    "alerts": list(result.alerts),
-                    "resolved_after": result.resolved_after,
-                }
-                for result in self.incidents
-            ],
+            "incidents": [result.to_dict() for result in self.incidents],
             "exit_code": self.exit_code,
         }
 
     @property
+    def folder(self) -> str:
+        """The drill's folder: its store, report.json and report.md."""
+        return str(Path(self.store).parent)
+
+    def rows(self) -> list[list[str]]:
+        """One row per incident under ``DRILL_COLUMNS``."""
+        rows = []
+        for result in self.incidents:
+            if result.gap is not None:
+                rows.append(
+                    [result.incident, f"{result.severity:g}", "-", "-", "-", "-", result.gap]
+                )
+                continue
+            cause = (
+                "-"
+                if result.top_cause is None
+                else f"{result.top_cause} (expected cause "
+                + ("not named)" if result.cause_rank is None else f"ranked {result.cause_rank})")
+            )
+            rows.append(
+                [
+                    result.incident,
+                    f"{result.severity:g}",
+                    "no" if result.first_alert is None else f"cycle {result.first_alert[1]}",
+                    (", ".join(result.alerts) or "-")
+                    + (f" ({', '.join(result.carried)} firing before)" if result.carried else ""),
+                    cause,
+                    f"after {result.resolved_after}"
+                    if result.resolved_after is not None
+                    else f"no: {', '.join(result.still_firing)} still firing",
+                    "" if result.injected is None else result.injected.summary,
+                ]
+            )
+        return rows
+
+    def to_markdown(self) -> str:
+        """The report as a Markdown section (for a CI job summary or a pull request)."""
+        lines = [
+            f"### Incident drill {self.drill_id}",
+            "",
+            f"{len(self.false_alarms)} false alarms in {self.quiet_cycles} quiet cycles"
+            + (f" ({', '.join(sorted(set(self.false_alarms)))})" if self.false_alarms else "")
+            + ".",
+            "",
+            "| " + " | ".join(DRILL_COLUMNS) + " |",
+            "|" + "---|" * len(DRILL_COLUMNS),
+        ]
+        lines += [
+            "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+            for row in self.rows()
+        ]
+        for result in self.incidents:
+            if result.effect:
+                shown = ", ".join(
+                    f"{measure} {_figure(before)} -> {_figure(after)}"
+                    for measure, (before, after) in result.effect.items()
+                )
+                lines.append(f"- {result.incident}: {shown}")
+            if result.audit_findings:
+                found = ", ".join(
+                    f"{kind} {count}" for kind, count in result.audit_findings.items()
+                )
+                lines.append(f"- {result.incident}: audit findings {found}")
+        return "\n".join(lines) + "\n"
+
+    @property
     def exit_code(self) -> int:
-        """1 when an incident went undetected, else 0 (so CI can hold monitoring to it)."""
+        """1 when an incident went undetected or the configuration cannot see it, else 0
+        (so CI can hold monitoring to it)."""
         return 0 if all(result.detected for result in self.incidents) else 1
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Cycle:
+    """What one cycle raised, and the goldset run each goldset_replay job made (by job)."""
+
+    alerts: tuple[Alert, ...]
+    runs: Mapping[str, str]
 
 
 class _Cycles:
@@ -135,17 +272,56 @@ class _Cycles:
         self._access = StoreAccess.from_settings(settings, program="evalkit drill", wait_as="job")
         self._runner = JobRunner(config, settings=settings, session=self._access)
         self._now = utc_now()
+        self.firing: set[str] = set()
+        """The rules firing after the last cycle."""
 
-    def run(self) -> list[Alert]:
-        """Every job once, then the rules at the next simulated day: the alerts raised."""
+    def run(self) -> _Cycle:
+        """Every job once, then the rules at the next simulated day."""
+        runs: dict[str, str] = {}
         for job in self._config.jobs:
             outcome = self._runner.attempt(job.name, trigger="manual")
             if isinstance(outcome, NotStarted):
                 raise ConfigError(f"drill: job {job.name} did not start: {outcome.message}")
+            if isinstance(job.params, GoldsetReplayParams) and outcome.run_ids:
+                runs[job.name] = outcome.run_ids[-1]
         self._now += CYCLE
         with self._access.writer("evalkit drill: alert rules") as store:
             evaluation = evaluate_rules(store, self._config.alerts, {}, now=self._now)
-        return list(evaluation.alerts)
+        self.firing |= {a.rule for a in evaluation.alerts if a.status is AlertStatus.firing}
+        self.firing -= {a.rule for a in evaluation.alerts if a.status is AlertStatus.resolved}
+        return _Cycle(tuple(evaluation.alerts), runs)
+
+    def look(
+        self, before: _Cycle, after: _Cycle, since: datetime, causes: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """What the drill's store says of an incident: the first goldset job's figures in
+        ``before`` and ``after``, ``explain``'s ranking of ``causes`` on its newest run, and
+        the findings of the audits finished since ``since``."""
+        found: dict[str, Any] = {}
+        with self._access.writer("evalkit drill: the incident's evidence") as store:
+            audits = list_audit_findings(store, since=since)
+            found["audit_findings"] = dict(Counter(finding.kind for finding in audits))
+            shared = [job for job in before.runs if job in after.runs]
+            if not shared:
+                return found
+            base, cand = (
+                get_run(store, before.runs[shared[0]]),
+                get_run(store, after.runs[shared[0]]),
+            )
+            found["effect"] = {
+                measure: (base.aggregates.get(measure), cand.aggregates.get(measure))
+                for measure in cand.spec.measures
+            }
+            try:
+                explanation = explain_runs(store, cand.run_id, baseline=base.run_id)
+            except EvalkitError as error:
+                _log.warning("drill: explain %s found nothing to explain: %s", cand.run_id, error)
+                return found
+        kinds = [cause.kind for cause in explanation.causes]
+        found["top_cause"] = kinds[0] if kinds else None
+        ranks = [kinds.index(kind) + 1 for kind in causes if kind in kinds]
+        found["cause_rank"] = min(ranks) if ranks else None
+        return found
 
 
 def _relevant_documents(store: Store) -> frozenset[str]:
@@ -186,25 +362,34 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 save_goldset(store, goldset)
             relevant = _relevant_documents(store)
         cycles = _Cycles(settings, config)
+        watched = {rule.config.kind for rule in config.alerts.rules}
+        quiet = [cycles.run() for _ in range(request.quiet_cycles)]
         false_alarms = [
             alert.rule
-            for _ in range(request.quiet_cycles)
-            for alert in cycles.run()
+            for cycle in quiet
+            for alert in cycle.alerts
             if alert.status is AlertStatus.firing
         ]
-        results = [
-            _rehearse(
+        results = []
+        last = quiet[-1]
+        for name, severity in request.incidents:
+            incident = INCIDENTS[name]
+            share = incident.default_severity if severity is None else severity
+            if not watched.intersection(incident.seen_by):
+                results.append(IncidentResult(name, share, gap=_gap(incident.seen_by)))
+                continue
+            result, last = _rehearse(
                 copies,
                 cycles,
+                last,
                 incident=name,
-                severity=severity,
+                severity=share,
                 relevant=relevant,
                 request=request,
             )
-            for name, severity in request.incidents
-        ]
+            results.append(result)
         names_copied = dict(copies.names)
-    return DrillReport(
+    report = DrillReport(
         request.drill_id,
         names_copied,
         str(store_path),
@@ -212,38 +397,66 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         tuple(false_alarms),
         tuple(results),
     )
+    replace_text(drill_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    replace_text(drill_dir / "report.md", report.to_markdown())
+    return report
+
+
+def _gap(seen_by: tuple[str, ...]) -> str:
+    """What would let the configuration see an incident no configured rule can."""
+    kinds = " or ".join(f"'{kind}'" for kind in seen_by)
+    first = seen_by[0]
+    return (
+        f"not covered: no [[alerts.rules]] entry of kind {kinds}; e.g. a '{first}' rule over "
+        f"a '{_FED_BY[first]}' job"
+    )
 
 
 def _rehearse(
     copies: ScratchCopies,
     cycles: _Cycles,
+    before: _Cycle,
     *,
     incident: str,
-    severity: float | None,
+    severity: float,
     relevant: frozenset[str],
     request: DrillRequest,
-) -> IncidentResult:
+) -> tuple[IncidentResult, _Cycle]:
+    """Inject, follow until an alert fires (at most ``request.cycles``), read the evidence,
+    restore and follow until the alerts resolve; the result and the last cycle run."""
+    since = utc_now().replace(tzinfo=None)
     injected = [
         inject(copies.collection(live), incident, severity, relevant=relevant, seed=request.seed)
         for live in copies.names
     ]
+    carried = frozenset(cycles.firing)
     first: tuple[str, int] | None = None
-    firing: set[str] = set()
+    cycle = before
     for number in range(1, request.cycles + 1):
-        raised = cycles.run()
-        firing |= {a.rule for a in raised if a.status is AlertStatus.firing}
-        firing -= {a.rule for a in raised if a.status is AlertStatus.resolved}
-        if firing:
-            first = (sorted(firing)[0], number)
+        cycle = cycles.run()
+        raised = sorted(a.rule for a in cycle.alerts if a.status is AlertStatus.firing)
+        if raised:
+            first = (raised[0], number)
             break
-    alerts = tuple(sorted(firing))
+    alerts = tuple(sorted(cycles.firing - carried))
+    evidence = cycles.look(before, cycle, since, INCIDENTS[incident].causes)
     copies.restore()
-    resolved_after: int | None = 0 if not firing else None
-    for number in range(1, request.cycles + 1):
-        if not firing:
+    resolved_after: int | None = 0 if not cycles.firing else None
+    for number in range(1, request.recovery_cycles + 1):
+        if not cycles.firing:
             break
-        raised = cycles.run()
-        firing -= {a.rule for a in raised if a.status is AlertStatus.resolved}
-        if not firing:
+        cycle = cycles.run()
+        if not cycles.firing:
             resolved_after = number
-    return IncidentResult(injected[0], first, alerts, resolved_after)
+    result = IncidentResult(
+        incident,
+        severity,
+        injected[0],
+        first_alert=first,
+        alerts=alerts,
+        resolved_after=resolved_after,
+        still_firing=tuple(sorted(cycles.firing)),
+        carried=tuple(sorted(carried)),
+        **evidence,
+    )
+    return result, cycle
