@@ -29,6 +29,8 @@ from evalkit.drill.config import collections_named, pointed_at_copies
 from evalkit.drill.incidents import ScratchOnlyError, inject
 from evalkit.drill.scratch import (
     DRILL_PREFIX,
+    HELD_SUFFIX,
+    ScratchCopies,
     copy_collection,
     scratch_collection,
     sweep_scratch_collections,
@@ -364,3 +366,36 @@ def test_the_users_jobs_and_rules_read_the_copies_and_write_the_drills_store(
     # Everything else is the user's: the same k, the same schedules and rules.
     assert drill.k == user.k == 10
     assert [job.cron for job in drill.jobs] == [job.cron for job in user.jobs]
+
+
+def test_an_incident_changes_a_fresh_copy_and_the_restore_puts_back_the_very_index_searched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh copy's approximate search ranked 2 of SciFact's 300 queries differently, so a
+    restore that copied again never brought back the quality the quiet cycles had."""
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    client = open_chroma_client(path=settings.resolved_chroma_path)
+    index_corpus(client, _corpus(), HashEmbedder(), collection_name="live-kb")
+    with ScratchCopies(settings, ["live-kb"], "d5") as copies:
+        quiet = copies.collection("live-kb")
+        quiet_id, before = quiet.id, _everything(quiet)
+        copies.hold()
+        held = f"{DRILL_PREFIX}d5-live-kb{HELD_SUFFIX}"
+        changed = copies.collection("live-kb")
+        assert changed.id != quiet_id
+        inject(changed, "deletion", 0.5)
+        assert copies.collection("live-kb").count() < N_DOCUMENTS
+        copies.restore()
+        restored = copies.collection("live-kb")
+        assert restored.id == quiet_id, "the collection the quiet cycles searched"
+        _assert_same_contents(_everything(restored), before, exact=True)
+        copies.hold()
+        names = sorted(c.name for c in client.list_collections())
+        assert names == [f"{DRILL_PREFIX}d5-live-kb", held, "live-kb"]
+        # the set-aside copy keeps the copy's marks: a sweep removes it once the drill is over
+        assert (
+            client.get_collection(held).metadata["evalkit_drill_owner"].endswith(f":{os.getpid()}")
+        )
+    assert [c.name for c in client.list_collections()] == ["live-kb"]
+    close_client(client)

@@ -3,8 +3,9 @@ collections they name, through quiet cycles and then each incident in turn.
 
 A cycle runs every job once, as ``evalkit jobs run --local`` does, then evaluates the rules
 at the cycle's simulated day, as ``evalkit serve`` does between jobs. An incident is injected
-into the copies, followed for up to ``cycles`` cycles until a rule fires, then restored (the
-copies made afresh from the live collections) and followed until its alerts resolve.
+into fresh copies (those of the quiet cycles set aside), followed for up to ``cycles`` cycles
+until a rule fires, then restored (the set-aside copies put back) and followed until its
+alerts resolve.
 Everything the drill writes lands in its own store under ``<home>/drills/<id>/``; its alerts
 go to no sink. The live collections are only read.
 """
@@ -425,6 +426,7 @@ def _rehearse(
     """Inject, follow until an alert fires (at most ``request.cycles``), read the evidence,
     restore and follow until the alerts resolve; the result and the last cycle run."""
     since = utc_now().replace(tzinfo=None)
+    copies.hold()
     injected = [
         inject(copies.collection(live), incident, severity, relevant=relevant, seed=request.seed)
         for live in copies.names
