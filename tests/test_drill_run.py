@@ -250,6 +250,35 @@ kind = "model_mismatch"
 """
 
 
+def test_a_rule_that_cannot_be_evaluated_is_named_in_the_report(
+    in_demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gate rule pins a baseline run of the live store, which the drill's store lacks: the
+    rule can never fire in the drill, and the report says why rather than only 'not caught'."""
+    pinned = in_demo_home / "pinned.toml"
+    pinned.write_text(
+        CONFIG.split("[[alerts.rules]]", maxsplit=1)[0]
+        + '[[alerts.rules]]\nname = "gate"\nkind = "precision_regression"\n'
+        'goldset = "demo"\nbaseline_run = "20260101T000000-abcdef"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(pinned))
+    code = invoke(["drill", "--incident", "deletion:0.34", "--quiet-cycles", "1", "--cycles", "1"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "warning: rule gate could not be evaluated, so it could not fire: " in captured.err
+    assert "20260101T000000-abcdef" in captured.err
+    [folder] = [
+        p
+        for p in (in_demo_home / ".evalkit" / "drills").iterdir()
+        if (p / "report.json").is_file()
+        and "gate" in json.loads((p / "report.json").read_text(encoding="utf-8"))["rule_errors"]
+    ]
+    assert "- rule gate could not be evaluated: " in (folder / "report.md").read_text(
+        encoding="utf-8"
+    )
+
+
 def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(
     in_demo_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

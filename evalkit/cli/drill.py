@@ -82,6 +82,8 @@ def drill(
                 report.rows(),
             )
         )
+        for rule, error in report.rule_errors.items():
+            say(f"warning: rule {rule} could not be evaluated, so it could not fire: {error}")
         say(f"the drill's runs and alerts: {report.store}; its report: {report.folder}")
     if report.exit_code:
         raise typer.Exit(report.exit_code)

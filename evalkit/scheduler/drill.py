@@ -159,7 +159,8 @@ DRILL_COLUMNS = ("incident", "severity", "caught", "alerts", "cause", "resolved"
 @dataclass(frozen=True, slots=True)
 class DrillReport:
     """A drill's outcome: the copies it made, the alerts its quiet cycles raised (false
-    alarms), and each incident's result."""
+    alarms), each incident's result, and the rules that could not be evaluated (the first
+    error of each)."""
 
     drill_id: str
     copies: Mapping[str, str]
@@ -167,6 +168,7 @@ class DrillReport:
     quiet_cycles: int
     false_alarms: tuple[str, ...]
     incidents: tuple[IncidentResult, ...]
+    rule_errors: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -177,6 +179,7 @@ class DrillReport:
             "quiet_cycles": self.quiet_cycles,
             "false_alarms": list(self.false_alarms),
             "incidents": [result.to_dict() for result in self.incidents],
+            "rule_errors": dict(self.rule_errors),
             "exit_code": self.exit_code,
         }
 
@@ -232,6 +235,10 @@ class DrillReport:
             "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
             for row in self.rows()
         ]
+        lines += [
+            f"- rule {rule} could not be evaluated: {error}"
+            for rule, error in self.rule_errors.items()
+        ]
         for result in self.incidents:
             if result.effect:
                 shown = ", ".join(
@@ -275,6 +282,9 @@ class _Cycles:
         self._now = utc_now()
         self.firing: set[str] = set()
         """The rules firing after the last cycle."""
+        self.rule_errors: dict[str, str] = {}
+        """Rules that could not be evaluated in some cycle, with the first error: they
+        could not fire then."""
 
     def run(self) -> _Cycle:
         """Every job once, then the rules at the next simulated day."""
@@ -288,6 +298,8 @@ class _Cycles:
         self._now += CYCLE
         with self._access.writer("evalkit drill: alert rules") as store:
             evaluation = evaluate_rules(store, self._config.alerts, {}, now=self._now)
+        for rule, error in evaluation.errors.items():
+            self.rule_errors.setdefault(rule, error)
         self.firing |= {a.rule for a in evaluation.alerts if a.status is AlertStatus.firing}
         self.firing -= {a.rule for a in evaluation.alerts if a.status is AlertStatus.resolved}
         return _Cycle(tuple(evaluation.alerts), runs)
@@ -397,6 +409,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         request.quiet_cycles,
         tuple(false_alarms),
         tuple(results),
+        dict(cycles.rule_errors),
     )
     replace_text(drill_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
     replace_text(drill_dir / "report.md", report.to_markdown())

@@ -1,0 +1,223 @@
+"""Incident drills on BEIR SciFact in embedded Chroma, with the recommended monitoring of
+docs/drills.md: what it catches, how soon, naming which cause, at what cost in false alarms,
+and how long a user waits.
+
+Set-up (not timed): the test split imported as goldset ``support`` and the 5,183 abstracts
+indexed into collection ``support-kb`` with the bundled MiniLM, under --home (kept between
+runs), and the evalkit.toml of docs/drills.md's "Recommended monitoring" block, read from the
+page itself so that what is measured is what the page recommends.
+
+Parts (``--parts``, all by default):
+
+* ``copy``: the copy of the 5,183 vectors, texts and metadata into a scratch collection,
+  against its named peer, reading them alone (``collection.get`` page by page, the floor of
+  any copy), side by side in this process;
+* ``drill``: ``evalkit drill`` with its defaults (3 quiet cycles, every incident at its
+  default severity), the whole process as a user starts it, and where its time goes (the
+  drill store's job runs by kind; the rest is start-up, copies and rules);
+* ``severities``: one drill per incident and severity (--severities), 2 quiet cycles, 3
+  cycles to catch it: the smallest severity caught within 1 and within 3 cycles, the cycles to
+  detection and the rank ``explain`` gave the incident's cause, as a Markdown table;
+* ``quiet``: one drill of --quiet-cycles (100) quiet cycles and no incident: false alarms
+  per quiet cycle.
+
+    .venv/bin/python benchmarks/drills.py [--home DIR] [--parts copy,drill,severities,quiet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCIFACT = ROOT.parent / "shared" / "data" / "beir_scifact"
+EVALKIT = Path(sys.executable).with_name("evalkit")
+SEVERITIES = {
+    "deletion": (0.005, 0.01, 0.02, 0.05),
+    "duplicates": (0.005, 0.01, 0.02, 0.05, 0.10),
+    "stale_content": (0.005, 0.01, 0.02, 0.05),
+    "model_mismatch": (0.01, 0.05, 0.2, 1.0),
+}
+
+
+def recommended_config() -> str:
+    """The first TOML block under docs/drills.md's "Recommended monitoring" heading."""
+    page = (ROOT / "docs" / "drills.md").read_text(encoding="utf-8")
+    section = page.split("## Recommended monitoring", 1)[1]
+    found = re.search(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert found, "docs/drills.md: no TOML block under 'Recommended monitoring'"
+    return found.group(1)
+
+
+def evalkit(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """One evalkit command as a whole process in ``home``."""
+    env = {**os.environ, "EVALKIT_HOME": str(home / ".evalkit")}
+    env["EVALKIT_CONFIG"] = str(home / "evalkit.toml")
+    return subprocess.run(
+        [str(EVALKIT), *args], cwd=home, env=env, check=check, capture_output=True, text=True
+    )
+
+
+def set_up(home: Path) -> None:
+    """The goldset, the indexed corpus and the recommended evalkit.toml under ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "evalkit.toml").write_text(recommended_config(), encoding="utf-8")
+    if (home / ".evalkit" / "chroma").is_dir():
+        return
+    print("set-up (not timed): goldset import, indexing 5,183 abstracts with MiniLM")
+    evalkit(home, "goldset", "import", "--format", "beir", str(SCIFACT), "--split", "test",
+            "--name", "support")  # fmt: skip
+    evalkit(home, "index", "--corpus", str(SCIFACT), "--collection", "support-kb")
+
+
+def part_copy(home: Path, repeat: int) -> None:
+    """The scratch copy against reading the collection alone."""
+    from evalkit.drill.scratch import copy_collection
+    from evalkit.retrievers.chroma_client import close_client, open_chroma_client
+
+    client = open_chroma_client(path=home / ".evalkit" / "chroma")
+    live = client.get_collection("support-kb", embedding_function=None)
+    reads, copies = [], []
+    for attempt in range(repeat):
+        began = time.perf_counter()
+        offset = 0
+        while True:
+            page = live.get(include=["embeddings", "documents", "metadatas"], limit=1000,
+                            offset=offset)  # fmt: skip
+            offset += len(page["ids"])
+            if len(page["ids"]) < 1000:
+                break
+        reads.append(time.perf_counter() - began)
+        copy = copy_collection(client, "support-kb", f"bench{attempt}")
+        copies.append(copy.seconds)
+        client.delete_collection(copy.name)
+    close_client(client)
+    read, made = min(reads), min(copies)
+    print(f"copy: reading the {offset:,} documents alone (the peer)  {read:6.2f} s")
+    print(f"copy: the drill's scratch copy of them                   {made:6.2f} s")
+    print(f"copy / read: {made / read:.1f}x (best of {repeat})")
+
+
+def drill(home: Path, *args: str) -> tuple[dict[str, Any], float]:
+    """``evalkit drill --format json`` with ``args``: its report and wall seconds."""
+    began = time.perf_counter()
+    done = evalkit(home, "drill", "--format", "json", *args, check=False)
+    seconds = time.perf_counter() - began
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"evalkit drill {' '.join(args)} failed:\n{done.stderr}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report, seconds
+
+
+def time_by_job_kind(store: str) -> dict[str, float]:
+    """Seconds the drill's job runs took, by job kind."""
+    import duckdb
+
+    with duckdb.connect(store, read_only=True) as con:
+        rows = con.execute(
+            "SELECT kind, sum(epoch(finished_at) - epoch(started_at)) FROM job_runs GROUP BY kind"
+        ).fetchall()
+    return {str(kind): float(seconds) for kind, seconds in rows}
+
+
+def part_drill(home: Path) -> None:
+    """The default drill as a user runs it, and where its time goes."""
+    report, seconds = drill(home)
+    jobs = time_by_job_kind(report["store"])
+    print(f"drill: evalkit drill with its defaults, whole process   {seconds:6.1f} s")
+    for kind, spent in sorted(jobs.items()):
+        print(f"drill:   {kind:<16} job runs                     {spent:6.1f} s")
+    rest = seconds - sum(jobs.values())
+    print(f"drill:   start-up, copies, rules and explain          {rest:6.1f} s")
+    print(f"drill: {len(report['false_alarms'])} false alarms in {report['quiet_cycles']} "
+          "quiet cycles")  # fmt: skip
+    for result in report["incidents"]:
+        caught = result["first_alert"]
+        print(
+            f"drill: {result['incident']:<15} {result['severity']:<5} caught "
+            f"{'no' if caught is None else 'cycle ' + str(caught['cycle'])}, cause "
+            f"{result['top_cause']} (own cause ranked {result['cause_rank']}), resolved after "
+            f"{result['resolved_after']}"
+        )
+
+
+def part_severities(home: Path) -> None:
+    """The smallest severity of each incident caught within 1 and 3 cycles, as Markdown."""
+    outcomes: dict[str, list[tuple[float, int | None, int | None]]] = defaultdict(list)
+    for incident, severities in SEVERITIES.items():
+        for severity in severities:
+            report, seconds = drill(
+                home, "--incident", f"{incident}:{severity}", "--quiet-cycles", "2",
+                "--cycles", "3", "--recovery-cycles", "6",
+            )  # fmt: skip
+            [result] = report["incidents"]
+            cycle = None if result["first_alert"] is None else result["first_alert"]["cycle"]
+            outcomes[incident].append((severity, cycle, result["cause_rank"]))
+            print(f"severities: {incident}:{severity} caught at cycle {cycle}, own cause "
+                  f"ranked {result['cause_rank']} ({seconds:.0f} s)")  # fmt: skip
+    print()
+    print("| incident | smallest caught in 1 cycle | in 3 cycles | cycles to detection by "
+          "severity | own cause's rank by severity |")  # fmt: skip
+    print("|---|---|---|---|---|")
+    for incident, rows in outcomes.items():
+        within1 = min((s for s, c, _ in rows if c is not None and c <= 1), default=None)
+        within3 = min((s for s, c, _ in rows if c is not None), default=None)
+        cycles = ", ".join(f"{s:g}: {'-' if c is None else c}" for s, c, _ in rows)
+        ranks = ", ".join(f"{s:g}: {'-' if r is None else r}" for s, _, r in rows)
+        print(f"| {incident} | {within1 if within1 is not None else 'none'} | "
+              f"{within3 if within3 is not None else 'none'} | {cycles} | {ranks} |")  # fmt: skip
+
+
+def part_quiet(home: Path, cycles: int) -> None:
+    """False alarms over ``cycles`` quiet cycles of an unchanged index."""
+    # One incident caught at once and its recovery after the quiet cycles keeps the run
+    # within the command's own rules (it needs an incident); only the quiet ones are counted.
+    report, seconds = drill(
+        home, "--incident", "model_mismatch", "--quiet-cycles", str(cycles), "--cycles", "1",
+        "--recovery-cycles", "6",
+    )  # fmt: skip
+    alarms = report["false_alarms"]
+    print(f"quiet: {len(alarms)} false alarms in {cycles} quiet cycles "
+          f"({len(alarms) / cycles:.3f} per cycle; rules: {sorted(set(alarms)) or '-'}); "
+          f"{seconds / 60:.1f} min")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--home", type=Path, default=ROOT / "reports" / "bench-drills")
+    parser.add_argument("--parts", default="copy,drill,severities,quiet")
+    parser.add_argument("--quiet-cycles", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if not SCIFACT.is_dir():
+        print(f"skipped: {SCIFACT} is not present")
+        return 0
+    home: Path = args.home.resolve()
+    set_up(home)
+    parts = set(args.parts.split(","))
+    if "copy" in parts:
+        part_copy(home, args.repeat)
+    if "drill" in parts:
+        part_drill(home)
+    if "severities" in parts:
+        part_severities(home)
+    if "quiet" in parts:
+        part_quiet(home, args.quiet_cycles)
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
