@@ -250,33 +250,37 @@ kind = "model_mismatch"
 """
 
 
-def test_a_rule_that_cannot_be_evaluated_is_named_in_the_report(
+def test_a_gate_rule_compares_with_the_quiet_copy_and_one_that_cannot_be_evaluated_is_named(
     in_demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A gate rule pins a baseline run of the live store, which the drill's store lacks: the
-    rule can never fire in the drill, and the report says why rather than only 'not caught'."""
+    """A gate rule pins a baseline run of the user's store, which the drill's store lacks:
+    the drill pins the first quiet cycle's run of its goldset instead. A gate rule of a
+    goldset no job replays cannot be evaluated, and the report says so and why."""
     pinned = in_demo_home / "pinned.toml"
+    gate = '[[alerts.rules]]\nname = "{name}"\nkind = "precision_regression"\n'
+    gate += (
+        'goldset = "{goldset}"\nmeasures = ["ndcg@10"]\nbaseline_run = "20260101T000000-abcdef"\n'
+    )
     pinned.write_text(
         CONFIG.split("[[alerts.rules]]", maxsplit=1)[0]
-        + '[[alerts.rules]]\nname = "gate"\nkind = "precision_regression"\n'
-        'goldset = "demo"\nbaseline_run = "20260101T000000-abcdef"\n',
+        + gate.format(name="gate", goldset="demo")
+        + gate.format(name="elsewhere", goldset="other"),
         encoding="utf-8",
     )
     monkeypatch.setenv("EVALKIT_CONFIG", str(pinned))
     code = invoke(["drill", "--incident", "deletion:0.34", "--quiet-cycles", "1", "--cycles", "1"])
     captured = capsys.readouterr()
-    assert code == 1
-    assert "warning: rule gate could not be evaluated, so it could not fire: " in captured.err
-    assert "20260101T000000-abcdef" in captured.err
-    [folder] = [
-        p
-        for p in (in_demo_home / ".evalkit" / "drills").iterdir()
-        if (p / "report.json").is_file()
-        and "gate" in json.loads((p / "report.json").read_text(encoding="utf-8"))["rule_errors"]
+    assert code == 0, captured.err
+    assert "warning: rule elsewhere could not be evaluated, so it could not fire: " in captured.err
+    assert "warning: rule gate " not in captured.err
+    reports = [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in (in_demo_home / ".evalkit" / "drills").glob("*/report.json")
     ]
-    assert "- rule gate could not be evaluated: " in (folder / "report.md").read_text(
-        encoding="utf-8"
-    )
+    [report] = [report for report in reports if "elsewhere" in report["rule_errors"]]
+    [deletion] = report["incidents"]
+    assert deletion["first_alert"] == {"rule": "gate", "cycle": 1}
+    assert "20260101T000000-abcdef" in report["rule_errors"]["elsewhere"]
 
 
 def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(

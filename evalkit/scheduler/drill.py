@@ -18,13 +18,14 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalkit.alerts import evaluate_rules
 from evalkit.alerts.model import Alert, AlertStatus
+from evalkit.alerts.rules import PrecisionRegressionParams
 from evalkit.causes.join import explain_runs
 from evalkit.clock import utc_now
 from evalkit.config import load_settings
@@ -280,6 +281,7 @@ class _Cycles:
         self._access = StoreAccess.from_settings(settings, program="evalkit drill", wait_as="job")
         self._runner = JobRunner(config, settings=settings, session=self._access)
         self._now = utc_now()
+        self._pinned = False
         self.firing: set[str] = set()
         """The rules firing after the last cycle."""
         self.rule_errors: dict[str, str] = {}
@@ -295,6 +297,9 @@ class _Cycles:
                 raise ConfigError(f"drill: job {job.name} did not start: {outcome.message}")
             if isinstance(job.params, GoldsetReplayParams) and outcome.run_ids:
                 runs[job.name] = outcome.run_ids[-1]
+        if not self._pinned:
+            self._pin_gate_baselines(runs)
+            self._pinned = True
         self._now += CYCLE
         with self._access.writer("evalkit drill: alert rules") as store:
             evaluation = evaluate_rules(store, self._config.alerts, {}, now=self._now)
@@ -303,6 +308,32 @@ class _Cycles:
         self.firing |= {a.rule for a in evaluation.alerts if a.status is AlertStatus.firing}
         self.firing -= {a.rule for a in evaluation.alerts if a.status is AlertStatus.resolved}
         return _Cycle(tuple(evaluation.alerts), runs)
+
+    def _pin_gate_baselines(self, first: Mapping[str, str]) -> None:
+        """Point each gate rule at the first quiet cycle's run (``first``: by job) of its
+        goldset (and label):
+        the run it pins lives in the user's store, not the drill's, and the quiet copy is
+        the drill's known-good index. A rule of a goldset no job replays keeps its pin (and
+        its evaluation fails, as the report says)."""
+        by_goldset: dict[tuple[str, str | None], str] = {}
+        for job in self._config.jobs:
+            if isinstance(job.params, GoldsetReplayParams) and job.name in first:
+                label = job.params.label or job.name
+                by_goldset.setdefault((job.params.goldset, label), first[job.name])
+                by_goldset.setdefault((job.params.goldset, None), first[job.name])
+        rules = []
+        for rule in self._config.alerts.rules:
+            params = rule.params
+            run = (
+                by_goldset.get((params.goldset, params.label))
+                if isinstance(params, PrecisionRegressionParams) and params.method == "gate"
+                else None
+            )
+            pinned = params.model_copy(update={"baseline_run": run}) if run else params
+            rules.append(replace(rule, params=pinned))
+        self._config = replace(
+            self._config, alerts=replace(self._config.alerts, rules=tuple(rules))
+        )
 
     def look(
         self, before: _Cycle, after: _Cycle, since: datetime, causes: tuple[str, ...]
