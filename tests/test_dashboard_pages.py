@@ -56,6 +56,7 @@ PAGES = {
     "answers": "Answers",
     "index_health": "Index health",
     "alerts": "Alerts",
+    "drills": "Drills",
 }
 TIMEOUT = 120
 
@@ -1049,3 +1050,51 @@ def test_a_reviewer_name_with_an_escape_sequence_signs_nothing(
         assert item_reviews(store, goldset="support") == {}
     app.text_input(key="review-reviewer").set_value("ann").run()
     assert not app.error
+
+
+def test_the_drills_page_shows_the_newest_drill_and_a_rule_that_could_not_fire(
+    seeded: SeededStore, use_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.drill.incidents import Injected
+    from evalkit.scheduler.drill import DrillReport, IncidentResult
+
+    use_store(seeded.path)
+    home = tmp_path / "home"
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    app = open_page("drills")
+    assert any("No drill yet: `evalkit drill`" in i.value for i in app.info)
+
+    caught = IncidentResult(
+        "deletion",
+        0.05,
+        Injected("deletion", 0.05, ("d1", "d2"), "removed 2 documents, 1 of them judged relevant"),
+        first_alert=("ndcg-drop", 2),
+        alerts=("ndcg-drop",),
+        effect={"ndcg@10": (0.75, 0.70)},
+        top_cause="index_changed",
+        cause_rank=2,
+        resolved_after=4,
+    )
+    gap = IncidentResult("model_mismatch", 1.0, gap="not covered: no [[alerts.rules]] entry")
+    report = DrillReport(
+        "d1", {"kb": "evalkit-drill-d1-kb"}, str(home / "drills" / "d1" / "evalkit.duckdb"),
+        3, ("ndcg-drop",), (caught, gap), {"gate": "no run 'x'"},
+    )  # fmt: skip
+    (home / "drills" / "d1").mkdir(parents=True)
+    (home / "drills" / "d1" / "report.json").write_text(json.dumps(report.to_dict()))
+
+    app = open_page("drills")
+    assert metrics(app)["incidents caught"][0] == "1 of 2"
+    assert metrics(app)["causes named first"][0] == "0 of 2"
+    assert metrics(app)["false alarms"][0] == "1"
+    assert [w.value for w in app.warning] == [
+        "Rule gate could not be evaluated, so it could not fire: no run 'x'"
+    ]
+    incidents = frame_with(app, "own cause's rank")
+    assert list(incidents["incident"]) == ["deletion", "model_mismatch"]
+    assert list(incidents["injected"]) == [
+        "removed 2 documents, 1 of them judged relevant",
+        "not covered: no [[alerts.rules]] entry",
+    ]
+    effect = frame_with(app, "change")
+    assert effect.iloc[0]["change"] == pytest.approx(-0.05)

@@ -322,3 +322,36 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
         assert after_ndcg is not None
         assert after_ndcg < before_ndcg
     assert _live_fingerprint(in_demo_home) == before
+
+
+def test_the_drills_page_shows_a_drills_report_in_chromium(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Drills page of `evalkit dashboard`, in headless Chromium, on a real drill's report:
+    its counts, its table (what was caught, when, naming which cause) and its effects."""
+    from test_dashboard_browser import SCREENSHOTS, _cells, _render, _serving, chromium_driver
+
+    audited = in_demo_home / "audited.toml"
+    audited.write_text(CONFIG + AUDITED, encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(audited))
+    report = run_drill(
+        load_settings(),
+        DrillRequest(
+            incidents=(("deletion", None), ("duplicates", None)),
+            quiet_cycles=2,
+            drill_id="shown",
+        ),
+    )
+    assert [result.cause_rank for result in report.incidents] == [1, 1]
+    store = in_demo_home / ".evalkit" / "evalkit.duckdb"
+    with _serving(store, tmp_path / "dashboard.log") as url, chromium_driver() as browser:
+        shown = _render(browser, f"{url}/drills?drill=shown", charts=0, expecting=["2 of 2"])
+        assert shown == ["2 of 2", "2 of 2", "0"], shown
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "drills.png"))  # type: ignore[attr-defined]
+        assert _cells(browser, "Cause named first") == [
+            "missing_from_index",
+            "crowded_by_duplicates",
+        ]
+        assert _cells(browser, "Caught at cycle") == ["1", "1"]
+        assert _cells(browser, "Measure") == ["ndcg@10", "recall@10"] * 2

@@ -35,6 +35,7 @@ PAGES = {
         st.Page("views/answers.py", title="Answers", icon=":material/question_answer:"),
         st.Page("views/index_health.py", title="Index health", icon=":material/health_and_safety:"),
         st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
+        st.Page("views/drills.py", title="Drills", icon=":material/local_fire_department:"),
     ],
 }
 

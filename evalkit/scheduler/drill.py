@@ -32,6 +32,7 @@ from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
 from evalkit.drill.config import collections_named, pointed_at_copies
 from evalkit.drill.incidents import INCIDENTS, Injected, inject
+from evalkit.drill.reports import REPORT_FILE, drills_folder
 from evalkit.drill.scratch import ScratchCopies
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.files import replace_text
@@ -386,7 +387,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             f"{path}: no [[jobs]] entry names a Chroma collection (collection = ...): a drill "
             "rehearses incidents on copies of the collections the jobs read"
         )
-    drill_dir = user.home / "drills" / request.drill_id
+    drill_dir = drills_folder(user.home) / request.drill_id
     drill_dir.mkdir(parents=True, exist_ok=True)
     store_path = drill_dir / "evalkit.duckdb"
     with ScratchCopies(user, names, request.drill_id) as copies:
@@ -442,7 +443,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         tuple(results),
         dict(cycles.rule_errors),
     )
-    replace_text(drill_dir / "report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    replace_text(drill_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     replace_text(drill_dir / "report.md", report.to_markdown())
     return report
 
