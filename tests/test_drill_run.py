@@ -223,11 +223,17 @@ def test_sigterm_removes_the_copy_and_after_sigkill_the_next_drill_does(
     killed.kill()
     killed.wait(timeout=60)
     [left] = [name for name in _collections(in_demo_home) if name.startswith(DRILL_PREFIX)]
+    drills = in_demo_home / ".evalkit" / "drills"
+    unfinished = [folder for folder in drills.iterdir() if not (folder / "report.json").exists()]
+    # The killed drill's, with no report: it swept the stopped one's when it started.
+    assert len(unfinished) == 1, unfinished
     report = run_drill(
         load_settings(), DrillRequest(incidents=(("deletion", 0.34),), quiet_cycles=2, cycles=1)
     )
     assert report.incidents[0].detected
     assert left not in _collections(in_demo_home)
+    assert not any(folder.exists() for folder in unfinished)
+    assert all((folder / "report.json").is_file() for folder in drills.iterdir())
     assert _collections(in_demo_home) == ["demo-kb"]
     assert _live_fingerprint(in_demo_home) == before
 

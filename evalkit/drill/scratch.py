@@ -11,14 +11,13 @@ raises it as an exception); a copy whose owner was killed is removed by the next
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from evalkit.drill.reports import owner
 from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
@@ -69,10 +68,6 @@ class ScratchCopy:
     seconds: float
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def copy_collection(client: ClientAPI, live_name: str, drill_id: str) -> ScratchCopy:
     """Copy collection ``live_name`` into a new scratch collection for drill ``drill_id``:
     the same vectors, texts, metadata, distance space and HNSW settings, read a page at a
@@ -87,7 +82,7 @@ def copy_collection(client: ClientAPI, live_name: str, drill_id: str) -> Scratch
     hnsw["space"] = collection_space(live)
     metadata: dict[str, Any] = {
         **(live.metadata or {}),
-        OWNER_KEY: _owner(),
+        OWNER_KEY: owner(),
         STARTED_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
         SOURCE_KEY: live_name,
     }

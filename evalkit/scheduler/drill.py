@@ -32,7 +32,7 @@ from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
 from evalkit.drill.config import collections_named, pointed_at_copies
 from evalkit.drill.incidents import INCIDENTS, Injected, inject
-from evalkit.drill.reports import REPORT_FILE, drills_folder
+from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.files import replace_text
@@ -387,8 +387,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             f"{path}: no [[jobs]] entry names a Chroma collection (collection = ...): a drill "
             "rehearses incidents on copies of the collections the jobs read"
         )
-    drill_dir = drills_folder(user.home) / request.drill_id
-    drill_dir.mkdir(parents=True, exist_ok=True)
+    drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
     with ScratchCopies(user, names, request.drill_id) as copies:
         settings = load_settings(
