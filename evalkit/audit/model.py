@@ -134,6 +134,38 @@ def _other_model_finding(context: AuditContext, sample: Reembedding) -> Finding:
     )
 
 
+def _judged_beyond(context: AuditContext, sampled: set[str], embedder: TextEmbedder) -> Reembedding:
+    """The goldset's judged-relevant documents in the index, outside ``sampled``,
+    re-embedded (none without a goldset)."""
+    goldset, positions = context.goldset, context.snapshot.positions
+    wanted = (
+        sorted(
+            {j.doc_id for j in goldset.judgments if j.relevance > 0 and j.doc_id in positions}
+            - sampled
+        )
+        if goldset is not None
+        else []
+    )
+    held = stored_documents(context.collection, wanted, vectors=True) if wanted else {}
+    return reembed_stored(
+        [held[doc_id] for doc_id in wanted if doc_id in held],
+        embedder,
+        min_cosine=context.config.model_min_cosine,
+        source=context.source_hashes,
+    )
+
+
+def _joined(first: Reembedding, second: Reembedding) -> Reembedding:
+    if not len(second):
+        return first
+    return Reembedding(
+        doc_ids=first.doc_ids + second.doc_ids,
+        cosines=np.concatenate([first.cosines, second.cosines]),
+        content_changed=np.concatenate([first.content_changed, second.content_changed]),
+        min_cosine=first.min_cosine,
+    )
+
+
 def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
     config, snapshot = context.config, context.snapshot
     replaced = sample.replaced
@@ -249,14 +281,20 @@ def check_model(context: AuditContext) -> CheckOutcome:
     if not len(sample):
         note = "the collection stores no document text to re-embed" if len(rows) else None
         return CheckOutcome("model", True, measurements, tuple(findings), note=note)
-    other, replaced = sample.other_model, sample.replaced
+    other = sample.other_model
     measurements["model_mismatched_documents"] = float(other.sum())
-    measurements["model_content_replaced_documents"] = float(replaced.sum())
     measurements["model_min_cosine"] = float(sample.cosines.min())
     if other.any():
         findings.append(_other_model_finding(context, sample))
-    if replaced.any():
-        findings.append(_replaced_finding(context, sample))
+    # Replaced content is looked for in the goldset's relevant documents too, beyond the
+    # random sample: they are the ones whose loss a regression is explained by, and a
+    # drill's 5 % of them stale on SciFact put 19 in a sample of 256 of 5,183.
+    judged = _judged_beyond(context, set(sampled_ids), embedder)
+    checked = _joined(sample, judged)
+    measurements["model_judged_documents"] = float(len(judged))
+    measurements["model_content_replaced_documents"] = float(checked.replaced.sum())
+    if checked.replaced.any():
+        findings.append(_replaced_finding(context, checked))
     kept = len(sample)
     note = None if kept == len(snapshot) else f"re-embedded a sample of {kept}"
     return CheckOutcome("model", True, measurements, tuple(findings), note=note)
