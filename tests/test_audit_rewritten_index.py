@@ -96,6 +96,37 @@ def test_a_content_swap_is_changed_content_not_another_model(demo_collection: An
     assert "Audit with --source to list every such document" in found["content_replaced"].message
 
 
+def test_with_a_goldset_replaced_relevant_documents_are_found_beyond_a_small_sample(
+    demo_collection: Any,
+) -> None:
+    """The random sample holds few of the swapped relevant documents; the goldset's
+    judged-relevant ones are re-embedded too, so every swapped one is named, while the
+    sample alone still sizes the model check's estimate."""
+    from demo_index import demo_goldset
+
+    swapped = judged_relevant(N_SWAPPED)
+    relevant = set(judged_relevant(len(demo_documents())))
+    donors = [doc.id for doc in demo_documents() if doc.id not in relevant][:N_SWAPPED]
+    swap_contents(demo_collection, swapped, donors)
+    config = AuditConfig(checks=("model",), model_sample_size=10, seed=1)
+
+    alone = run_audit(demo_collection, embedder=cached_minilm(), config=config)
+    sampled = _by_kind(alone).get("content_replaced")
+    assert sampled is None or len(sampled.doc_ids) < N_SWAPPED // 2
+    assert alone.measurements["model_judged_documents"] == 0
+
+    report = run_audit(
+        demo_collection, embedder=cached_minilm(), config=config, goldset=demo_goldset()
+    )
+    replaced = _by_kind(report)["content_replaced"]
+    # A swap whose donor embeds close to the document's own text can pass the cosine check.
+    assert set(replaced.doc_ids) <= set(swapped)
+    assert len(replaced.doc_ids) >= N_SWAPPED // 2
+    assert report.measurements["model_sampled_documents"] == 10
+    # every relevant document outside the sample of 10
+    assert len(relevant) - 10 <= report.measurements["model_judged_documents"] <= len(relevant)
+
+
 def test_documents_added_again_under_new_ids_are_duplicates_of_the_source(
     demo_collection: Any,
 ) -> None:
