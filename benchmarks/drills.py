@@ -18,10 +18,12 @@ Parts (``--parts``, all by default):
 * ``severities``: one drill per incident and severity (--severities), 2 quiet cycles, 3
   cycles to catch it: the smallest severity caught within 1 and within 3 cycles, the cycles to
   detection and the rank ``explain`` gave the incident's cause, as a Markdown table;
+* ``replay-only``: the same with the audit job and the rules reading audits left out:
+  what quality monitoring alone catches;
 * ``quiet``: one drill of --quiet-cycles (100) quiet cycles and no incident: false alarms
   per quiet cycle.
 
-    .venv/bin/python benchmarks/drills.py [--home DIR] [--parts copy,drill,severities,quiet]
+    .venv/bin/python benchmarks/drills.py [--home DIR] [--parts copy,drill,severities,...]
 """
 
 from __future__ import annotations
@@ -61,10 +63,21 @@ def recommended_config() -> str:
     return found.group(1)
 
 
-def evalkit(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """One evalkit command as a whole process in ``home``."""
+def replay_only(config: str) -> str:
+    """``config`` without its audit jobs and the rules that read audits: quality
+    monitoring alone."""
+    audit = ('kind = "audit"\n', 'kind = "audit_findings"\n', 'kind = "model_mismatch"\n')
+    blocks = config.split("\n[[")
+    kept = [block for block in blocks[1:] if not any(kind in block for kind in audit)]
+    return "\n[[".join([blocks[0], *kept])
+
+
+def evalkit(
+    home: Path, *args: str, check: bool = True, config: str = "evalkit.toml"
+) -> subprocess.CompletedProcess[str]:
+    """One evalkit command as a whole process in ``home``, reading ``config`` there."""
     env = {**os.environ, "EVALKIT_HOME": str(home / ".evalkit")}
-    env["EVALKIT_CONFIG"] = str(home / "evalkit.toml")
+    env["EVALKIT_CONFIG"] = str(home / config)
     return subprocess.run(
         [str(EVALKIT), *args], cwd=home, env=env, check=check, capture_output=True, text=True
     )
@@ -74,6 +87,7 @@ def set_up(home: Path) -> None:
     """The goldset, the indexed corpus and the recommended evalkit.toml under ``home``."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "evalkit.toml").write_text(recommended_config(), encoding="utf-8")
+    (home / "replay-only.toml").write_text(replay_only(recommended_config()), encoding="utf-8")
     if (home / ".evalkit" / "chroma").is_dir():
         return
     print("set-up (not timed): goldset import, indexing 5,183 abstracts with MiniLM")
@@ -110,10 +124,10 @@ def part_copy(home: Path, repeat: int) -> None:
     print(f"copy / read: {made / read:.1f}x (best of {repeat})")
 
 
-def drill(home: Path, *args: str) -> tuple[dict[str, Any], float]:
+def drill(home: Path, *args: str, config: str = "evalkit.toml") -> tuple[dict[str, Any], float]:
     """``evalkit drill --format json`` with ``args``: its report and wall seconds."""
     began = time.perf_counter()
-    done = evalkit(home, "drill", "--format", "json", *args, check=False)
+    done = evalkit(home, "drill", "--format", "json", *args, check=False, config=config)
     seconds = time.perf_counter() - began
     if done.returncode not in (0, 1):
         raise SystemExit(f"evalkit drill {' '.join(args)} failed:\n{done.stderr}")
@@ -153,14 +167,16 @@ def part_drill(home: Path) -> None:
         )
 
 
-def part_severities(home: Path) -> None:
-    """The smallest severity of each incident caught within 1 and 3 cycles, as Markdown."""
+def part_severities(home: Path, config: str) -> None:
+    """The smallest severity of each incident caught within 1 and 3 cycles, as Markdown,
+    under ``config``."""
+    print(f"severities under {config}:")
     outcomes: dict[str, list[tuple[float, int | None, int | None]]] = defaultdict(list)
     for incident, severities in SEVERITIES.items():
         for severity in severities:
             report, seconds = drill(
                 home, "--incident", f"{incident}:{severity}", "--quiet-cycles", "2",
-                "--cycles", "3", "--recovery-cycles", "6",
+                "--cycles", "3", "--recovery-cycles", "6", config=config,
             )  # fmt: skip
             [result] = report["incidents"]
             cycle = None if result["first_alert"] is None else result["first_alert"]["cycle"]
@@ -197,7 +213,7 @@ def part_quiet(home: Path, cycles: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--home", type=Path, default=ROOT / "reports" / "bench-drills")
-    parser.add_argument("--parts", default="copy,drill,severities,quiet")
+    parser.add_argument("--parts", default="copy,drill,severities,replay-only,quiet")
     parser.add_argument("--quiet-cycles", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -212,7 +228,9 @@ def main() -> int:
     if "drill" in parts:
         part_drill(home)
     if "severities" in parts:
-        part_severities(home)
+        part_severities(home, "evalkit.toml")
+    if "replay-only" in parts:
+        part_severities(home, "replay-only.toml")
     if "quiet" in parts:
         part_quiet(home, args.quiet_cycles)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
