@@ -188,12 +188,22 @@ def part_severities(home: Path, config: str) -> None:
           "severity | own cause's rank by severity |")  # fmt: skip
     print("|---|---|---|---|---|")
     for incident, rows in outcomes.items():
-        within1 = min((s for s, c, _ in rows if c is not None and c <= 1), default=None)
-        within3 = min((s for s, c, _ in rows if c is not None), default=None)
+        within1, within3 = _caught_from(rows, 1), _caught_from(rows, 3)
         cycles = ", ".join(f"{s:g}: {'-' if c is None else c}" for s, c, _ in rows)
         ranks = ", ".join(f"{s:g}: {'-' if r is None else r}" for s, _, r in rows)
         print(f"| {incident} | {within1 if within1 is not None else 'none'} | "
               f"{within3 if within3 is not None else 'none'} | {cycles} | {ranks} |")  # fmt: skip
+
+
+def _caught_from(rows: list[tuple[float, int | None, int | None]], cycles: int) -> float | None:
+    """The smallest severity from which every larger one tried was caught within ``cycles``
+    (which documents an incident hits matters: a larger share can go uncaught)."""
+    smallest = None
+    for severity, cycle, _ in sorted(rows, reverse=True):
+        if cycle is None or cycle > cycles:
+            break
+        smallest = severity
+    return smallest
 
 
 def part_quiet(home: Path, cycles: int) -> None:
