@@ -361,3 +361,39 @@ def test_the_drills_page_shows_a_drills_report_in_chromium(
         ]
         assert _cells(browser, "Caught at cycle") == ["1", "1"]
         assert _cells(browser, "Measure") == ["ndcg@10", "recall@10"] * 2
+
+
+def test_deliver_sends_the_drills_alerts_to_a_real_webhook_and_without_it_nothing_goes(
+    in_demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configured webhook sink gets the drill's alerts, signed, firing then resolved,
+    their subjects naming the drill's copy, only with --deliver."""
+    from test_scheduler_support import SECRET, Receiver
+
+    receiver = Receiver().start()
+    try:
+        sinked = in_demo_home / "sinked.toml"
+        sinked.write_text(
+            CONFIG
+            + f'\n[[alerts.sinks]]\nname = "oncall"\nkind = "webhook"\nurl = "{receiver.url}"\n'
+            'secret_env = "EVALKIT_DRILL_TEST_SECRET"\n',
+            encoding="utf-8",
+        )
+        monkeypatch.setenv("EVALKIT_CONFIG", str(sinked))
+        monkeypatch.setenv("EVALKIT_DRILL_TEST_SECRET", SECRET)
+        drill = ["drill", "--incident", "deletion:0.34", "--quiet-cycles", "2", "--cycles", "1"]
+        assert invoke(drill) == 0
+        assert receiver.all() == [], "a drill delivers nothing unless asked to"
+        capsys.readouterr()
+
+        assert invoke([*drill, "--deliver"]) == 0
+        assert "delivered 2 notifications to the configured sinks" in capsys.readouterr().err
+        got = receiver.accepted()
+        assert [(r.payload["rule"], r.payload["status"]) for r in got] == [
+            ("ndcg-drop", "firing"),
+            ("ndcg-drop", "resolved"),
+        ]
+        assert all(r.signature_valid for r in got), "signed with the sink's secret"
+        assert all(DRILL_PREFIX in r.payload["subject"] for r in got), got[0].payload
+    finally:
+        receiver.stop()

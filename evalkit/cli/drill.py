@@ -44,13 +44,21 @@ def drill(
         int,
         typer.Option(min=1, help="Cycles after a restore for the incident's alerts to resolve."),
     ] = 10,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver",
+            help="Also send the drill's alerts to the configured sinks (their subjects name "
+            "the drill's copies).",
+        ),
+    ] = False,
     seed: Annotated[int, seed_option("Seed of every choice an incident makes.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
     """Rehearse incidents against your own [[jobs]] and [[alerts.rules]], on scratch copies
     of the Chroma collections the jobs read (the live ones are only read; the drill's runs
-    and alerts stay in its own store and reach no sink). Exit 1 when an incident is not
-    caught within --cycles.
+    and alerts stay in its own store and reach no sink unless --deliver). Exit 1 when an
+    incident is not caught within --cycles.
 
     Example: evalkit drill --incident deletion:0.05 --incident duplicates --cycles 2
     """
@@ -68,6 +76,7 @@ def drill(
         cycles=cycles,
         recovery_cycles=recovery_cycles,
         seed=seed,
+        deliver=deliver,
     )
     say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
     report = run_drill(settings(), request)
@@ -82,6 +91,8 @@ def drill(
                 report.rows(),
             )
         )
+        if report.delivered is not None:
+            say(f"delivered {report.delivered} notifications to the configured sinks")
         for rule, error in report.rule_errors.items():
             say(f"warning: rule {rule} could not be evaluated, so it could not fire: {error}")
         say(f"the drill's runs and alerts: {report.store}; its report: {report.folder}")

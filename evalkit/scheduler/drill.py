@@ -7,7 +7,7 @@ into fresh copies (those of the quiet cycles set aside), followed for up to ``cy
 until a rule fires, then restored (the set-aside copies put back) and followed until its
 alerts resolve.
 Everything the drill writes lands in its own store under ``<home>/drills/<id>/``; its alerts
-go to no sink. The live collections are only read.
+go to no sink unless asked to (``deliver``). The live collections are only read.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.alerts import evaluate_rules
+from evalkit.alerts import RedeliverySchedule, deliver_due, evaluate_rules
 from evalkit.alerts.model import Alert, AlertStatus
 from evalkit.alerts.rules import PrecisionRegressionParams
+from evalkit.alerts.sinks import build_sinks
 from evalkit.causes.join import explain_runs
 from evalkit.clock import utc_now
 from evalkit.config import load_settings
@@ -61,12 +62,14 @@ CYCLE = timedelta(days=1)
 class DrillRequest:
     """What to rehearse: ``incidents`` as (name, severity or None for its default), after
     ``quiet_cycles``, each followed for at most ``cycles`` and, once restored, for at most
-    ``recovery_cycles`` until every alert resolves; ``seed`` fixes every choice."""
+    ``recovery_cycles`` until every alert resolves; ``seed`` fixes every choice. With
+    ``deliver`` the drill's alerts also go to the configured sinks."""
 
     incidents: tuple[tuple[str, float | None], ...]
     quiet_cycles: int = 3
     cycles: int = 3
     recovery_cycles: int = 10
+    deliver: bool = False
     seed: int = 0
     drill_id: str = field(
         default_factory=lambda: f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
@@ -162,7 +165,8 @@ DRILL_COLUMNS = ("incident", "severity", "caught", "alerts", "cause", "resolved"
 class DrillReport:
     """A drill's outcome: the copies it made, the alerts its quiet cycles raised (false
     alarms), each incident's result, and the rules that could not be evaluated (the first
-    error of each)."""
+    error of each); ``delivered``: the notifications the sinks accepted (None: not
+    delivered)."""
 
     drill_id: str
     copies: Mapping[str, str]
@@ -171,6 +175,7 @@ class DrillReport:
     false_alarms: tuple[str, ...]
     incidents: tuple[IncidentResult, ...]
     rule_errors: Mapping[str, str] = field(default_factory=dict)
+    delivered: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -182,6 +187,7 @@ class DrillReport:
             "false_alarms": list(self.false_alarms),
             "incidents": [result.to_dict() for result in self.incidents],
             "rule_errors": dict(self.rule_errors),
+            "delivered": self.delivered,
             "exit_code": self.exit_code,
         }
 
@@ -277,9 +283,13 @@ class _Cycle:
 class _Cycles:
     """Runs the drill's cycles and keeps its simulated clock."""
 
-    def __init__(self, settings: Settings, config: ServiceConfig) -> None:
+    def __init__(self, settings: Settings, config: ServiceConfig, *, deliver: bool) -> None:
         self._config = config
         self._access = StoreAccess.from_settings(settings, program="evalkit drill", wait_as="job")
+        self._sinks = build_sinks(config.alerts) if deliver else {}
+        self._policy = RedeliverySchedule.from_settings(config.alerts.settings)
+        self.delivered = 0
+        """Alert notifications the configured sinks accepted (``deliver`` only)."""
         self._runner = JobRunner(config, settings=settings, session=self._access)
         self._now = utc_now()
         self._pinned = False
@@ -303,12 +313,18 @@ class _Cycles:
             self._pinned = True
         self._now += CYCLE
         with self._access.writer("evalkit drill: alert rules") as store:
-            evaluation = evaluate_rules(store, self._config.alerts, {}, now=self._now)
+            evaluation = evaluate_rules(store, self._config.alerts, self._sinks, now=self._now)
+        if self._sinks:
+            sent = deliver_due(self._access.writer, self._sinks, self._policy, clock=self._clock)
+            self.delivered += sent.delivered
         for rule, error in evaluation.errors.items():
             self.rule_errors.setdefault(rule, error)
         self.firing |= {a.rule for a in evaluation.alerts if a.status is AlertStatus.firing}
         self.firing -= {a.rule for a in evaluation.alerts if a.status is AlertStatus.resolved}
         return _Cycle(tuple(evaluation.alerts), runs)
+
+    def _clock(self) -> datetime:
+        return self._now
 
     def _pin_gate_baselines(self, first: Mapping[str, str]) -> None:
         """Point each gate rule at the first quiet cycle's run (``first``: by job) of its
@@ -405,7 +421,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             for goldset in stored:
                 save_goldset(store, goldset)
             relevant = _relevant_documents(store)
-        cycles = _Cycles(settings, config)
+        cycles = _Cycles(settings, config, deliver=request.deliver)
         watched = {rule.config.kind for rule in config.alerts.rules}
         quiet = [cycles.run() for _ in range(request.quiet_cycles)]
         false_alarms = [
@@ -441,6 +457,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         tuple(false_alarms),
         tuple(results),
         dict(cycles.rule_errors),
+        cycles.delivered if request.deliver else None,
     )
     replace_text(drill_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     replace_text(drill_dir / "report.md", report.to_markdown())
