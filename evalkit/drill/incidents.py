@@ -76,6 +76,11 @@ class _Target:
                 chosen += sorted(self.rng.choice(group, size=count, replace=False).tolist())
         return chosen
 
+    def injected(self, incident: str, positions: Sequence[int], what: str) -> Injected:
+        """What ``incident`` did to the documents at ``positions``, ``what`` saying it."""
+        touched = tuple(self.contents.ids[i] for i in positions)
+        return Injected(incident, self.share, touched, f"{len(touched)} documents {what}")
+
 
 Inject = Callable[[_Target], Injected]
 
@@ -166,17 +171,13 @@ def _stale_content(target: _Target) -> Injected:
             embeddings=contents.embeddings[given],
             documents=[contents.documents[j] or "" for j in given],
         )
-    touched = tuple(contents.ids[i] for i in positions)
-    return Injected(
-        "stale_content",
-        share,
-        touched,
-        f"{len(touched)} documents now hold another document's text and vector",
+    return target.injected(
+        "stale_content", positions, "now hold another document's text and vector"
     )
 
 
 def _model_mismatch(target: _Target) -> Injected:
-    collection, contents, share = target.collection, target.contents, target.share
+    collection, contents = target.collection, target.contents
     positions = target.pick()
     dimension = contents.embeddings.shape[1]
     # A random rotation: distances within the moved documents are kept, as between two
@@ -188,12 +189,8 @@ def _model_mismatch(target: _Target) -> Injected:
             ids=[contents.ids[i] for i in rows],
             embeddings=(contents.embeddings[rows] @ rotation).astype(np.float32),
         )
-    touched = tuple(contents.ids[i] for i in positions)
-    return Injected(
-        "model_mismatch",
-        share,
-        touched,
-        f"{len(touched)} documents' vectors moved into another embedding space",
+    return target.injected(
+        "model_mismatch", positions, "had their vectors moved into another embedding space"
     )
 
 
