@@ -399,3 +399,33 @@ def test_an_incident_changes_a_fresh_copy_and_the_restore_puts_back_the_very_ind
         )
     assert [c.name for c in client.list_collections()] == ["live-kb"]
     close_client(client)
+
+
+def test_a_job_reading_a_chroma_server_of_its_own_is_refused_before_anything_is_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.drill.config import jobs_with_their_own_chroma
+    from evalkit.scheduler.drill import DrillRequest, run_drill
+
+    jobs = {
+        "jobs": [
+            {"name": "same", "collection": "kb", "chroma_url": "http://127.0.0.1:8000/"},
+            {"name": "own", "collection": "kb", "chroma_url": "http://10.0.0.5:8000"},
+            {"name": "plain", "collection": "kb"},
+            {"name": "http", "kind": "goldset_replay", "http_retriever": {"url": "http://x"}},
+        ]
+    }
+    assert jobs_with_their_own_chroma(jobs, "http://127.0.0.1:8000") == ["own"]
+    assert jobs_with_their_own_chroma(jobs, None) == ["same", "own"]
+
+    config = tmp_path / "evalkit.toml"
+    config.write_text(
+        '[[jobs]]\nname = "nightly"\nkind = "goldset_replay"\ngoldset = "g"\n'
+        'collection = "kb"\nchroma_url = "http://10.0.0.5:8000"\ncron = "0 2 * * *"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    with pytest.raises(ConfigError, match="job 'nightly' reads a Chroma server of its own"):
+        run_drill(load_settings(), DrillRequest(incidents=(("deletion", None),)))
+    assert not (tmp_path / "home" / "drills").exists()

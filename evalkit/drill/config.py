@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collections_named", "pointed_at_copies"]
+__all__ = ["collections_named", "jobs_with_their_own_chroma", "pointed_at_copies"]
 
 _NAMING_TABLES = ("jobs", "alerts")
 """Where a Chroma collection is named: a job's ``collection``, a rule's ``collection``."""
@@ -43,6 +43,20 @@ def collections_named(tables: Mapping[str, Any]) -> set[str]:
     for table in _NAMING_TABLES:
         _walk(tables.get(table), None, found)
     return found
+
+
+def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None) -> list[str]:
+    """The ``[[jobs]]`` of ``tables`` that read a collection in a Chroma server of their own
+    (a ``chroma_url`` other than the settings' ``chroma_url``), by name."""
+    jobs = tables.get("jobs")
+    return [
+        str(job.get("name"))
+        for job in (jobs if isinstance(jobs, list) else [])
+        if isinstance(job, Mapping)
+        and "collection" in job
+        and job.get("chroma_url") is not None
+        and str(job["chroma_url"]).rstrip("/") != (chroma_url or "").rstrip("/")
+    ]
 
 
 def pointed_at_copies(

@@ -31,7 +31,11 @@ from evalkit.causes.join import explain_runs
 from evalkit.clock import utc_now
 from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
-from evalkit.drill.config import collections_named, pointed_at_copies
+from evalkit.drill.config import (
+    collections_named,
+    jobs_with_their_own_chroma,
+    pointed_at_copies,
+)
 from evalkit.drill.incidents import INCIDENTS, Injected, inject
 from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
@@ -402,6 +406,14 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         raise ConfigError(
             f"{path}: no [[jobs]] entry names a Chroma collection (collection = ...): a drill "
             "rehearses incidents on copies of the collections the jobs read"
+        )
+    elsewhere = jobs_with_their_own_chroma(tables, user.chroma_url)
+    if elsewhere:
+        raise ConfigError(
+            f"{path}: job {elsewhere[0]!r} reads a Chroma server of its own (chroma_url); a "
+            "drill copies collections only in the Chroma the settings name (chroma_url: "
+            f"{user.chroma_url or 'none, the embedded store'}): drop the job's chroma_url, or "
+            "set the settings' to it, for the drill"
         )
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
