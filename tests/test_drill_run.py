@@ -397,3 +397,23 @@ def test_deliver_sends_the_drills_alerts_to_a_real_webhook_and_without_it_nothin
         assert all(DRILL_PREFIX in r.payload["subject"] for r in got), got[0].payload
     finally:
         receiver.stop()
+
+
+def test_a_store_path_set_in_the_environment_still_gets_no_drill_run(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EVALKIT_STORE_PATH, as the docs suggest setting it, outranks the file's tables: a
+    drill whose own store came through the tables wrote its runs into the user's store."""
+    live = in_demo_home / ".evalkit" / "evalkit.duckdb"
+    monkeypatch.setenv("EVALKIT_STORE_PATH", str(live))
+    user = load_settings()
+    assert user.resolved_store_path == live
+    report = run_drill(
+        user, DrillRequest(incidents=(("deletion", 0.34),), quiet_cycles=1, cycles=1)
+    )
+    assert Path(report.store) != live
+    with Store.open(live, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
+        assert store.fetch("SELECT count(*) FROM alerts")[0][0] == 0
+    with Store.open(Path(report.store), read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs")[0][0] >= 2

@@ -350,9 +350,8 @@ def test_the_users_jobs_and_rules_read_the_copies_and_write_the_drills_store(
     copies = {"support-kb": f"{DRILL_PREFIX}d9-support-kb"}
     drill_store = tmp_path / "drill" / "evalkit.duckdb"
     drill = load_settings(
-        rewrite_tables=lambda tables: pointed_at_copies(
-            tables, copies=copies, store_path=drill_store
-        )
+        rewrite_tables=lambda tables: pointed_at_copies(tables, copies=copies),
+        store_path=drill_store,
     )
     jobs = {job.name: job.params for job in service_config(drill).jobs}
     assert jobs["nightly"].collection == copies["support-kb"]  # type: ignore[attr-defined]

@@ -1,15 +1,15 @@
 """The user's configuration, pointed at a drill's copies.
 
 A drill runs the ``[[jobs]]`` and ``[[alerts.rules]]`` of the user's evalkit.toml as they are,
-but every Chroma collection they name reads the drill's copy, and everything lands in the
-drill's own store. The rewrite works on the file's tables before they are validated, so the
-drill's settings pass every check the user's do, and an error still names the user's file.
+but every Chroma collection they name reads the drill's copy (everything lands in the
+drill's own store, which the drill passes to ``load_settings`` itself). The rewrite works on
+the file's tables before they are validated, so the drill's settings pass every check the
+user's do, and an error still names the user's file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 __all__ = ["collections_named", "jobs_with_their_own_chroma", "pointed_at_copies"]
@@ -59,16 +59,14 @@ def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None
     ]
 
 
-def pointed_at_copies(
-    tables: Mapping[str, Any], *, copies: Mapping[str, str], store_path: Path
-) -> dict[str, Any]:
+def pointed_at_copies(tables: Mapping[str, Any], *, copies: Mapping[str, str]) -> dict[str, Any]:
     """``tables`` (an evalkit.toml's, unvalidated) with each collection a job or rule names
     (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
-    name to copy name), and the store at ``store_path``; ``tables`` itself is unchanged."""
+    name to copy name); ``tables`` itself is unchanged. The drill's store is given to
+    ``load_settings`` as an argument, which outranks the environment, as tables do not."""
     rewritten = dict(tables)
     found: set[str] = set()
     for table in _NAMING_TABLES:
         if table in tables:
             rewritten[table] = _walk(tables[table], copies, found)
-    rewritten["store_path"] = str(store_path)
     return rewritten

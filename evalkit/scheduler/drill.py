@@ -418,10 +418,11 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
     with ScratchCopies(user, names, request.drill_id) as copies:
+        # The drill's store as an argument: it outranks EVALKIT_STORE_PATH, which a value
+        # of the file's tables does not (the drill's runs went to the user's store).
         settings = load_settings(
-            rewrite_tables=functools.partial(
-                pointed_at_copies, copies=copies.names, store_path=store_path
-            )
+            rewrite_tables=functools.partial(pointed_at_copies, copies=copies.names),
+            store_path=store_path,
         )
         config = service_config(settings)
         goldsets = {
