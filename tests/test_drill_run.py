@@ -11,6 +11,7 @@ leaves its copy, which the next drill removes; one stopped by SIGTERM removes it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 from demo_index import cached_minilm, demo_documents, demo_goldset
 
 from evalkit.cli import invoke
@@ -301,7 +303,10 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
     before = _live_fingerprint(in_demo_home)
     report = run_drill(
         load_settings(),
-        DrillRequest(incidents=tuple((name, None) for name in INCIDENTS), quiet_cycles=2),
+        DrillRequest(
+            incidents=tuple((name, None) for name, kind in INCIDENTS.items() if not kind.slows),
+            quiet_cycles=2,
+        ),
     )
 
     assert report.false_alarms == ()
@@ -417,3 +422,54 @@ def test_a_store_path_set_in_the_environment_still_gets_no_drill_run(
         assert store.fetch("SELECT count(*) FROM alerts")[0][0] == 0
     with Store.open(Path(report.store), read_only=True) as store:
         assert store.fetch("SELECT count(*) FROM runs")[0][0] >= 2
+
+
+LATENCY_RULE = """
+[[alerts.rules]]
+name = "slower"
+kind = "latency_regression"
+goldset = "demo"
+warmup = 5
+reference_runs = 5
+max_increase = "50%"
+"""
+
+
+@pytest.mark.usefixtures("served_first")
+def test_latency_is_played_by_a_proxy_in_front_of_a_chroma_server_and_not_on_embedded_chroma(
+    in_demo_home: Path,
+    chroma_server: ChromaServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every search of the jobs' Chroma server 10 times slower, through a loopback proxy: the
+    latency rule fires and resolves once the proxy is back to the server's speed; the
+    collections on the server are copies, as ever. On embedded Chroma it cannot be played,
+    and the report says so. (A query's latency includes embedding it: a search of about
+    4 ms made 5 times slower moved the demo's median from 45 to 60 ms, +33 %.)"""
+    slowed = in_demo_home / "slowed.toml"
+    slowed.write_text(CONFIG.split("[[alerts.rules]]", maxsplit=1)[0] + LATENCY_RULE)
+    monkeypatch.setenv("EVALKIT_CONFIG", str(slowed))
+    assert invoke(["drill", "--incident", "latency", "--format", "json"]) == 1
+    [embedded] = json.loads(capsys.readouterr().out)["incidents"]
+    assert embedded["gap"].startswith("not injectable: the jobs read embedded Chroma")
+
+    client = open_chroma_client(url=chroma_server.url)
+    try:
+        with contextlib.suppress(Exception):
+            client.delete_collection("demo-kb")
+        index_corpus(client, demo_documents(), cached_minilm(), collection_name="demo-kb")
+    finally:
+        close_client(client)
+    monkeypatch.setenv("EVALKIT_CHROMA_URL", chroma_server.url)
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=(("latency", 10.0),), quiet_cycles=6, cycles=3),
+    )
+    [latency] = report.incidents
+    assert latency.injected is not None
+    assert latency.injected.summary == "every search of the Chroma server 10x slower"
+    assert latency.first_alert is not None, report.to_markdown()
+    assert latency.first_alert[0] == "slower"
+    assert latency.resolved_after is not None, report.to_markdown()
+    assert report.copies == {"demo-kb": f"{DRILL_PREFIX}{report.drill_id}-demo-kb"}

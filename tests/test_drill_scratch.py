@@ -225,7 +225,7 @@ def test_an_incident_writes_only_to_a_drill_copy(embedded: Any) -> None:
         copy = embedded.get_collection(made.name, embedding_function=None)
         with pytest.raises(ConfigError, match="unknown incident 'fire'; the incidents are: "):
             inject(copy, "fire")
-        with pytest.raises(ConfigError, match=r"severity 1.5 is not a share from 0 to 1 \(the"):
+        with pytest.raises(ConfigError, match=r"severity 1.5 is not from 0 to 1 \(the"):
             inject(copy, "deletion", 1.5)
         assert copy.count() == N_DOCUMENTS
     _assert_same_contents(_everything(live), before, exact=True)

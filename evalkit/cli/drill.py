@@ -30,8 +30,9 @@ def drill(
         list[str] | None,
         typer.Option(
             "--incident",
-            help="NAME or NAME:SEVERITY, repeatable (default: every incident at its default "
-            "severity; docs/drills.md lists them and what a severity means).",
+            help="NAME or NAME:SEVERITY, repeatable (default: every incident this set-up can "
+            "play, at its default severity; docs/drills.md lists them and what a severity "
+            "means).",
         ),
     ] = None,
     quiet_cycles: Annotated[
@@ -65,10 +66,15 @@ def drill(
     from evalkit.drill.incidents import INCIDENTS
     from evalkit.scheduler.drill import DRILL_COLUMNS, DrillRequest, run_drill
 
+    user = settings()
+    # By default every incident this set-up can play: one that slows a Chroma server needs
+    # one (chroma_url); named with --incident, it is reported as not injectable instead.
     chosen = (
         tuple(_incident(spec) for spec in incident)
         if incident
-        else (tuple((name, None) for name in INCIDENTS))
+        else tuple(
+            (name, None) for name, kind in INCIDENTS.items() if user.chroma_url or not kind.slows
+        )
     )
     request = DrillRequest(
         chosen,
@@ -79,7 +85,7 @@ def drill(
         deliver=deliver,
     )
     say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
-    report = run_drill(settings(), request)
+    report = run_drill(user, request)
     if output is OutputFormat.json:
         emit_json(report.to_dict())
     else:

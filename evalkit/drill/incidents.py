@@ -87,17 +87,35 @@ Inject = Callable[[_Target], Injected]
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """One kind of incident: ``severity`` (a share, 0 to 1) means ``severity_meaning``;
-    ``causes`` are the probable causes (``evalkit.causes.CAUSE_KINDS``) that name it, one of
-    which ``explain`` should rank first; ``seen_by`` are the alert rule kinds that can see
-    it, the one to suggest first."""
+    """One kind of incident: ``severity`` means ``severity_meaning``, from
+    ``severity_range``; ``causes`` are the probable causes (``evalkit.causes.CAUSE_KINDS``)
+    that name it, one of which ``explain`` should rank first; ``seen_by`` are the alert rule
+    kinds that can see it, the one to suggest first. ``inject`` changes a copy; None: the
+    incident is in front of the index (``slows``), the drill's proxy plays it."""
 
     name: str
     severity_meaning: str
     default_severity: float
-    inject: Inject
+    inject: Inject | None
     causes: tuple[str, ...]
     seen_by: tuple[str, ...]
+    severity_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def slows(self) -> bool:
+        """Whether the drill's proxy in front of a Chroma server plays it."""
+        return self.inject is None
+
+    def severity_of(self, severity: float | None) -> float:
+        """``severity``, or the default for None; ConfigError when out of its range."""
+        chosen = self.default_severity if severity is None else severity
+        low, high = self.severity_range
+        if not low <= chosen <= high:
+            raise ConfigError(
+                f"incident '{self.name}': severity {chosen:g} is not from {low:g} to {high:g} "
+                f"({self.severity_meaning})"
+            )
+        return chosen
 
 
 def _read(collection: Collection) -> _Contents:
@@ -231,6 +249,15 @@ INCIDENTS: Mapping[str, Incident] = {
             ("index_model_mismatch",),
             ("model_mismatch", "precision_regression", "embedding_drift"),
         ),
+        Incident(
+            "latency",
+            "the factor by which every search of the jobs' Chroma server is slowed",
+            2.0,
+            None,
+            (),
+            ("latency_regression",),
+            severity_range=(1.0, 100.0),
+        ),
     )
 }
 """The incidents, by name."""
@@ -256,11 +283,11 @@ def inject(
         raise ConfigError(
             f"unknown incident '{incident}'; the incidents are: {', '.join(INCIDENTS)}"
         )
-    share = kind.default_severity if severity is None else severity
-    if not 0.0 <= share <= 1.0:
+    share = kind.severity_of(severity)
+    if kind.inject is None:
         raise ConfigError(
-            f"incident '{incident}': severity {share} is not a share from 0 to 1 "
-            f"({kind.severity_meaning})"
+            f"incident '{incident}' changes no collection: a drill plays it in front of the "
+            "Chroma server"
         )
     target = _Target(collection, _read(collection), share, relevant, np.random.default_rng(seed))
     return kind.inject(target)

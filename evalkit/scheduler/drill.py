@@ -12,6 +12,7 @@ go to no sink unless asked to (``deliver``). The live collections are only read.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -37,6 +38,7 @@ from evalkit.drill.config import (
     pointed_at_copies,
 )
 from evalkit.drill.incidents import INCIDENTS, Injected, inject
+from evalkit.drill.proxy import SlowingProxy
 from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
 from evalkit.errors import ConfigError, EvalkitError
@@ -85,6 +87,8 @@ class DrillRequest:
             raise ConfigError(
                 f"unknown incident {unknown[0]!r}; the incidents are: {', '.join(INCIDENTS)}"
             )
+        for name, severity in self.incidents:
+            INCIDENTS[name].severity_of(severity)
         if self.quiet_cycles < 1 or self.cycles < 1 or self.recovery_cycles < 1:
             raise ConfigError(
                 "a drill needs at least one quiet cycle, and one cycle per incident and per "
@@ -417,12 +421,21 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         )
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
-    with ScratchCopies(user, names, request.drill_id) as copies:
-        # The drill's store as an argument: it outranks EVALKIT_STORE_PATH, which a value
-        # of the file's tables does not (the drill's runs went to the user's store).
+    slowed = any(INCIDENTS[name].slows for name, _ in request.incidents)
+    with contextlib.ExitStack() as stack:
+        copies = stack.enter_context(ScratchCopies(user, names, request.drill_id))
+        proxy = (
+            stack.enter_context(SlowingProxy(user.chroma_url))
+            if slowed and user.chroma_url
+            else None
+        )
+        # The drill's store (and proxy) as arguments: they outrank EVALKIT_STORE_PATH and
+        # EVALKIT_CHROMA_URL, which the file's tables do not (the drill's runs went to the
+        # user's store).
         settings = load_settings(
             rewrite_tables=functools.partial(pointed_at_copies, copies=copies.names),
             store_path=store_path,
+            chroma_url=None if proxy is None else proxy.url,
         )
         config = service_config(settings)
         goldsets = {
@@ -447,17 +460,19 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         last = quiet[-1]
         for name, severity in request.incidents:
             incident = INCIDENTS[name]
-            share = incident.default_severity if severity is None else severity
+            share = incident.severity_of(severity)
             if not watched.intersection(incident.seen_by):
                 results.append(IncidentResult(name, share, gap=_gap(incident.seen_by)))
                 continue
+            if incident.slows and proxy is None:
+                results.append(IncidentResult(name, share, gap=_NOT_SLOWED))
+                continue
             result, last = _rehearse(
-                copies,
+                _Play(copies, proxy, relevant, request.seed),
                 cycles,
                 last,
                 incident=name,
                 severity=share,
-                relevant=relevant,
                 request=request,
             )
             results.append(result)
@@ -487,24 +502,60 @@ def _gap(seen_by: tuple[str, ...]) -> str:
     )
 
 
+_NOT_SLOWED = (
+    "not injectable: the jobs read embedded Chroma, in process; a drill slows a Chroma server "
+    "(chroma_url) through a proxy in front of it"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Play:
+    """What an incident is played on: the copies, or the proxy in front of their server."""
+
+    copies: ScratchCopies
+    proxy: SlowingProxy | None
+    relevant: frozenset[str]
+    seed: int
+
+    def inject(self, incident: str, severity: float) -> Injected:
+        """Play ``incident`` at ``severity``: into fresh copies (the quiet ones set aside),
+        or through the proxy."""
+        if INCIDENTS[incident].slows:
+            assert self.proxy is not None, "a slowing incident needs the proxy"
+            self.proxy.factor = severity
+            return Injected(
+                incident, severity, (), f"every search of the Chroma server {severity:g}x slower"
+            )
+        self.copies.hold()
+        injected = [
+            inject(self.copies.collection(live), incident, severity, relevant=self.relevant,
+                   seed=self.seed)
+            for live in self.copies.names
+        ]  # fmt: skip
+        return injected[0]
+
+    def restore(self, incident: str) -> None:
+        """Undo ``incident``: the proxy back to the server's speed, or the quiet copies back."""
+        if INCIDENTS[incident].slows:
+            assert self.proxy is not None, "a slowing incident needs the proxy"
+            self.proxy.factor = 1.0
+        else:
+            self.copies.restore()
+
+
 def _rehearse(
-    copies: ScratchCopies,
+    play: _Play,
     cycles: _Cycles,
     before: _Cycle,
     *,
     incident: str,
     severity: float,
-    relevant: frozenset[str],
     request: DrillRequest,
 ) -> tuple[IncidentResult, _Cycle]:
     """Inject, follow until an alert fires (at most ``request.cycles``), read the evidence,
     restore and follow until the alerts resolve; the result and the last cycle run."""
     since = utc_now().replace(tzinfo=None)
-    copies.hold()
-    injected = [
-        inject(copies.collection(live), incident, severity, relevant=relevant, seed=request.seed)
-        for live in copies.names
-    ]
+    injected = play.inject(incident, severity)
     carried = frozenset(cycles.firing)
     first: tuple[str, int] | None = None
     cycle = before
@@ -516,7 +567,7 @@ def _rehearse(
             break
     alerts = tuple(sorted(cycles.firing - carried))
     evidence = cycles.look(before, cycle, since, INCIDENTS[incident].causes)
-    copies.restore()
+    play.restore(incident)
     resolved_after: int | None = 0 if not cycles.firing else None
     for number in range(1, request.recovery_cycles + 1):
         if not cycles.firing:
@@ -527,7 +578,7 @@ def _rehearse(
     result = IncidentResult(
         incident,
         severity,
-        injected[0],
+        injected,
         first_alert=first,
         alerts=alerts,
         resolved_after=resolved_after,
