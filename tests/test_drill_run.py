@@ -473,3 +473,19 @@ def test_latency_is_played_by_a_proxy_in_front_of_a_chroma_server_and_not_on_emb
     assert latency.first_alert[0] == "slower"
     assert latency.resolved_after is not None, report.to_markdown()
     assert report.copies == {"demo-kb": f"{DRILL_PREFIX}{report.drill_id}-demo-kb"}
+
+
+def test_a_rule_whose_warm_up_the_quiet_cycles_do_not_cover_is_noted(
+    in_demo_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Page-Hinkley warms up over 2 runs (the config's warmup): one quiet cycle leaves the
+    first incident's run in its warm-up, and the drill says so rather than only missing."""
+    code = invoke(["drill", "--incident", "deletion:0.34", "--quiet-cycles", "1", "--cycles", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        "note: rule ndcg-drop warms up over 2 runs, more than the drill's 1 quiet cycles: its "
+        "warm-up takes in the first incident's runs (give --quiet-cycles 2 or more)"
+    ) in " ".join(err.split())
+    assert invoke(["drill", "--incident", "deletion:0.34", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["notes"] == []

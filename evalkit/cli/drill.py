@@ -99,6 +99,8 @@ def drill(
         )
         if report.delivered is not None:
             say(f"delivered {report.delivered} notifications to the configured sinks")
+        for note in report.notes:
+            say(f"note: {note}")
         for rule, error in report.rule_errors.items():
             say(f"warning: rule {rule} could not be evaluated, so it could not fire: {error}")
         say(f"the drill's runs and alerts: {report.store}; its report: {report.folder}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.alerts import RedeliverySchedule, deliver_due, evaluate_rules
 from evalkit.alerts.model import Alert, AlertStatus
-from evalkit.alerts.rules import PrecisionRegressionParams
+from evalkit.alerts.rules import LatencyRegressionParams, PrecisionRegressionParams
 from evalkit.alerts.sinks import build_sinks
 from evalkit.causes.join import explain_runs
 from evalkit.clock import utc_now
@@ -174,7 +174,8 @@ class DrillReport:
     """A drill's outcome: the copies it made, the alerts its quiet cycles raised (false
     alarms), each incident's result, and the rules that could not be evaluated (the first
     error of each); ``delivered``: the notifications the sinks accepted (None: not
-    delivered)."""
+    delivered); ``notes``: what the drill could not rehearse as asked (a rule whose warm-up
+    the quiet cycles do not cover)."""
 
     drill_id: str
     copies: Mapping[str, str]
@@ -184,6 +185,7 @@ class DrillReport:
     incidents: tuple[IncidentResult, ...]
     rule_errors: Mapping[str, str] = field(default_factory=dict)
     delivered: int | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -196,6 +198,7 @@ class DrillReport:
             "incidents": [result.to_dict() for result in self.incidents],
             "rule_errors": dict(self.rule_errors),
             "delivered": self.delivered,
+            "notes": list(self.notes),
             "exit_code": self.exit_code,
         }
 
@@ -255,6 +258,7 @@ class DrillReport:
             f"- rule {rule} could not be evaluated: {error}"
             for rule, error in self.rule_errors.items()
         ]
+        lines += [f"- note: {note}" for note in self.notes]
         for result in self.incidents:
             if result.effect:
                 shown = ", ".join(
@@ -486,10 +490,30 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         tuple(results),
         dict(cycles.rule_errors),
         cycles.delivered if request.deliver else None,
+        _warm_up_notes(config, request.quiet_cycles),
     )
     replace_text(drill_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     replace_text(drill_dir / "report.md", report.to_markdown())
     return report
+
+
+def _warm_up_notes(config: ServiceConfig, quiet_cycles: int) -> tuple[str, ...]:
+    """The sequential rules whose warm-up is longer than the quiet cycles: it takes in the
+    first incident's runs, so they are slow to fire on it, or do not."""
+    notes = []
+    for rule in config.alerts.rules:
+        params = rule.params
+        sequential = isinstance(params, LatencyRegressionParams) or (
+            isinstance(params, PrecisionRegressionParams) and params.method != "gate"
+        )
+        warmup = getattr(params, "warmup", 0)
+        if sequential and warmup > quiet_cycles:
+            notes.append(
+                f"rule {rule.name} warms up over {warmup} runs, more than the drill's "
+                f"{quiet_cycles} quiet cycles: its warm-up takes in the first incident's runs "
+                f"(give --quiet-cycles {warmup} or more)"
+            )
+    return tuple(notes)
 
 
 def _gap(seen_by: tuple[str, ...]) -> str:

@@ -66,6 +66,8 @@ def render(page: ui.PageContext) -> None:
         len(report["false_alarms"]),
         help=f"Alerts raised in the drill's {report['quiet_cycles']} quiet cycles.",
     )
+    for note in report.get("notes", []):
+        st.info(note, icon=":material/info:")
     for rule, error in report.get("rule_errors", {}).items():
         st.warning(f"Rule {rule} could not be evaluated, so it could not fire: {error}")
     st.subheader("Incidents")
