@@ -8,6 +8,7 @@ killed with SIGKILL is removed by the next sweep.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -297,6 +298,92 @@ def test_each_incident_changes_the_copy_as_its_severity_says_and_never_the_live_
 
     _assert_same_contents(_everything(live), before, exact=True)
     assert [c.name for c in embedded.list_collections()] == ["live-kb"]
+
+
+def test_chunking_drift_replaces_a_share_of_the_documents_by_chunks_of_their_text(
+    tmp_path: Path,
+) -> None:
+    client = open_chroma_client(path=tmp_path / "chroma")
+    words = [f"w{n}" for n in range(200)]
+    long_corpus = [
+        Document(f"doc-{n:02d}", " ".join(words[: 40 + 10 * n]), metadata={"topic": "t"})
+        for n in range(10)
+    ]
+    embedder = HashEmbedder()
+    index_corpus(client, long_corpus, embedder, collection_name="live-kb")
+    live = client.get_collection("live-kb", embedding_function=None)
+    before = _everything(live)
+    with scratch_collection(client, "live-kb", "chunks") as made:
+        copy = client.get_collection(made.name, embedding_function=None)
+        with pytest.raises(ConfigError, match="needs the jobs' embedding model"):
+            inject(copy, "chunking_drift", 0.5)
+        chunked = inject(
+            copy, "chunking_drift", 0.5, relevant=frozenset({"doc-09"}), embed=embedder.embed
+        )
+        assert "doc-09" in chunked.documents
+        assert len(chunked.documents) == 1 + round(0.5 * 9)
+        assert chunked.summary.endswith("re-chunked into pieces of 48 words")
+        after = _everything(copy)
+        texts = dict(zip(before["ids"], before["documents"], strict=True))
+        for doc_id in chunked.documents:
+            n_words = len(texts[doc_id].split())
+            chunks = [i for i, d in enumerate(after["ids"]) if d.startswith(f"{doc_id}#chunk-")]
+            assert doc_id not in after["ids"]
+            assert len(chunks) == -(-n_words // 48), "48 words a chunk, the last shorter"
+            for i in chunks:
+                span = after["metadatas"][i]
+                assert span["source_id"] == doc_id
+                assert span["topic"] == "t"
+                text = texts[doc_id][span["start"] : span["end"]]
+                assert after["documents"][i] == text
+                assert len(text.split()) <= 48
+                np.testing.assert_allclose(
+                    after["embeddings"][i], embedder.embed([text])[0], atol=1e-6
+                )
+        untouched = sorted(set(before["ids"]) - set(chunked.documents))
+        assert [d for d in after["ids"] if "#chunk-" not in d] == untouched
+    _assert_same_contents(_everything(live), before, exact=True)
+    close_client(client)
+
+
+def test_ann_degradation_rebuilds_the_copy_with_lowered_hnsw_settings_and_is_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    settings = load_settings()
+    client = open_chroma_client(path=settings.resolved_chroma_path)
+    index_corpus(client, _corpus(), HashEmbedder(), collection_name="live-kb")
+    live = client.get_collection("live-kb", embedding_function=None)
+    before, live_hnsw = _everything(live), live.configuration_json["hnsw"]
+
+    def hnsw(collection: Any) -> tuple[int, int, int]:
+        found = collection.configuration_json["hnsw"]
+        return found["ef_search"], found["max_neighbors"], found["ef_construction"]
+
+    with ScratchCopies(settings, ["live-kb"], "ann") as copies:
+        assert hnsw(copies.collection("live-kb")) == (100, 16, 100)
+        copies.hold()
+        with pytest.raises(ConfigError, match="needs the drill's copies to rebuild"):
+            inject(copies.collection("live-kb"), "ann_degradation")
+        degraded = inject(
+            copies.collection("live-kb"),
+            "ann_degradation",
+            rebuild=functools.partial(copies.rebuild, "live-kb"),
+        )
+        assert degraded.summary == (
+            "HNSW index rebuilt with ef_search 100 -> 25, ef_construction 100 -> 25, "
+            "max_neighbors 16 -> 4"
+        )
+        rebuilt = copies.collection("live-kb")
+        assert hnsw(rebuilt) == (25, 4, 25)
+        assert rebuilt.configuration_json["hnsw"]["space"] == live_hnsw["space"]
+        _assert_same_contents(_everything(rebuilt), before, exact=False)
+        assert hnsw(client.get_collection("live-kb")) == (100, 16, 100)
+        copies.restore()
+        assert hnsw(copies.collection("live-kb")) == (100, 16, 100)
+    _assert_same_contents(_everything(live), before, exact=True)
+    assert [c.name for c in client.list_collections()] == ["live-kb"]
+    close_client(client)
 
 
 # -- the user's configuration, pointed at the copies ------------------------------------------

@@ -9,6 +9,7 @@ itself. Every choice an incident makes is drawn from a generator seeded by the d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,15 @@ __all__ = ["INCIDENTS", "Incident", "Injected", "ScratchOnlyError", "inject"]
 T = TypeVar("T")
 _PAGE = 1000
 DUPLICATE_SUFFIX = "#drill-copy"
+CHUNK_WORDS = 48
+"""The words of a chunk the chunking drift cuts a document into (its last one shorter)."""
+_HNSW_DEFAULTS: Mapping[str, int] = {"ef_search": 100, "ef_construction": 100, "max_neighbors": 16}
+"""Chroma's HNSW settings where a collection's configuration leaves them out."""
+
+Rebuild = Callable[[Mapping[str, Any]], "Collection"]
+"""Copies the live collection again in place of the copy, with these HNSW settings."""
+Embed = Callable[[Sequence[str]], np.ndarray[Any, np.dtype[np.float32]]]
+"""Embeds texts with the model the jobs query with."""
 
 
 class ScratchOnlyError(EvalkitError):
@@ -60,6 +70,8 @@ class _Target:
     share: float
     relevant: frozenset[str]
     rng: np.random.Generator
+    rebuild: Rebuild | None = None
+    embed: Embed | None = None
 
     def pick(self) -> list[int]:
         """Positions of ``share`` of the judged-relevant documents and ``share`` of the rest
@@ -212,6 +224,55 @@ def _model_mismatch(target: _Target) -> Injected:
     )
 
 
+def _chunking_drift(target: _Target) -> Injected:
+    if target.embed is None:
+        raise ConfigError("incident 'chunking_drift' needs the jobs' embedding model")
+    collection, contents = target.collection, target.contents
+    positions = [i for i in target.pick() if (contents.documents[i] or "").strip()]
+    for page in _in_pages(positions):
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[Any] = []  # Chroma's own metadata type, which a dict of Any is not
+        for i in page:
+            text = contents.documents[i] or ""
+            for number, (start, end) in enumerate(_chunk_spans(text)):
+                ids.append(f"{contents.ids[i]}#chunk-{number}")
+                texts.append(text[start:end])
+                # The span metadata evalkit's span judgments and goldset remap read.
+                span = {"source_id": contents.ids[i], "start": start, "end": end}
+                metadatas.append({**(contents.metadatas[i] or {}), **span})
+        collection.delete(ids=[contents.ids[i] for i in page])
+        collection.add(
+            ids=ids, embeddings=target.embed(texts), documents=texts, metadatas=metadatas
+        )
+    return target.injected(
+        "chunking_drift", positions, f"re-chunked into pieces of {CHUNK_WORDS} words"
+    )
+
+
+def _chunk_spans(text: str) -> list[tuple[int, int]]:
+    """The character spans of ``text``'s chunks of ``CHUNK_WORDS`` words."""
+    words = [(found.start(), found.end()) for found in re.finditer(r"\S+", text)]
+    return [
+        (words[start][0], words[min(start + CHUNK_WORDS, len(words)) - 1][1])
+        for start in range(0, len(words), CHUNK_WORDS)
+    ]
+
+
+def _ann_degradation(target: _Target) -> Injected:
+    if target.rebuild is None:
+        raise ConfigError("incident 'ann_degradation' needs the drill's copies to rebuild")
+    live = {
+        **_HNSW_DEFAULTS,
+        **((target.collection.configuration_json or {}).get("hnsw") or {}),
+    }
+    # hnswlib needs two neighbours a node; a search breadth below k is searched at k.
+    lowered = {key: max(2, round(int(live[key]) * (1 - target.share))) for key in _HNSW_DEFAULTS}
+    target.rebuild(lowered)
+    changed = ", ".join(f"{key} {live[key]} -> {value}" for key, value in lowered.items())
+    return Injected("ann_degradation", target.share, (), f"HNSW index rebuilt with {changed}")
+
+
 INCIDENTS: Mapping[str, Incident] = {
     incident.name: incident
     for incident in (
@@ -250,6 +311,25 @@ INCIDENTS: Mapping[str, Incident] = {
             ("model_mismatch", "precision_regression", "embedding_drift"),
         ),
         Incident(
+            "chunking_drift",
+            "the share of the documents (relevant and others alike) replaced by chunks of "
+            f"{CHUNK_WORDS} words, embedded with the jobs' model, under new ids",
+            0.05,
+            _chunking_drift,
+            ("missing_from_index", "absent_from_results"),
+            ("precision_regression", "audit_findings", "embedding_drift"),
+        ),
+        Incident(
+            "ann_degradation",
+            "the share by which the HNSW index's search breadth (ef_search), and its "
+            "max_neighbors and ef_construction, are lowered (the index rebuilt)",
+            0.75,
+            _ann_degradation,
+            ("retriever_changed",),
+            ("precision_regression", "audit_findings"),
+            severity_range=(0.0, 0.95),
+        ),
+        Incident(
             "latency",
             "the factor by which every search of the jobs' Chroma server is slowed",
             2.0,
@@ -270,9 +350,13 @@ def inject(
     *,
     relevant: frozenset[str] = frozenset(),
     seed: int = 0,
+    rebuild: Rebuild | None = None,
+    embed: Embed | None = None,
 ) -> Injected:
     """Inject ``incident`` at ``severity`` (its default when None) into ``collection``, a
-    drill's scratch copy; ``relevant`` are the goldset's judged-relevant document ids."""
+    drill's scratch copy; ``relevant`` are the goldset's judged-relevant document ids;
+    ``rebuild`` copies it again with other HNSW settings, ``embed`` embeds texts as the jobs
+    do (the incidents that need them fail without)."""
     if not collection.name.startswith(DRILL_PREFIX):
         raise ScratchOnlyError(
             f"refusing to inject '{incident}' into Chroma collection '{collection.name}': a "
@@ -289,5 +373,13 @@ def inject(
             f"incident '{incident}' changes no collection: a drill plays it in front of the "
             "Chroma server"
         )
-    target = _Target(collection, _read(collection), share, relevant, np.random.default_rng(seed))
+    target = _Target(
+        collection,
+        _read(collection),
+        share,
+        relevant,
+        np.random.default_rng(seed),
+        rebuild,
+        embed,
+    )
     return kind.inject(target)

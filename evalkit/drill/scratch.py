@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -68,18 +68,24 @@ class ScratchCopy:
     seconds: float
 
 
-def copy_collection(client: ClientAPI, live_name: str, drill_id: str) -> ScratchCopy:
+def copy_collection(
+    client: ClientAPI, live_name: str, drill_id: str, *, hnsw: Mapping[str, Any] | None = None
+) -> ScratchCopy:
     """Copy collection ``live_name`` into a new scratch collection for drill ``drill_id``:
-    the same vectors, texts, metadata, distance space and HNSW settings, read a page at a
-    time and never written. A copy that fails half-way is removed before the error rises.
+    the same vectors, texts, metadata, distance space and HNSW settings (those in ``hnsw``
+    changed), read a page at a time and never written. A copy that fails half-way is removed
+    before the error rises.
 
     In a cosine collection Chroma normalises every vector it is given, so a copied vector
     equals the live one to float32 rounding (within 1e-7), not bit for bit."""
     started = time.perf_counter()
     live = get_collection(client, live_name)
     name = check_collection_name(f"{DRILL_PREFIX}{drill_id}-{live_name}")
-    hnsw = dict((live.configuration_json or {}).get("hnsw") or {})
-    hnsw["space"] = collection_space(live)
+    settings = {
+        **((live.configuration_json or {}).get("hnsw") or {}),
+        **(hnsw or {}),
+        "space": collection_space(live),
+    }
     metadata: dict[str, Any] = {
         **(live.metadata or {}),
         OWNER_KEY: owner(),
@@ -90,7 +96,7 @@ def copy_collection(client: ClientAPI, live_name: str, drill_id: str) -> Scratch
         scratch = client.create_collection(
             name=name,
             embedding_function=None,
-            configuration=cast("CreateCollectionConfiguration", {"hnsw": hnsw}),
+            configuration=cast("CreateCollectionConfiguration", {"hnsw": settings}),
             metadata=metadata,
         )
     except Exception as error:
@@ -221,6 +227,14 @@ class ScratchCopies:
             except BaseException:
                 get_collection(client, _held(copy)).modify(name=copy)
                 raise
+
+    def rebuild(self, live_name: str, hnsw: Mapping[str, Any]) -> Collection:
+        """Copy ``live_name`` again in place of its copy, its HNSW settings changed by
+        ``hnsw`` (those fixed when an index is built, too); the new copy, open."""
+        client = self._open()
+        _remove(client, self.names[live_name])
+        copy_collection(client, live_name, self._drill_id, hnsw=hnsw)
+        return self.collection(live_name)
 
     def restore(self) -> None:
         """Undo an incident: drop the copies it changed and put back those ``hold`` set

@@ -37,10 +37,11 @@ from evalkit.drill.config import (
     jobs_with_their_own_chroma,
     pointed_at_copies,
 )
-from evalkit.drill.incidents import INCIDENTS, Injected, inject
+from evalkit.drill.incidents import INCIDENTS, Embed, Injected, inject
 from evalkit.drill.proxy import SlowingProxy
 from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
+from evalkit.embedding.lazy import LazyEmbedder
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.files import replace_text
 from evalkit.scheduler.config import service_config
@@ -462,6 +463,8 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         ]
         results = []
         last = quiet[-1]
+        # Loaded only when an incident embeds (chunking drift).
+        embed = LazyEmbedder.from_settings(settings).embed
         for name, severity in request.incidents:
             incident = INCIDENTS[name]
             share = incident.severity_of(severity)
@@ -472,7 +475,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 results.append(IncidentResult(name, share, gap=_NOT_SLOWED))
                 continue
             result, last = _rehearse(
-                _Play(copies, proxy, relevant, request.seed),
+                _Play(copies, proxy, relevant, request.seed, embed),
                 cycles,
                 last,
                 incident=name,
@@ -540,6 +543,7 @@ class _Play:
     proxy: SlowingProxy | None
     relevant: frozenset[str]
     seed: int
+    embed: Embed
 
     def inject(self, incident: str, severity: float) -> Injected:
         """Play ``incident`` at ``severity``: into fresh copies (the quiet ones set aside),
@@ -552,10 +556,17 @@ class _Play:
             )
         self.copies.hold()
         injected = [
-            inject(self.copies.collection(live), incident, severity, relevant=self.relevant,
-                   seed=self.seed)
+            inject(
+                self.copies.collection(live),
+                incident,
+                severity,
+                relevant=self.relevant,
+                seed=self.seed,
+                rebuild=functools.partial(self.copies.rebuild, live),
+                embed=self.embed,
+            )
             for live in self.copies.names
-        ]  # fmt: skip
+        ]
         return injected[0]
 
     def restore(self, incident: str) -> None:
