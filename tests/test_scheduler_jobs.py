@@ -637,6 +637,56 @@ def test_retention_deletes_traffic_older_than_traffic_keep_days(
     assert "traffic_records_deleted" not in unset.summary
 
 
+def test_retention_removes_what_killed_drills_left_and_keeps_finished_drills_reports(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from test_retrievers_model_check import HashEmbedder
+
+    from evalkit.drill import reports, scratch
+    from evalkit.drill.reports import REPORT_FILE, start_drill_folder
+    from evalkit.records import Document
+    from evalkit.retrievers import index_corpus
+    from evalkit.retrievers.chroma_client import close_client, open_chroma_client
+
+    running = start_drill_folder(settings.home, "running")  # owned by this live process
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait(timeout=30)
+    with monkeypatch.context() as patched:
+        for module in (reports, scratch):
+            patched.setattr(module, "owner", lambda: f"{socket.gethostname()}:{killed.pid}")
+        client = open_chroma_client(path=settings.resolved_chroma_path)
+        index_corpus(client, [Document("d1", "one"), Document("d2", "two")], HashEmbedder(),
+                     collection_name="live-kb")  # fmt: skip
+        left = scratch.copy_collection(client, "live-kb", "killed").name
+        close_client(client)
+        finished = start_drill_folder(settings.home, "finished")
+        (finished / REPORT_FILE).write_text("{}")
+        half_done = start_drill_folder(settings.home, "killed")
+
+    config = configure({"name": "prune", "kind": "retention"})
+    result = runner_for(config, settings).run("prune")
+    assert result is not None
+    assert result.status == "succeeded", result.error
+    assert result.summary["drill_leftovers_removed"] == [str(half_done), left]
+    assert sorted(p.name for p in reports.drills_folder(settings.home).iterdir()) == [
+        "finished",
+        "running",
+    ]
+    assert running.is_dir()
+    client = open_chroma_client(path=settings.resolved_chroma_path)
+    assert [c.name for c in client.list_collections()] == ["live-kb"]
+    close_client(client)
+
+    # A Chroma server that is down: the pruning stands and the job says why it did not sweep.
+    unreachable = settings.model_copy(update={"chroma_url": "http://127.0.0.1:9"})
+    result = runner_for(config, unreachable).run("prune")
+    assert result is not None
+    assert result.status == "succeeded", result.error
+    assert "cannot sweep drills' scratch collections" in result.summary["drill_sweep_error"]
+
+
 def test_metric_drift_check_job(settings: Settings) -> None:
     spec = RunSpec(
         kind="goldset",

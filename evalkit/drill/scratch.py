@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from evalkit.drill.reports import owner
+from evalkit.drill.reports import owner, sweep_drill_folders
 from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
@@ -42,6 +42,7 @@ __all__ = [
     "ScratchCopy",
     "copy_collection",
     "scratch_collection",
+    "sweep_drill_leftovers",
     "sweep_scratch_collections",
 ]
 
@@ -171,6 +172,27 @@ def sweep_scratch_collections(
     return removed
 
 
+def sweep_drill_leftovers(settings: Settings) -> list[str]:
+    """Remove what drills that ended without cleaning up (killed) left under ``settings``:
+    their scratch collections in its Chroma (server, or embedded store when there is one)
+    and their folders without a report. Returns what was removed, named. A Chroma that
+    cannot be reached raises ``RetrieverError`` after the folders are swept."""
+    removed = [str(folder) for folder in sweep_drill_folders(settings.home)]
+    if not settings.chroma_url and not settings.resolved_chroma_path.exists():
+        return removed
+    try:
+        client = _open_client(settings)
+    except Exception as error:
+        raise RetrieverError(
+            f"cannot sweep drills' scratch collections: {describe_exception(error)}"
+        ) from error
+    try:
+        removed += sweep_scratch_collections(client)
+    finally:
+        close_client(client)
+    return removed
+
+
 class ScratchCopies:
     """The drill's copies of the collections its jobs read, in the Chroma of ``settings``
     (its server, else its embedded path): made on entering (after sweeping what killed
@@ -185,12 +207,7 @@ class ScratchCopies:
         """Live collection name to its copy's name."""
 
     def __enter__(self) -> ScratchCopies:
-        settings = self._settings
-        self._client = (
-            open_chroma_client(url=settings.chroma_url)
-            if settings.chroma_url
-            else open_chroma_client(path=settings.resolved_chroma_path)
-        )
+        self._client = _open_client(self._settings)
         try:
             sweep_scratch_collections(self._client)
             for name in self._live:
@@ -247,6 +264,13 @@ class ScratchCopies:
     def _open(self) -> ClientAPI:
         assert self._client is not None, "use ScratchCopies as a context manager"
         return self._client
+
+
+def _open_client(settings: Settings) -> ClientAPI:
+    """The Chroma of ``settings``: its server, else its embedded store."""
+    if settings.chroma_url:
+        return open_chroma_client(url=settings.chroma_url)
+    return open_chroma_client(path=settings.resolved_chroma_path)
 
 
 def _held(copy: str) -> str:

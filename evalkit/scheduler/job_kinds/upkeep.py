@@ -1,7 +1,8 @@
 """Job kinds that keep house: prune old runs, run a program of your own.
 
-- ``retention``: delete the per-query rows of old runs, keeping their aggregates, and (when
-  asked) production traffic older than ``traffic_keep_days``;
+- ``retention``: delete the per-query rows of old runs, keeping their aggregates, (when
+  asked) production traffic older than ``traffic_keep_days``, and what killed drills left
+  (their scratch collections and folders);
 - ``command``: run a program (it gets the store to itself: the service does not hold it).
 """
 
@@ -18,7 +19,8 @@ from pydantic import Field
 
 from evalkit.clock import utc_now
 from evalkit.config import Duration
-from evalkit.errors import ConfigError
+from evalkit.drill.scratch import sweep_drill_leftovers
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.redaction import masked_excerpt
 from evalkit.scheduler.job_kinds.base import JobContext, JobKind, JobOutcome, JobParams
 from evalkit.store.retention import prune_run_details, prune_traffic, retention_candidates
@@ -77,6 +79,11 @@ def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
         summary["traffic_records_deleted"] = traffic.records
         summary["traffic_sample_queries_deleted"] = traffic.sample_queries
         summary["traffic_generations_deleted"] = traffic.generations
+    try:
+        summary["drill_leftovers_removed"] = sweep_drill_leftovers(ctx.settings)
+    except RetrieverError as error:  # the pruning stands; the next drill sweeps too
+        ctx.log.warning("job %s: %s", ctx.job, error)
+        summary["drill_sweep_error"] = str(error)
     return JobOutcome(summary=summary)
 
 
