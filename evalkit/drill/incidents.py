@@ -1,10 +1,10 @@
-"""The incidents a drill injects into a scratch copy of a Chroma collection.
+"""The incidents a drill injects into a scratch copy of an index (``ScratchIndex``).
 
 Each kind declares its name, what its severity means and its default, and how to inject it;
-the drill, its report and the help text read the declaration. An incident writes only to a
-collection named as a drill's copy (``DRILL_PREFIX``): ``ScratchOnlyError`` otherwise. To
-restore, a drill copies the live collection again, so an incident need not know how to undo
-itself. Every choice an incident makes is drawn from a generator seeded by the drill.
+the drill, its report and the help text read the declaration. An incident writes only to an
+index named as a drill's copy (``DRILL_PREFIX``): ``ScratchOnlyError`` otherwise. To
+restore, a drill puts back a copy of the live index, so an incident need not know how to
+undo itself. Every choice an incident makes is drawn from a generator seeded by the drill.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from evalkit.drill.index import ChromaIndex, Contents, ScratchIndex, Vectors, in_pages
 from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.errors import ConfigError, EvalkitError
 
@@ -24,17 +25,15 @@ if TYPE_CHECKING:
 
 __all__ = ["INCIDENTS", "Incident", "Injected", "ScratchOnlyError", "inject"]
 
-T = TypeVar("T")
-_PAGE = 1000
 DUPLICATE_SUFFIX = "#drill-copy"
 CHUNK_WORDS = 48
 """The words of a chunk the chunking drift cuts a document into (its last one shorter)."""
 _HNSW_DEFAULTS: Mapping[str, int] = {"ef_search": 100, "ef_construction": 100, "max_neighbors": 16}
 """Chroma's HNSW settings where a collection's configuration leaves them out."""
 
-Rebuild = Callable[[Mapping[str, Any]], "Collection"]
-"""Copies the live collection again in place of the copy, with these HNSW settings."""
-Embed = Callable[[Sequence[str]], np.ndarray[Any, np.dtype[np.float32]]]
+Rebuild = Callable[[Mapping[str, Any]], object]
+"""Copies the live index again in place of the copy, with these HNSW settings."""
+Embed = Callable[[Sequence[str]], Vectors]
 """Embeds texts with the model the jobs query with."""
 
 
@@ -54,19 +53,11 @@ class Injected:
 
 
 @dataclass(frozen=True, slots=True)
-class _Contents:
-    ids: list[str]
-    embeddings: np.ndarray[Any, np.dtype[np.float32]]
-    documents: list[str | None]
-    metadatas: list[Mapping[str, Any] | None]
-
-
-@dataclass(frozen=True, slots=True)
 class _Target:
     """What an incident is injected into, at which share, with which choices."""
 
-    collection: Collection
-    contents: _Contents
+    index: ScratchIndex
+    contents: Contents
     share: float
     relevant: frozenset[str]
     rng: np.random.Generator
@@ -130,95 +121,66 @@ class Incident:
         return chosen
 
 
-def _read(collection: Collection) -> _Contents:
-    ids: list[str] = []
-    vectors: list[Any] = []
-    documents: list[str | None] = []
-    metadatas: list[Mapping[str, Any] | None] = []
-    while True:
-        page = collection.get(
-            include=["embeddings", "documents", "metadatas"], limit=_PAGE, offset=len(ids)
-        )
-        ids += page["ids"]
-        vectors += list(page["embeddings"] if page["embeddings"] is not None else [])
-        documents += page["documents"] or [None] * len(page["ids"])
-        metadatas += page["metadatas"] or [None] * len(page["ids"])
-        if len(page["ids"]) < _PAGE:
-            break
-    embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-    return _Contents(ids, embeddings, documents, metadatas)
-
-
-def _in_pages(items: Sequence[T]) -> list[Sequence[T]]:
-    return [items[start : start + _PAGE] for start in range(0, len(items), _PAGE)]
-
-
 def _deletion(target: _Target) -> Injected:
-    collection, contents, share = target.collection, target.contents, target.share
-    positions = target.pick()
-    removed = [contents.ids[i] for i in positions]
-    for page in _in_pages(removed):
-        collection.delete(ids=list(page))
+    removed = [target.contents.ids[i] for i in target.pick()]
+    target.index.delete(removed)
     hit = sum(doc_id in target.relevant for doc_id in removed)
     return Injected(
         "deletion",
-        share,
+        target.share,
         tuple(removed),
         f"removed {len(removed)} documents, {hit} of them judged relevant",
     )
 
 
 def _duplicates(target: _Target) -> Injected:
-    collection, contents, share = target.collection, target.contents, target.share
-    positions = target.pick()
+    contents, positions = target.contents, target.pick()
     copies = [f"{contents.ids[i]}{DUPLICATE_SUFFIX}" for i in positions]
-    for page in _in_pages(positions):
-        collection.add(
-            ids=[f"{contents.ids[i]}{DUPLICATE_SUFFIX}" for i in page],
-            embeddings=contents.embeddings[list(page)],
-            documents=[contents.documents[i] for i in page],  # type: ignore[misc]
-            metadatas=[contents.metadatas[i] for i in page],  # type: ignore[misc]
-        )
+    target.index.add(
+        copies,
+        contents.embeddings[positions],
+        [contents.documents[i] for i in positions],
+        [contents.metadatas[i] for i in positions],
+    )
     return Injected(
-        "duplicates", share, tuple(copies), f"re-added {len(copies)} documents under new ids"
+        "duplicates",
+        target.share,
+        tuple(copies),
+        f"re-added {len(copies)} documents under new ids",
     )
 
 
 def _stale_content(target: _Target) -> Injected:
-    collection, contents, share = target.collection, target.contents, target.share
-    positions = target.pick()
+    contents, positions = target.contents, target.pick()
     if len(contents.ids) < 2 or not positions:
-        return Injected("stale_content", share, (), "nothing to swap in a collection this small")
+        return Injected(
+            "stale_content", target.share, (), "nothing to swap in a collection this small"
+        )
     # Each chosen document takes another document's text and vector (never its own); its id
     # and metadata stay, as when a pipeline wrote the wrong content under the right id.
     donors = [
         (i + int(target.rng.integers(1, len(contents.ids)))) % len(contents.ids) for i in positions
     ]
-    for start in range(0, len(positions), _PAGE):
-        chosen, given = positions[start : start + _PAGE], donors[start : start + _PAGE]
-        collection.update(
-            ids=[contents.ids[i] for i in chosen],
-            embeddings=contents.embeddings[given],
-            documents=[contents.documents[j] or "" for j in given],
-        )
+    target.index.update(
+        [contents.ids[i] for i in positions],
+        embeddings=contents.embeddings[donors],
+        documents=[contents.documents[j] or "" for j in donors],
+    )
     return target.injected(
         "stale_content", positions, "now hold another document's text and vector"
     )
 
 
 def _model_mismatch(target: _Target) -> Injected:
-    collection, contents = target.collection, target.contents
-    positions = target.pick()
+    contents, positions = target.contents, target.pick()
     dimension = contents.embeddings.shape[1]
     # A random rotation: distances within the moved documents are kept, as between two
     # vectors of one model, but a query embedded by the live model no longer matches them.
     rotation, _ = np.linalg.qr(target.rng.normal(size=(dimension, dimension)))
-    for page in _in_pages(positions):
-        rows = list(page)
-        collection.update(
-            ids=[contents.ids[i] for i in rows],
-            embeddings=(contents.embeddings[rows] @ rotation).astype(np.float32),
-        )
+    target.index.update(
+        [contents.ids[i] for i in positions],
+        embeddings=(contents.embeddings[positions] @ rotation).astype(np.float32),
+    )
     return target.injected(
         "model_mismatch", positions, "had their vectors moved into another embedding space"
     )
@@ -227,12 +189,12 @@ def _model_mismatch(target: _Target) -> Injected:
 def _chunking_drift(target: _Target) -> Injected:
     if target.embed is None:
         raise ConfigError("incident 'chunking_drift' needs the jobs' embedding model")
-    collection, contents = target.collection, target.contents
+    contents = target.contents
     positions = [i for i in target.pick() if (contents.documents[i] or "").strip()]
-    for page in _in_pages(positions):
+    for page in in_pages(positions):
         ids: list[str] = []
         texts: list[str] = []
-        metadatas: list[Any] = []  # Chroma's own metadata type, which a dict of Any is not
+        metadatas: list[Mapping[str, Any]] = []
         for i in page:
             text = contents.documents[i] or ""
             for number, (start, end) in enumerate(_chunk_spans(text)):
@@ -241,10 +203,8 @@ def _chunking_drift(target: _Target) -> Injected:
                 # The span metadata evalkit's span judgments and goldset remap read.
                 span = {"source_id": contents.ids[i], "start": start, "end": end}
                 metadatas.append({**(contents.metadatas[i] or {}), **span})
-        collection.delete(ids=[contents.ids[i] for i in page])
-        collection.add(
-            ids=ids, embeddings=target.embed(texts), documents=texts, metadatas=metadatas
-        )
+        target.index.delete([contents.ids[i] for i in page])
+        target.index.add(ids, target.embed(texts), texts, metadatas)
     return target.injected(
         "chunking_drift", positions, f"re-chunked into pieces of {CHUNK_WORDS} words"
     )
@@ -262,10 +222,7 @@ def _chunk_spans(text: str) -> list[tuple[int, int]]:
 def _ann_degradation(target: _Target) -> Injected:
     if target.rebuild is None:
         raise ConfigError("incident 'ann_degradation' needs the drill's copies to rebuild")
-    live = {
-        **_HNSW_DEFAULTS,
-        **((target.collection.configuration_json or {}).get("hnsw") or {}),
-    }
+    live = {**_HNSW_DEFAULTS, **target.index.hnsw()}
     # hnswlib needs two neighbours a node; a search breadth below k is searched at k.
     lowered = {key: max(2, round(int(live[key]) * (1 - target.share))) for key in _HNSW_DEFAULTS}
     target.rebuild(lowered)
@@ -344,7 +301,7 @@ INCIDENTS: Mapping[str, Incident] = {
 
 
 def inject(
-    collection: Collection,
+    index: ScratchIndex | Collection,
     incident: str,
     severity: float | None = None,
     *,
@@ -353,14 +310,16 @@ def inject(
     rebuild: Rebuild | None = None,
     embed: Embed | None = None,
 ) -> Injected:
-    """Inject ``incident`` at ``severity`` (its default when None) into ``collection``, a
-    drill's scratch copy; ``relevant`` are the goldset's judged-relevant document ids;
-    ``rebuild`` copies it again with other HNSW settings, ``embed`` embeds texts as the jobs
-    do (the incidents that need them fail without)."""
-    if not collection.name.startswith(DRILL_PREFIX):
+    """Inject ``incident`` at ``severity`` (its default when None) into ``index``, a drill's
+    scratch copy (a Chroma collection, or any ``ScratchIndex``); ``relevant`` are the
+    goldset's judged-relevant document ids; ``rebuild`` copies it again with other HNSW
+    settings, ``embed`` embeds texts as the jobs do (the incidents that need them fail
+    without)."""
+    copy = index if isinstance(index, ScratchIndex) else ChromaIndex(index)
+    if not copy.name.startswith(DRILL_PREFIX):
         raise ScratchOnlyError(
-            f"refusing to inject '{incident}' into Chroma collection '{collection.name}': a "
-            f"drill writes only to its own copies (named '{DRILL_PREFIX}...')"
+            f"refusing to inject '{incident}' into '{copy.name}': a drill writes only to its "
+            f"own copies (named '{DRILL_PREFIX}...')"
         )
     kind = INCIDENTS.get(incident)
     if kind is None:
@@ -370,16 +329,10 @@ def inject(
     share = kind.severity_of(severity)
     if kind.inject is None:
         raise ConfigError(
-            f"incident '{incident}' changes no collection: a drill plays it in front of the "
+            f"incident '{incident}' changes no index: a drill plays it in front of the "
             "Chroma server"
         )
     target = _Target(
-        collection,
-        _read(collection),
-        share,
-        relevant,
-        np.random.default_rng(seed),
-        rebuild,
-        embed,
+        copy, copy.contents(), share, relevant, np.random.default_rng(seed), rebuild, embed
     )
     return kind.inject(target)

@@ -1,0 +1,153 @@
+"""What an incident writes through: a drill's copy of an index, whatever engine holds it.
+
+An incident reads the copy's documents whole (``contents``) and writes through four calls
+(``delete``, ``add``, ``update``, and the HNSW settings it may rebuild with), so one
+incident serves every engine a drill can copy. ``ChromaIndex`` is a Chroma collection;
+``evalkit.drill.qdrant.QdrantIndex`` a Qdrant collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from evalkit.errors import EvalkitError
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+__all__ = ["ChromaIndex", "Contents", "NotInjectableError", "ScratchIndex", "Vectors"]
+
+T = TypeVar("T")
+Vectors = np.ndarray[Any, np.dtype[np.float32]]
+_PAGE = 1000
+
+
+class NotInjectableError(EvalkitError):
+    """The engine holding a copy cannot play an incident (the report says so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contents:
+    """Every document of a copy: ids, vectors (a row each), texts and metadata."""
+
+    ids: list[str]
+    embeddings: Vectors
+    documents: list[str | None]
+    metadatas: list[Mapping[str, Any] | None]
+
+
+@runtime_checkable
+class ScratchIndex(Protocol):
+    """A drill's copy of an index, as incidents write to it."""
+
+    @property
+    def name(self) -> str:
+        """The copy's name (a drill's: ``DRILL_PREFIX``...)."""
+        ...
+
+    def contents(self) -> Contents:
+        """Every document the copy holds."""
+        ...
+
+    def hnsw(self) -> Mapping[str, Any]:
+        """The copy's HNSW settings under Chroma's names (``ef_search``,
+        ``ef_construction``, ``max_neighbors``), those it sets."""
+        ...
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove the documents ``ids``."""
+        ...
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: Vectors,
+        documents: Sequence[str | None],
+        metadatas: Sequence[Mapping[str, Any] | None],
+    ) -> None:
+        """Add documents under new ids."""
+        ...
+
+    def update(
+        self, ids: Sequence[str], *, embeddings: Vectors, documents: Sequence[str] | None = None
+    ) -> None:
+        """Give the documents ``ids`` these vectors (and texts), their ids and metadata kept."""
+        ...
+
+
+def in_pages(items: Sequence[T]) -> list[Sequence[T]]:
+    """``items`` in pages of at most 1,000 (a request's size every engine takes)."""
+    return [items[start : start + _PAGE] for start in range(0, len(items), _PAGE)]
+
+
+class ChromaIndex:
+    """A Chroma collection as a ``ScratchIndex``; every call a page at a time."""
+
+    def __init__(self, collection: Collection) -> None:
+        self._collection = collection
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self._collection.name
+
+    def contents(self) -> Contents:
+        """Every document, read a page at a time."""
+        ids: list[str] = []
+        vectors: list[Any] = []
+        documents: list[str | None] = []
+        metadatas: list[Mapping[str, Any] | None] = []
+        while True:
+            page = self._collection.get(
+                include=["embeddings", "documents", "metadatas"], limit=_PAGE, offset=len(ids)
+            )
+            ids += page["ids"]
+            vectors += list(page["embeddings"] if page["embeddings"] is not None else [])
+            documents += page["documents"] or [None] * len(page["ids"])
+            metadatas += page["metadatas"] or [None] * len(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                break
+        embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        return Contents(ids, embeddings, documents, metadatas)
+
+    def hnsw(self) -> Mapping[str, Any]:
+        """The collection's stored HNSW configuration."""
+        return dict((self._collection.configuration_json or {}).get("hnsw") or {})
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove the documents ``ids``."""
+        for page in in_pages(ids):
+            self._collection.delete(ids=list(page))
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: Vectors,
+        documents: Sequence[str | None],
+        metadatas: Sequence[Mapping[str, Any] | None],
+    ) -> None:
+        """Add documents under new ids."""
+        for start in range(0, len(ids), _PAGE):
+            end = start + _PAGE
+            self._collection.add(
+                ids=list(ids[start:end]),
+                embeddings=embeddings[start:end],
+                documents=list(documents[start:end]),  # type: ignore[arg-type]
+                metadatas=list(metadatas[start:end]),  # type: ignore[arg-type]
+            )
+
+    def update(
+        self, ids: Sequence[str], *, embeddings: Vectors, documents: Sequence[str] | None = None
+    ) -> None:
+        """Give the documents ``ids`` these vectors (and texts)."""
+        for start in range(0, len(ids), _PAGE):
+            end = start + _PAGE
+            self._collection.update(
+                ids=list(ids[start:end]),
+                embeddings=embeddings[start:end],
+                documents=None if documents is None else list(documents[start:end]),
+            )
