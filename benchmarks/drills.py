@@ -21,7 +21,10 @@ Parts (``--parts``, all by default):
 * ``replay-only``: the same with the audit job and the rules reading audits left out:
   what quality monitoring alone catches;
 * ``quiet``: one drill of --quiet-cycles (100) quiet cycles and no incident: false alarms
-  per quiet cycle.
+  per quiet cycle;
+* ``npl-qdrant``: the second collection: Vaswani (NPL, 11,429 documents, 93 queries) in a
+  local Qdrant collection, with ``QDRANT_CONFIG``: the severities and the quiet cycles again
+  (ANN degradation left out: local Qdrant searches exactly).
 
     .venv/bin/python benchmarks/drills.py [--home DIR] [--parts copy,drill,severities,...]
 """
@@ -45,6 +48,39 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir_scifact"
+VASWANI = ROOT.parent / "shared" / "data" / "vaswani_npl" / "tests" / "fixtures" / "vaswani_npl"
+QDRANT_CONFIG = """
+[retriever]
+kind = "qdrant"
+
+[retriever.qdrant]
+path = "{path}"
+collection = "npl-kb"
+id_payload_key = "doc_id"
+text_payload_key = "text"
+
+[[jobs]]
+name = "nightly"
+kind = "goldset_replay"
+goldset = "npl"
+k = 10
+measures = ["ndcg@10", "recall@10"]
+cron = "0 2 * * *"
+
+[[alerts.rules]]
+name = "ndcg-drop"
+kind = "precision_regression"
+goldset = "npl"
+measures = ["ndcg@10"]
+method = "page_hinkley"
+warmup = 2
+
+[[alerts.rules]]
+name = "job-failed"
+kind = "job_failure"
+"""
+"""The recommended monitoring on a Qdrant collection: the audit reads Chroma only, and a
+job_failure rule sees the replay job refuse a collection of another model."""
 EVALKIT = Path(sys.executable).with_name("evalkit")
 SEVERITIES = {
     "deletion": (0.005, 0.01, 0.02, 0.05),
@@ -96,6 +132,55 @@ def set_up(home: Path) -> None:
     evalkit(home, "goldset", "import", "--format", "beir", str(SCIFACT), "--split", "test",
             "--name", "support")  # fmt: skip
     evalkit(home, "index", "--corpus", str(SCIFACT), "--collection", "support-kb")
+
+
+def set_up_vaswani(home: Path) -> None:
+    """Vaswani (NPL) as goldset ``npl`` and its 11,429 documents in a local Qdrant
+    collection ``npl-kb`` (MiniLM vectors, UUID point ids, the doc id and text in the
+    payload), with ``QDRANT_CONFIG`` as evalkit.toml, under ``home``."""
+    import uuid
+
+    from qdrant_client import QdrantClient, models
+
+    from evalkit.retrievers.chroma_client import close_client, open_chroma_client
+
+    home.mkdir(parents=True, exist_ok=True)
+    qdrant = home / "qdrant"
+    (home / "evalkit.toml").write_text(QDRANT_CONFIG.format(path=qdrant), encoding="utf-8")
+    if qdrant.is_dir():
+        return
+    print("set-up (not timed): goldset import, 11,429 NPL documents embedded with MiniLM")
+    (home / "index.toml").write_text("", encoding="utf-8")
+    evalkit(home, "goldset", "import", "--format", "trec", str(VASWANI / "qrels"), "--topics",
+            str(VASWANI / "query-text.trec"), "--name", "npl", config="index.toml")  # fmt: skip
+    evalkit(home, "index", "--corpus", str(VASWANI / "corpus" / "doc-text.trec"),
+            "--collection", "npl-kb", config="index.toml")  # fmt: skip
+    chroma = open_chroma_client(path=home / ".evalkit" / "chroma")
+    live = chroma.get_collection("npl-kb", embedding_function=None)
+    got = live.get(include=["embeddings", "documents"], limit=live.count())
+    close_client(chroma)
+    client = QdrantClient(path=str(qdrant))
+    client.create_collection(
+        "npl-kb", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE)
+    )
+    for start in range(0, len(got["ids"]), 1000):
+        client.upsert(
+            "npl-kb",
+            points=[
+                models.PointStruct(
+                    id=str(uuid.uuid5(uuid.NAMESPACE_URL, doc_id)),
+                    vector=[float(value) for value in vector],
+                    payload={"doc_id": doc_id, "text": text},
+                )
+                for doc_id, vector, text in zip(
+                    got["ids"][start : start + 1000],
+                    got["embeddings"][start : start + 1000],
+                    got["documents"][start : start + 1000],
+                    strict=True,
+                )
+            ],
+        )
+    client.close()
 
 
 def part_copy(home: Path, repeat: int) -> None:
@@ -250,6 +335,12 @@ def main() -> int:
         part_severities(home, "replay-only.toml", incidents)
     if "quiet" in parts:
         part_quiet(home, args.quiet_cycles)
+    if "npl-qdrant" in parts:
+        npl = home / "npl-qdrant"
+        set_up_vaswani(npl)
+        qdrant_incidents = [name for name in incidents if name != "ann_degradation"]
+        part_severities(npl, "evalkit.toml", qdrant_incidents)
+        part_quiet(npl, args.quiet_cycles)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -296,7 +297,8 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
 ) -> None:
     """The docs' recommended monitoring (a nightly replay with a Page-Hinkley rule, an
     audit job with the audit_findings and model_mismatch rules) against every incident at
-    its default severity."""
+    its default severity (but latency, which needs a Chroma server, and ingestion lag, which
+    needs a freshness job: tested below)."""
     audited = in_demo_home / "audited.toml"
     audited.write_text(CONFIG + AUDITED, encoding="utf-8")
     monkeypatch.setenv("EVALKIT_CONFIG", str(audited))
@@ -304,7 +306,11 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
     report = run_drill(
         load_settings(),
         DrillRequest(
-            incidents=tuple((name, None) for name, kind in INCIDENTS.items() if not kind.slows),
+            incidents=tuple(
+                (name, None)
+                for name, kind in INCIDENTS.items()
+                if not kind.slows and "freshness_lag" not in kind.seen_by
+            ),
             quiet_cycles=2,
         ),
     )
@@ -319,12 +325,16 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
         "duplicates": (("index-health", 1), "crowded_by_duplicates", 1),
         "stale_content": (("index-health", 1), "stale_documents", 1),
         "model_mismatch": (("ndcg-drop", 1), "index_model_mismatch", 1),
+        "chunking_drift": (("index-health", 1), "missing_from_index", 1),
+        "ann_degradation": (("index-health", 1), "retriever_changed", 1),
     }, report.to_markdown()
     findings = {result.incident: set(result.audit_findings) for result in report.incidents}
     assert "orphaned_judgments" in findings["deletion"]
     assert "exact_duplicates" in findings["duplicates"]
     assert "content_replaced" in findings["stale_content"]
     assert "vectors_from_another_model" in findings["model_mismatch"]
+    assert "orphaned_judgments" in findings["chunking_drift"]
+    assert findings["ann_degradation"] == {"low_ann_recall"}
     for result in report.incidents:
         assert result.carried == (), "every incident's alerts resolved before the next one"
         assert result.resolved_after is not None, result
@@ -489,3 +499,86 @@ def test_a_rule_whose_warm_up_the_quiet_cycles_do_not_cover_is_noted(
     ) in " ".join(err.split())
     assert invoke(["drill", "--incident", "deletion:0.34", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["notes"] == []
+
+
+FRESHNESS = """
+[[jobs]]
+name = "fresh"
+kind = "freshness"
+collection = "demo-kb"
+{source}
+cron = "*/10 * * * *"
+
+[[alerts.rules]]
+name = "lagging"
+kind = "freshness_lag"
+"""
+
+
+def test_an_ingestion_lag_is_caught_by_the_freshness_rule_and_resolves_once_ingestion_catches_up(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The drill writes changes dated 24 hours back into a change table of its own, which
+    the freshness job reads besides the user's, and withholds them from the copy: the
+    oldest unreflected change waits longer than the 6-hour objective. The restore takes
+    them in (their texts), the freshness check finds them reflected, the alert resolves,
+    and the goldset's figures never moved."""
+    source = tmp_path / "source-changes.jsonl"
+    source.touch()
+    config = in_demo_home / "fresh.toml"
+    config.write_text(CONFIG + FRESHNESS.format(source=f'changes = ["{source}"]'), encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    before = _live_fingerprint(in_demo_home)
+    report = run_drill(
+        load_settings(),
+        DrillRequest(
+            incidents=(("ingestion_lag", 24.0), ("deletion", 0.34)),
+            quiet_cycles=3,
+            drill_id="lag",
+        ),
+    )
+
+    assert report.false_alarms == ()
+    lag, deletion = report.incidents
+    assert lag.injected is not None
+    assert lag.first_alert == ("lagging", 1), report.to_markdown()
+    assert lag.alerts == ("lagging",)
+    assert lag.resolved_after is not None, lag
+    ndcg_before, ndcg_after = lag.effect["ndcg@10"]
+    assert ndcg_after == ndcg_before, "withheld changes move no figure"
+    withheld = lag.injected.withheld
+    assert len(withheld) == len(lag.injected.documents) > 0
+    assert lag.injected.summary == (
+        f"{len(withheld)} source changes withheld from the index for 24 hours"
+    )
+    written = [
+        json.loads(line)
+        for line in (Path(report.folder) / "changes.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert {row["doc_id"]: row["content"] for row in written} == withheld
+    for row in written:
+        assert row["content"].endswith(" (revised)")
+        waited = time.time() - datetime.fromisoformat(row["updated_at"]).timestamp()
+        assert 24 * 3600 - 600 < waited < 24 * 3600 + 600
+    # After the restore every alert had resolved, so the deletion raised its own.
+    assert deletion.carried == ()
+    assert deletion.first_alert == ("ndcg-drop", 1), deletion
+    assert source.read_text(encoding="utf-8") == "", "the user's change table is only read"
+    assert _live_fingerprint(in_demo_home) == before
+
+    # A freshness job reading a corpus has no change table to add withheld changes to.
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        json.dumps({"id": "d1", "text": "one", "updated_at": "2026-01-01T00:00:00Z"}) + "\n",
+        encoding="utf-8",
+    )
+    config.write_text(CONFIG + FRESHNESS.format(source=f'corpus = "{corpus}"'), encoding="utf-8")
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=(("ingestion_lag", None),), quiet_cycles=1, cycles=1),
+    )
+    [lag] = report.incidents
+    assert lag.injected is None
+    assert lag.gap is not None
+    assert lag.gap.startswith("not injectable: no freshness job reads change tables"), lag.gap
+    assert report.exit_code == 1

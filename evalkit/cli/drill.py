@@ -57,9 +57,9 @@ def drill(
     output: Format = OutputFormat.table,
 ) -> None:
     """Rehearse incidents against your own [[jobs]] and [[alerts.rules]], on scratch copies
-    of the Chroma collections the jobs read (the live ones are only read; the drill's runs
-    and alerts stay in its own store and reach no sink unless --deliver). Exit 1 when an
-    incident is not caught within --cycles.
+    of the Chroma and Qdrant collections the jobs read (the live ones are only read; the
+    drill's runs and alerts stay in its own store and reach no sink unless --deliver). Exit 1
+    when an incident is not caught within --cycles.
 
     Example: evalkit drill --incident deletion:0.05 --incident duplicates --cycles 2
     """

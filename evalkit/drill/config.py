@@ -1,21 +1,30 @@
 """The user's configuration, pointed at a drill's copies.
 
 A drill runs the ``[[jobs]]`` and ``[[alerts.rules]]`` of the user's evalkit.toml as they are,
-but every Chroma collection they name reads the drill's copy (everything lands in the
-drill's own store, which the drill passes to ``load_settings`` itself). The rewrite works on
-the file's tables before they are validated, so the drill's settings pass every check the
-user's do, and an error still names the user's file.
+but every Chroma or Qdrant collection they name (or ``[retriever.qdrant]`` names for them)
+reads the drill's copy (everything lands in the drill's own store, which the drill passes to
+``load_settings`` itself). The rewrite works on the file's tables before they are
+validated, so the drill's settings pass every check the user's do, and an error still names
+the user's file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["collections_named", "jobs_with_their_own_chroma", "pointed_at_copies"]
+__all__ = [
+    "collections_named",
+    "jobs_with_their_own_chroma",
+    "pointed_at_copies",
+    "qdrant_collections_named",
+    "reads_change_tables",
+]
 
-_NAMING_TABLES = ("jobs", "alerts")
-"""Where a Chroma collection is named: a job's ``collection``, a rule's ``collection``."""
+_NAMING_TABLES = ("jobs", "alerts", "retriever")
+"""Where a collection is named: a job's ``collection``, a rule's ``collection``,
+``[retriever.qdrant]``'s ``collection``."""
 _NAMING_KEYS = frozenset({"collection", "subject"})
 """The keys whose value may be a collection's name: a rule on a collection's drift checks
 names it as their ``subject``."""
@@ -28,7 +37,7 @@ def _walk(value: Any, rename: Mapping[str, str] | None, found: set[str]) -> Any:
             if key in _NAMING_KEYS and isinstance(item, str):
                 if key == "collection":
                     found.add(item)
-                walked[key] = rename.get(item, item) if rename is not None else item
+                walked[key] = _renamed(item, rename) if rename is not None else item
             else:
                 walked[key] = _walk(item, rename, found)
         return walked
@@ -37,11 +46,45 @@ def _walk(value: Any, rename: Mapping[str, str] | None, found: set[str]) -> Any:
     return value
 
 
+def _renamed(name: str, rename: Mapping[str, str]) -> str:
+    """``name``, or its copy's: a collection's name, or a freshness subject
+    (``<kind>:<collection>``) ending in one."""
+    if name in rename:
+        return rename[name]
+    kind, colon, collection = name.rpartition(":")
+    return f"{kind}{colon}{rename[collection]}" if colon and collection in rename else name
+
+
 def collections_named(tables: Mapping[str, Any]) -> set[str]:
-    """The Chroma collections the jobs and rules of ``tables`` name (``collection`` keys)."""
+    """The Chroma collections the jobs and rules of ``tables`` name (``collection`` keys),
+    the Qdrant ones (``qdrant_collections_named``) left out."""
     found: set[str] = set()
-    for table in _NAMING_TABLES:
+    for table in ("jobs", "alerts"):
         _walk(tables.get(table), None, found)
+    return found - qdrant_collections_named(tables)
+
+
+def qdrant_collections_named(tables: Mapping[str, Any]) -> set[str]:
+    """The Qdrant collections the ``[[jobs]]`` of ``tables`` read: a job's ``collection``
+    with ``retriever = "qdrant"``, else ``[retriever.qdrant]``'s for a job that names no
+    retriever of its own when ``[retriever]`` is Qdrant."""
+    retriever = tables.get("retriever")
+    retriever = retriever if isinstance(retriever, Mapping) else {}
+    qdrant = retriever.get("qdrant")
+    default = qdrant.get("collection") if isinstance(qdrant, Mapping) else None
+    jobs = tables.get("jobs")
+    found = set()
+    for job in jobs if isinstance(jobs, list) else []:
+        if not isinstance(job, Mapping):
+            continue
+        named = job.get("retriever") or (
+            None
+            if any(job.get(key) for key in ("collection", "chroma_url", "http_retriever"))
+            else retriever.get("kind")
+        )
+        name = job.get("collection") or default
+        if named == "qdrant" and isinstance(name, str):
+            found.add(name)
     return found
 
 
@@ -59,14 +102,30 @@ def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None
     ]
 
 
-def pointed_at_copies(tables: Mapping[str, Any], *, copies: Mapping[str, str]) -> dict[str, Any]:
+def pointed_at_copies(
+    tables: Mapping[str, Any], *, copies: Mapping[str, str], changes: Path | None = None
+) -> dict[str, Any]:
     """``tables`` (an evalkit.toml's, unvalidated) with each collection a job or rule names
     (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
-    name to copy name); ``tables`` itself is unchanged. The drill's store is given to
-    ``load_settings`` as an argument, which outranks the environment, as tables do not."""
+    name to copy name), and ``changes`` (the drill's change table) added to the change
+    tables of every freshness job that reads some; ``tables`` itself is unchanged. The
+    drill's store is given to ``load_settings`` as an argument, which outranks the
+    environment, as tables do not."""
     rewritten = dict(tables)
     found: set[str] = set()
     for table in _NAMING_TABLES:
         if table in tables:
             rewritten[table] = _walk(tables[table], copies, found)
+    if changes is not None and isinstance(rewritten.get("jobs"), list):
+        rewritten["jobs"] = [
+            {**job, "changes": [*job["changes"], str(changes)]}
+            if isinstance(job, Mapping) and reads_change_tables(job)
+            else job
+            for job in rewritten["jobs"]
+        ]
     return rewritten
+
+
+def reads_change_tables(job: Mapping[str, Any]) -> bool:
+    """Whether ``job`` (a ``[[jobs]]`` table) is a freshness job reading change tables."""
+    return job.get("kind") == "freshness" and isinstance(job.get("changes"), list)

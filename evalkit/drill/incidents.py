@@ -9,14 +9,25 @@ undo itself. Every choice an incident makes is drawn from a generator seeded by 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalkit.drill.index import ChromaIndex, Contents, ScratchIndex, Vectors, in_pages
+from evalkit.clock import utc_now
+from evalkit.drill.index import (
+    ChromaIndex,
+    Contents,
+    NotInjectableError,
+    ScratchIndex,
+    Vectors,
+    in_pages,
+)
 from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.errors import ConfigError, EvalkitError
 
@@ -26,6 +37,11 @@ if TYPE_CHECKING:
 __all__ = ["INCIDENTS", "Incident", "Injected", "ScratchOnlyError", "inject"]
 
 DUPLICATE_SUFFIX = "#drill-copy"
+LAGGING_SHARE = 0.05
+"""The share of the documents (relevant and the rest alike) whose change an ingestion lag
+withholds."""
+REVISION = " (revised)"
+"""What a withheld change appends to a document's text."""
 CHUNK_WORDS = 48
 """The words of a chunk the chunking drift cuts a document into (its last one shorter)."""
 _HNSW_DEFAULTS: Mapping[str, int] = {"ef_search": 100, "ef_construction": 100, "max_neighbors": 16}
@@ -50,6 +66,9 @@ class Injected:
     severity: float
     documents: tuple[str, ...]
     summary: str
+    withheld: Mapping[str, str] = field(default_factory=dict)
+    """Source changes the index has not taken in (ingestion lag): document id to its new
+    text; the drill's restore takes them in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,19 +82,22 @@ class _Target:
     rng: np.random.Generator
     rebuild: Rebuild | None = None
     embed: Embed | None = None
+    changes: Path | None = None
 
-    def pick(self) -> list[int]:
-        """Positions of ``share`` of the judged-relevant documents and ``share`` of the rest
-        (each rounded, at least one of a non-empty group when ``share`` > 0): the goldset
-        sees exactly that share of its relevant documents hit, whatever the corpus's size."""
+    def pick(self, share: float | None = None) -> list[int]:
+        """Positions of ``share`` (the target's, unless given) of the judged-relevant
+        documents and of the rest (each rounded, at least one of a non-empty group when it
+        is above 0): the goldset sees exactly that share of its relevant documents hit,
+        whatever the corpus's size."""
+        share = self.share if share is None else share
         chosen: list[int] = []
         ids = self.contents.ids
         for group in (
             [i for i, doc_id in enumerate(ids) if doc_id in self.relevant],
             [i for i, doc_id in enumerate(ids) if doc_id not in self.relevant],
         ):
-            if group and self.share > 0:
-                count = max(1, round(self.share * len(group)))
+            if group and share > 0:
+                count = max(1, round(share * len(group)))
                 chosen += sorted(self.rng.choice(group, size=count, replace=False).tolist())
         return chosen
 
@@ -86,6 +108,7 @@ class _Target:
 
 
 Inject = Callable[[_Target], Injected]
+CatchUp = Callable[[ScratchIndex, Injected], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +126,8 @@ class Incident:
     causes: tuple[str, ...]
     seen_by: tuple[str, ...]
     severity_range: tuple[float, float] = (0.0, 1.0)
+    catch_up: CatchUp | None = None
+    """What the restore does to the restored copy besides (ingestion catching up)."""
 
     @property
     def slows(self) -> bool:
@@ -219,6 +244,43 @@ def _chunk_spans(text: str) -> list[tuple[int, int]]:
     ]
 
 
+def _ingestion_lag(target: _Target) -> Injected:
+    if target.changes is None:
+        raise NotInjectableError(
+            "not injectable: no freshness job reads change tables (changes = [...]), where a "
+            "drill writes the source changes it withholds from the index"
+        )
+    contents, hours = target.contents, target.share
+    positions = [i for i in target.pick(LAGGING_SHARE) if contents.documents[i]]
+    made = (utc_now() - timedelta(hours=hours)).isoformat(timespec="seconds") + "Z"
+    withheld = {contents.ids[i]: f"{contents.documents[i]}{REVISION}" for i in positions}
+    with target.changes.open("a", encoding="utf-8") as log:
+        for doc_id, text in withheld.items():
+            log.write(json.dumps({"doc_id": doc_id, "updated_at": made, "content": text}) + "\n")
+    return Injected(
+        "ingestion_lag",
+        hours,
+        tuple(withheld),
+        f"{len(withheld)} source changes withheld from the index for {hours:g} hours",
+        withheld,
+    )
+
+
+def _take_in(index: ScratchIndex, injected: Injected) -> None:
+    """Ingestion catches up: the copy takes in the texts ``injected`` withheld. Their vectors
+    stay: a revision's vector would move the goldset's figures off the quiet cycles' level,
+    which the restore exists to bring back."""
+    contents = index.contents()
+    rows = {doc_id: n for n, doc_id in enumerate(contents.ids)}
+    ids = [doc_id for doc_id in injected.withheld if doc_id in rows]
+    if ids:
+        index.update(
+            ids,
+            embeddings=contents.embeddings[[rows[doc_id] for doc_id in ids]],
+            documents=[injected.withheld[doc_id] for doc_id in ids],
+        )
+
+
 def _ann_degradation(target: _Target) -> Injected:
     if target.rebuild is None:
         raise ConfigError("incident 'ann_degradation' needs the drill's copies to rebuild")
@@ -265,7 +327,8 @@ INCIDENTS: Mapping[str, Incident] = {
             1.0,
             _model_mismatch,
             ("index_model_mismatch",),
-            ("model_mismatch", "precision_regression", "embedding_drift"),
+            # A retriever that checks the model (Qdrant's text_payload_key) fails its job.
+            ("model_mismatch", "precision_regression", "embedding_drift", "job_failure"),
         ),
         Incident(
             "chunking_drift",
@@ -285,6 +348,17 @@ INCIDENTS: Mapping[str, Incident] = {
             ("retriever_changed",),
             ("precision_regression", "audit_findings"),
             severity_range=(0.0, 0.95),
+        ),
+        Incident(
+            "ingestion_lag",
+            f"the hours the source changes of {LAGGING_SHARE:.0%} of the documents (relevant "
+            "and others alike) have waited, withheld from the index",
+            12.0,
+            _ingestion_lag,
+            ("unreflected_changes",),
+            ("freshness_lag",),
+            severity_range=(0.0, 8760.0),
+            catch_up=_take_in,
         ),
         Incident(
             "latency",
@@ -309,12 +383,13 @@ def inject(
     seed: int = 0,
     rebuild: Rebuild | None = None,
     embed: Embed | None = None,
+    changes: Path | None = None,
 ) -> Injected:
     """Inject ``incident`` at ``severity`` (its default when None) into ``index``, a drill's
     scratch copy (a Chroma collection, or any ``ScratchIndex``); ``relevant`` are the
     goldset's judged-relevant document ids; ``rebuild`` copies it again with other HNSW
-    settings, ``embed`` embeds texts as the jobs do (the incidents that need them fail
-    without)."""
+    settings, ``embed`` embeds texts as the jobs do, ``changes`` is the change table the
+    freshness jobs read (the incidents that need them fail without)."""
     copy = index if isinstance(index, ScratchIndex) else ChromaIndex(index)
     if not copy.name.startswith(DRILL_PREFIX):
         raise ScratchOnlyError(
@@ -333,6 +408,13 @@ def inject(
             "Chroma server"
         )
     target = _Target(
-        copy, copy.contents(), share, relevant, np.random.default_rng(seed), rebuild, embed
+        copy,
+        copy.contents(),
+        share,
+        relevant,
+        np.random.default_rng(seed),
+        rebuild,
+        embed,
+        changes,
     )
     return kind.inject(target)

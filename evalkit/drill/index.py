@@ -78,6 +78,10 @@ class ScratchIndex(Protocol):
         """Give the documents ``ids`` these vectors (and texts), their ids and metadata kept."""
         ...
 
+    def close(self) -> None:
+        """Let go of the engine (before the jobs open it)."""
+        ...
+
 
 def in_pages(items: Sequence[T]) -> list[Sequence[T]]:
     """``items`` in pages of at most 1,000 (a request's size every engine takes)."""
@@ -94,6 +98,9 @@ class ChromaIndex:
     def name(self) -> str:
         """The collection's name."""
         return self._collection.name
+
+    def close(self) -> None:
+        """Nothing: the client stays the drill's."""
 
     def contents(self) -> Contents:
         """Every document, read a page at a time."""

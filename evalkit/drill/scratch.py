@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from evalkit.drill.index import ChromaIndex
 from evalkit.drill.reports import owner, sweep_drill_folders
 from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
@@ -41,6 +42,8 @@ __all__ = [
     "ScratchCopies",
     "ScratchCopy",
     "copy_collection",
+    "copy_marks",
+    "drill_over",
     "scratch_collection",
     "sweep_drill_leftovers",
     "sweep_scratch_collections",
@@ -87,12 +90,7 @@ def copy_collection(
         **(hnsw or {}),
         "space": collection_space(live),
     }
-    metadata: dict[str, Any] = {
-        **(live.metadata or {}),
-        OWNER_KEY: owner(),
-        STARTED_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
-        SOURCE_KEY: live_name,
-    }
+    metadata: dict[str, Any] = {**(live.metadata or {}), **copy_marks(live_name)}
     try:
         scratch = client.create_collection(
             name=name,
@@ -152,44 +150,79 @@ def scratch_collection(client: ClientAPI, live_name: str, drill_id: str) -> Iter
 def sweep_scratch_collections(
     client: ClientAPI, *, now: datetime | None = None, stale_after: timedelta = STALE_AFTER
 ) -> list[str]:
-    """Remove the scratch collections whose drill is over: its process is gone (on this
-    host), or it started more than ``stale_after`` ago. Returns the names removed."""
-    now = now or datetime.now(UTC)
+    """Remove the scratch collections whose drill is over (``drill_over``). Returns the
+    names removed."""
     removed = []
     for collection in client.list_collections():
-        if not collection.name.startswith(DRILL_PREFIX):
-            continue
-        metadata = collection.metadata or {}
-        host, _, pid = str(metadata.get(OWNER_KEY, "")).rpartition(":")
-        try:
-            started = datetime.fromisoformat(str(metadata[STARTED_KEY]))
-            alive = process_alive(int(pid), host or None)
-        except (KeyError, ValueError):  # not marked as evalkit marks it: a half-made copy
-            started, alive = now - stale_after, False
-        if not alive or now - started >= stale_after:
+        if collection.name.startswith(DRILL_PREFIX) and drill_over(
+            collection.metadata, now=now, stale_after=stale_after
+        ):
             _remove(client, collection.name)
             removed.append(collection.name)
     return removed
 
 
+def copy_marks(source: str) -> dict[str, str]:
+    """The metadata that marks a drill's copy of ``source`` as this process's, from now."""
+    return {
+        OWNER_KEY: owner(),
+        STARTED_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
+        SOURCE_KEY: source,
+    }
+
+
+def drill_over(
+    marks: Mapping[str, Any] | None,
+    *,
+    now: datetime | None = None,
+    stale_after: timedelta = STALE_AFTER,
+) -> bool:
+    """Whether the drill that made a copy with metadata ``marks`` (``copy_marks``) is over:
+    its process is gone (on this host), it started more than ``stale_after`` ago, or the
+    copy was never marked (a half-made one)."""
+    now = now or datetime.now(UTC)
+    host, _, pid = str((marks or {}).get(OWNER_KEY, "")).rpartition(":")
+    try:
+        started = datetime.fromisoformat(str((marks or {})[STARTED_KEY]))
+        alive = process_alive(int(pid), host or None)
+    except (KeyError, ValueError):
+        return True
+    return not alive or now - started >= stale_after
+
+
 def sweep_drill_leftovers(settings: Settings) -> list[str]:
     """Remove what drills that ended without cleaning up (killed) left under ``settings``:
     their scratch collections in its Chroma (server, or embedded store when there is one)
-    and their folders without a report. Returns what was removed, named. A Chroma that
-    cannot be reached raises ``RetrieverError`` after the folders are swept."""
+    and its Qdrant ([retriever.qdrant]), and their folders without a report. Returns what
+    was removed, named. An engine that cannot be reached raises ``RetrieverError`` after
+    the rest is swept."""
     removed = [str(folder) for folder in sweep_drill_folders(settings.home)]
-    if not settings.chroma_url and not settings.resolved_chroma_path.exists():
-        return removed
-    try:
-        client = _open_client(settings)
-    except Exception as error:
+    unreachable: list[str] = []
+    if settings.chroma_url or settings.resolved_chroma_path.exists():
+        try:
+            client = _open_client(settings)
+        except Exception as error:
+            unreachable.append(f"Chroma: {describe_exception(error)}")
+        else:
+            try:
+                removed += sweep_scratch_collections(client)
+            finally:
+                close_client(client)
+    qdrant = settings.retriever.qdrant
+    if qdrant.url or (qdrant.path is not None and qdrant.path.is_dir()):
+        # qdrant-client is an optional extra: only a set-up with a Qdrant needs it.
+        from evalkit.drill.qdrant import qdrant_client, sweep_qdrant_copies
+
+        try:
+            with qdrant_client(qdrant) as opened:
+                removed += sweep_qdrant_copies(opened)
+        except RetrieverError as error:
+            unreachable.append(str(error))
+    if unreachable:
         raise RetrieverError(
-            f"cannot sweep drills' scratch collections: {describe_exception(error)}"
-        ) from error
-    try:
-        removed += sweep_scratch_collections(client)
-    finally:
-        close_client(client)
+            f"cannot sweep drills' scratch collections: {'; '.join(unreachable)} (removed: "
+            f"{', '.join(removed) or 'nothing'})"
+        )
     return removed
 
 
@@ -229,6 +262,10 @@ class ScratchCopies:
     def collection(self, live_name: str) -> Collection:
         """The copy of ``live_name``, open."""
         return get_collection(self._open(), self.names[live_name])
+
+    def index(self, live_name: str) -> ChromaIndex:
+        """The copy of ``live_name`` as incidents write to it."""
+        return ChromaIndex(self.collection(live_name))
 
     def hold(self) -> None:
         """Set every copy aside as it is and copy its live collection again under its name,

@@ -36,8 +36,11 @@ from evalkit.drill.config import (
     collections_named,
     jobs_with_their_own_chroma,
     pointed_at_copies,
+    qdrant_collections_named,
+    reads_change_tables,
 )
 from evalkit.drill.incidents import INCIDENTS, Embed, Injected, inject
+from evalkit.drill.index import NotInjectableError
 from evalkit.drill.proxy import SlowingProxy
 from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
@@ -55,12 +58,15 @@ from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
+    from evalkit.drill.qdrant import QdrantCopies
     from evalkit.scheduler.config import ServiceConfig
 
 __all__ = ["DrillReport", "DrillRequest", "IncidentResult", "run_drill"]
 
 _log = logging.getLogger(__name__)
 
+CHANGES_FILE = "changes.jsonl"
+"""In a drill's folder: the change table its freshness jobs read besides their own."""
 CYCLE = timedelta(days=1)
 """The simulated time between two cycles, at which the rules are evaluated."""
 
@@ -106,6 +112,7 @@ _FED_BY: Mapping[str, str] = {
     "freshness_lag": "freshness",
     "traffic_precision_drop": "traffic",
     "low_confidence_rate": "traffic",
+    "job_failure": "goldset_replay",
 }
 """The job kind whose results each alert rule kind reads (for the advice on a gap)."""
 
@@ -119,7 +126,9 @@ class IncidentResult:
     incident's cause (``cause_rank``, None: not named) and what it ranked first; the findings
     of the audits made after the injection; and how many cycles after the restore its alerts
     took to resolve (None: not within them, ``still_firing`` naming the rules). ``carried``
-    are the rules still firing from before the injection, which could not fire for it."""
+    are the rules still firing from before the injection, which could not fire for it;
+    ``failed_jobs`` the jobs that failed in its cycles, with their first error (a
+    ``job_failure`` rule sees those)."""
 
     incident: str
     severity: float
@@ -134,6 +143,7 @@ class IncidentResult:
     resolved_after: int | None = None
     still_firing: tuple[str, ...] = ()
     carried: tuple[str, ...] = ()
+    failed_jobs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def detected(self) -> bool:
@@ -163,6 +173,7 @@ class IncidentResult:
             "resolved_after": self.resolved_after,
             "still_firing": list(self.still_firing),
             "carried": list(self.carried),
+            "failed_jobs": dict(self.failed_jobs),
         }
 
 
@@ -272,6 +283,10 @@ class DrillReport:
                     f"{kind} {count}" for kind, count in result.audit_findings.items()
                 )
                 lines.append(f"- {result.incident}: audit findings {found}")
+            lines += [
+                f"- {result.incident}: job {job} failed: {error}"
+                for job, error in result.failed_jobs.items()
+            ]
         return "\n".join(lines) + "\n"
 
     @property
@@ -287,10 +302,12 @@ def _figure(value: float | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Cycle:
-    """What one cycle raised, and the goldset run each goldset_replay job made (by job)."""
+    """What one cycle raised, the goldset run each goldset_replay job made (by job), and
+    the error of each job that did not succeed (by job)."""
 
     alerts: tuple[Alert, ...]
     runs: Mapping[str, str]
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 class _Cycles:
@@ -315,10 +332,13 @@ class _Cycles:
     def run(self) -> _Cycle:
         """Every job once, then the rules at the next simulated day."""
         runs: dict[str, str] = {}
+        failed: dict[str, str] = {}
         for job in self._config.jobs:
             outcome = self._runner.attempt(job.name, trigger="manual")
             if isinstance(outcome, NotStarted):
                 raise ConfigError(f"drill: job {job.name} did not start: {outcome.message}")
+            if outcome.status != "succeeded":
+                failed[job.name] = outcome.error or outcome.status
             if isinstance(job.params, GoldsetReplayParams) and outcome.run_ids:
                 runs[job.name] = outcome.run_ids[-1]
         if not self._pinned:
@@ -334,7 +354,7 @@ class _Cycles:
             self.rule_errors.setdefault(rule, error)
         self.firing |= {a.rule for a in evaluation.alerts if a.status is AlertStatus.firing}
         self.firing -= {a.rule for a in evaluation.alerts if a.status is AlertStatus.resolved}
-        return _Cycle(tuple(evaluation.alerts), runs)
+        return _Cycle(tuple(evaluation.alerts), runs, failed)
 
     def _clock(self) -> datetime:
         return self._now
@@ -410,11 +430,11 @@ def _relevant_documents(store: Store) -> frozenset[str]:
 def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
     """Rehearse ``request``'s incidents against the monitoring ``user`` configures."""
     path, tables = read_config_file()
-    names = collections_named(tables)
-    if not names:
+    names, in_qdrant = collections_named(tables), qdrant_collections_named(tables)
+    if not names and not in_qdrant:
         raise ConfigError(
-            f"{path}: no [[jobs]] entry names a Chroma collection (collection = ...): a drill "
-            "rehearses incidents on copies of the collections the jobs read"
+            f"{path}: no [[jobs]] entry names a Chroma or Qdrant collection (collection = "
+            "...): a drill rehearses incidents on copies of the collections the jobs read"
         )
     elsewhere = jobs_with_their_own_chroma(tables, user.chroma_url)
     if elsewhere:
@@ -426,9 +446,22 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         )
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
+    changes: Path | None = None
+    if any(isinstance(job, Mapping) and reads_change_tables(job) for job in tables.get("jobs", [])):
+        # Where an ingestion lag writes the source changes it withholds from the index.
+        changes = drill_dir / CHANGES_FILE
+        changes.touch()
     slowed = any(INCIDENTS[name].slows for name, _ in request.incidents)
     with contextlib.ExitStack() as stack:
-        copies = stack.enter_context(ScratchCopies(user, names, request.drill_id))
+        copies: list[ScratchCopies | QdrantCopies] = []
+        if names:
+            copies.append(stack.enter_context(ScratchCopies(user, names, request.drill_id)))
+        if in_qdrant:
+            # qdrant-client is an optional extra: only a drill of Qdrant collections needs it.
+            from evalkit.drill.qdrant import QdrantCopies
+
+            copies.append(stack.enter_context(QdrantCopies(user, in_qdrant, request.drill_id)))
+        copied = {live: copy for made in copies for live, copy in made.names.items()}
         proxy = (
             stack.enter_context(SlowingProxy(user.chroma_url))
             if slowed and user.chroma_url
@@ -438,7 +471,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         # EVALKIT_CHROMA_URL, which the file's tables do not (the drill's runs went to the
         # user's store).
         settings = load_settings(
-            rewrite_tables=functools.partial(pointed_at_copies, copies=copies.names),
+            rewrite_tables=functools.partial(pointed_at_copies, copies=copied, changes=changes),
             store_path=store_path,
             chroma_url=None if proxy is None else proxy.url,
         )
@@ -475,7 +508,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 results.append(IncidentResult(name, share, gap=_NOT_SLOWED))
                 continue
             result, last = _rehearse(
-                _Play(copies, proxy, relevant, request.seed, embed),
+                _Play(tuple(copies), proxy, relevant, request.seed, embed, changes),
                 cycles,
                 last,
                 incident=name,
@@ -483,10 +516,9 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 request=request,
             )
             results.append(result)
-        names_copied = dict(copies.names)
     report = DrillReport(
         request.drill_id,
-        names_copied,
+        copied,
         str(store_path),
         request.quiet_cycles,
         tuple(false_alarms),
@@ -539,43 +571,61 @@ _NOT_SLOWED = (
 class _Play:
     """What an incident is played on: the copies, or the proxy in front of their server."""
 
-    copies: ScratchCopies
+    copies: tuple[ScratchCopies | QdrantCopies, ...]
     proxy: SlowingProxy | None
     relevant: frozenset[str]
     seed: int
     embed: Embed
+    changes: Path | None
+    injected: dict[tuple[int, str], Injected] = field(default_factory=dict)
+    """What the incident did to each copy (by copies and live name), for its restore."""
 
     def inject(self, incident: str, severity: float) -> Injected:
         """Play ``incident`` at ``severity``: into fresh copies (the quiet ones set aside),
-        or through the proxy."""
+        or through the proxy. ``NotInjectableError`` (the copies restored) when an engine
+        cannot play it."""
         if INCIDENTS[incident].slows:
             assert self.proxy is not None, "a slowing incident needs the proxy"
             self.proxy.factor = severity
             return Injected(
                 incident, severity, (), f"every search of the Chroma server {severity:g}x slower"
             )
-        self.copies.hold()
-        injected = [
-            inject(
-                self.copies.collection(live),
-                incident,
-                severity,
-                relevant=self.relevant,
-                seed=self.seed,
-                rebuild=functools.partial(self.copies.rebuild, live),
-                embed=self.embed,
-            )
-            for live in self.copies.names
-        ]
-        return injected[0]
+        self.injected.clear()
+        for made in self.copies:
+            made.hold()
+        try:
+            for number, made in enumerate(self.copies):
+                for live in made.names:
+                    with contextlib.closing(made.index(live)) as index:
+                        self.injected[number, live] = inject(
+                            index,
+                            incident,
+                            severity,
+                            relevant=self.relevant,
+                            seed=self.seed,
+                            rebuild=functools.partial(made.rebuild, live),
+                            embed=self.embed,
+                            changes=self.changes,
+                        )
+        except NotInjectableError:
+            self.restore(incident)
+            raise
+        return next(iter(self.injected.values()))
 
     def restore(self, incident: str) -> None:
         """Undo ``incident``: the proxy back to the server's speed, or the quiet copies back."""
         if INCIDENTS[incident].slows:
             assert self.proxy is not None, "a slowing incident needs the proxy"
             self.proxy.factor = 1.0
-        else:
-            self.copies.restore()
+            return
+        catch_up = INCIDENTS[incident].catch_up
+        for number, made in enumerate(self.copies):
+            made.restore()
+            for live in made.names:
+                done = self.injected.get((number, live))
+                if catch_up is not None and done is not None:
+                    with contextlib.closing(made.index(live)) as index:
+                        catch_up(index, done)
 
 
 def _rehearse(
@@ -590,12 +640,17 @@ def _rehearse(
     """Inject, follow until an alert fires (at most ``request.cycles``), read the evidence,
     restore and follow until the alerts resolve; the result and the last cycle run."""
     since = utc_now().replace(tzinfo=None)
-    injected = play.inject(incident, severity)
+    try:
+        injected = play.inject(incident, severity)
+    except NotInjectableError as error:
+        return IncidentResult(incident, severity, gap=str(error)), before
     carried = frozenset(cycles.firing)
     first: tuple[str, int] | None = None
     cycle = before
+    failed: dict[str, str] = {}
     for number in range(1, request.cycles + 1):
         cycle = cycles.run()
+        failed = {**cycle.failed, **failed}
         raised = sorted(a.rule for a in cycle.alerts if a.status is AlertStatus.firing)
         if raised:
             first = (raised[0], number)
@@ -619,6 +674,7 @@ def _rehearse(
         resolved_after=resolved_after,
         still_firing=tuple(sorted(cycles.firing)),
         carried=tuple(sorted(carried)),
+        failed_jobs=failed,
         **evidence,
     )
     return result, cycle
