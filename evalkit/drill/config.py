@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "collections_named",
     "jobs_with_their_own_chroma",
+    "pgvector_tables_named",
     "pointed_at_copies",
     "qdrant_collections_named",
     "reads_change_tables",
@@ -66,26 +67,49 @@ def collections_named(tables: Mapping[str, Any]) -> set[str]:
 
 def qdrant_collections_named(tables: Mapping[str, Any]) -> set[str]:
     """The Qdrant collections the ``[[jobs]]`` of ``tables`` read: a job's ``collection``
-    with ``retriever = "qdrant"``, else ``[retriever.qdrant]``'s for a job that names no
-    retriever of its own when ``[retriever]`` is Qdrant."""
+    with ``retriever = "qdrant"``, else ``[retriever.qdrant]``'s."""
+    default = _engine_table(tables, "qdrant").get("collection")
+    return {
+        name
+        for job in _jobs_reading(tables, "qdrant")
+        if isinstance(name := job.get("collection") or default, str)
+    }
+
+
+def pgvector_tables_named(tables: Mapping[str, Any]) -> set[str]:
+    """The pgvector table the ``[[jobs]]`` of ``tables`` read (``[retriever.pgvector]``'s
+    ``table``), when one reads it."""
+    table = _engine_table(tables, "pgvector").get("table")
+    return {table} if isinstance(table, str) and _jobs_reading(tables, "pgvector") else set()
+
+
+def _engine_table(tables: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    """``[retriever.<kind>]`` of ``tables``, or nothing."""
     retriever = tables.get("retriever")
-    retriever = retriever if isinstance(retriever, Mapping) else {}
-    qdrant = retriever.get("qdrant")
-    default = qdrant.get("collection") if isinstance(qdrant, Mapping) else None
+    found = retriever.get(kind) if isinstance(retriever, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def _jobs_reading(tables: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    """The ``[[jobs]]`` of ``tables`` whose retriever is of ``kind``: named by the job's
+    ``retriever``, else by ``[retriever] kind`` for a job that names no retriever."""
+    retriever = tables.get("retriever")
+    default = retriever.get("kind") if isinstance(retriever, Mapping) else None
     jobs = tables.get("jobs")
-    found = set()
-    for job in jobs if isinstance(jobs, list) else []:
-        if not isinstance(job, Mapping):
-            continue
-        named = job.get("retriever") or (
-            None
-            if any(job.get(key) for key in ("collection", "chroma_url", "http_retriever"))
-            else retriever.get("kind")
+    return [
+        job
+        for job in (jobs if isinstance(jobs, list) else [])
+        if isinstance(job, Mapping)
+        and (
+            job.get("retriever")
+            or (
+                None
+                if any(job.get(key) for key in ("collection", "chroma_url", "http_retriever"))
+                else default
+            )
         )
-        name = job.get("collection") or default
-        if named == "qdrant" and isinstance(name, str):
-            found.add(name)
-    return found
+        == kind
+    ]
 
 
 def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None) -> list[str]:
@@ -116,6 +140,11 @@ def pointed_at_copies(
     for table in _NAMING_TABLES:
         if table in tables:
             rewritten[table] = _walk(tables[table], copies, found)
+    pgvector = _engine_table(rewritten, "pgvector")
+    if pgvector.get("table") in copies:
+        retriever = dict(rewritten["retriever"])
+        retriever["pgvector"] = {**pgvector, "table": copies[pgvector["table"]]}
+        rewritten["retriever"] = retriever
     if changes is not None and isinstance(rewritten.get("jobs"), list):
         rewritten["jobs"] = [
             {**job, "changes": [*job["changes"], str(changes)]}

@@ -193,7 +193,8 @@ def drill_over(
 def sweep_drill_leftovers(settings: Settings) -> list[str]:
     """Remove what drills that ended without cleaning up (killed) left under ``settings``:
     their scratch collections in its Chroma (server, or embedded store when there is one)
-    and its Qdrant ([retriever.qdrant]), and their folders without a report. Returns what
+    and its Qdrant ([retriever.qdrant]), their scratch tables in its PostgreSQL
+    ([retriever.pgvector]), and their folders without a report. Returns what
     was removed, named. An engine that cannot be reached raises ``RetrieverError`` after
     the rest is swept."""
     removed = [str(folder) for folder in sweep_drill_folders(settings.home)]
@@ -216,6 +217,16 @@ def sweep_drill_leftovers(settings: Settings) -> list[str]:
         try:
             with qdrant_client(qdrant) as opened:
                 removed += sweep_qdrant_copies(opened)
+        except RetrieverError as error:
+            unreachable.append(str(error))
+    pgvector = settings.retriever.pgvector
+    if pgvector.dsn is not None and pgvector.table:
+        # psycopg is an optional extra: only a set-up with a pgvector table needs it.
+        from evalkit.drill.pgvector import connect, sweep_pgvector_copies
+
+        try:
+            with connect(pgvector) as conn:
+                removed += sweep_pgvector_copies(conn)
         except RetrieverError as error:
             unreachable.append(str(error))
     if unreachable:

@@ -35,6 +35,7 @@ from evalkit.config.sources import read_config_file
 from evalkit.drill.config import (
     collections_named,
     jobs_with_their_own_chroma,
+    pgvector_tables_named,
     pointed_at_copies,
     qdrant_collections_named,
     reads_change_tables,
@@ -58,6 +59,7 @@ from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
+    from evalkit.drill.pgvector import PgvectorCopies
     from evalkit.drill.qdrant import QdrantCopies
     from evalkit.scheduler.config import ServiceConfig
 
@@ -431,10 +433,11 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
     """Rehearse ``request``'s incidents against the monitoring ``user`` configures."""
     path, tables = read_config_file()
     names, in_qdrant = collections_named(tables), qdrant_collections_named(tables)
-    if not names and not in_qdrant:
+    in_pgvector = pgvector_tables_named(tables)
+    if not names and not in_qdrant and not in_pgvector:
         raise ConfigError(
-            f"{path}: no [[jobs]] entry names a Chroma or Qdrant collection (collection = "
-            "...): a drill rehearses incidents on copies of the collections the jobs read"
+            f"{path}: no [[jobs]] entry reads a Chroma or Qdrant collection or a pgvector "
+            "table: a drill rehearses incidents on copies of the indexes the jobs read"
         )
     elsewhere = jobs_with_their_own_chroma(tables, user.chroma_url)
     if elsewhere:
@@ -453,7 +456,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         changes.touch()
     slowed = any(INCIDENTS[name].slows for name, _ in request.incidents)
     with contextlib.ExitStack() as stack:
-        copies: list[ScratchCopies | QdrantCopies] = []
+        copies: list[ScratchCopies | QdrantCopies | PgvectorCopies] = []
         if names:
             copies.append(stack.enter_context(ScratchCopies(user, names, request.drill_id)))
         if in_qdrant:
@@ -461,6 +464,11 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             from evalkit.drill.qdrant import QdrantCopies
 
             copies.append(stack.enter_context(QdrantCopies(user, in_qdrant, request.drill_id)))
+        if in_pgvector:
+            # psycopg is an optional extra: only a drill of a pgvector table needs it.
+            from evalkit.drill.pgvector import PgvectorCopies
+
+            copies.append(stack.enter_context(PgvectorCopies(user, in_pgvector, request.drill_id)))
         copied = {live: copy for made in copies for live, copy in made.names.items()}
         proxy = (
             stack.enter_context(SlowingProxy(user.chroma_url))
@@ -571,7 +579,7 @@ _NOT_SLOWED = (
 class _Play:
     """What an incident is played on: the copies, or the proxy in front of their server."""
 
-    copies: tuple[ScratchCopies | QdrantCopies, ...]
+    copies: tuple[ScratchCopies | QdrantCopies | PgvectorCopies, ...]
     proxy: SlowingProxy | None
     relevant: frozenset[str]
     seed: int

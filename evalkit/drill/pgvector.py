@@ -1,0 +1,306 @@
+"""A scratch copy of the pgvector table for a drill, and a copy as incidents write to it.
+
+The copy is the table's rows, columns, defaults and indexes (``CREATE TABLE ... (LIKE ...
+INCLUDING ALL)``, then ``INSERT ... SELECT``: no re-embedding), in the table's schema, under
+``evalkit-drill-<drill id>-<table>`` (cut to PostgreSQL's 63 bytes), its comment marking the
+process that owns it and since when (``copy_marks``); the next drill, and the ``retention``
+job, drop a copy whose drill is over. A document is a row as ``PgvectorRetriever`` reads it:
+its id from ``id_column``, its text from ``text_column``, its vector ``embedding_column``;
+its other columns are its metadata. Rows are added through ``jsonb_populate_record``, so
+every column takes its own type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages
+from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.retrievers.base import describe_exception
+from evalkit.retrievers.pgvector import open_connection, shown_table_name, split_table_name
+
+if TYPE_CHECKING:
+    from evalkit.config import PgvectorSettings, Settings
+
+__all__ = ["PgvectorCopies", "PgvectorIndex", "copy_pgvector_table", "sweep_pgvector_copies"]
+
+_NAME_BYTES = 63
+"""PostgreSQL cuts longer names to this many bytes."""
+_HELD = "-held"
+
+
+def _copy_name(table: str, drill_id: str) -> str:
+    return f"{DRILL_PREFIX}{drill_id}-{table}".encode()[:_NAME_BYTES].decode(errors="ignore")
+
+
+def _held_name(copy: str) -> str:
+    return copy.encode()[: _NAME_BYTES - len(_HELD)].decode(errors="ignore") + _HELD
+
+
+def connect(settings: PgvectorSettings) -> psycopg.Connection[Any]:
+    """An autocommit connection to the server of ``settings``; RetrieverError when none."""
+    if settings.dsn is None or not settings.table:
+        raise ConfigError("a drill of a pgvector table needs dsn and table in [retriever.pgvector]")
+    try:
+        return open_connection(settings.dsn, connect_timeout=settings.connect_timeout)
+    except psycopg.Error as error:
+        raise RetrieverError(
+            f"cannot connect to PostgreSQL: {describe_exception(error)}"
+        ) from error
+
+
+def copy_pgvector_table(conn: psycopg.Connection[Any], table: str, drill_id: str) -> str:
+    """Copy ``table`` (``[retriever.pgvector]``'s form, ``schema.table`` or ``table``) into
+    a scratch table of drill ``drill_id`` in its schema, in one transaction (a failed copy
+    leaves nothing). Returns the copy as ``table`` names it."""
+    *schema, name = split_table_name(table)
+    copy = _copy_name(name, drill_id)
+    live, made = sql.Identifier(*schema, name), sql.Identifier(*schema, copy)
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(made, live))
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(made, live))
+            marks = json.dumps(copy_marks(table))
+            conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(made, sql.Literal(marks)))
+    except psycopg.Error as error:
+        raise RetrieverError(
+            f"cannot copy pgvector table {table!r} into {copy!r}: {describe_exception(error)}"
+        ) from error
+    return shown_table_name(*schema, copy)
+
+
+def _drop(conn: psycopg.Connection[Any], table: str) -> None:
+    with contextlib.suppress(psycopg.Error):  # the server is gone: the next sweep drops it
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(*split_table_name(table)))
+        )
+
+
+def sweep_pgvector_copies(conn: psycopg.Connection[Any]) -> list[str]:
+    """Drop the scratch tables whose drill is over (``drill_over``); their names."""
+    try:
+        found = conn.execute(
+            "SELECT n.nspname, c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+            "AND starts_with(c.relname, %s)",
+            [DRILL_PREFIX],
+        ).fetchall()
+    except psycopg.Error as error:
+        raise RetrieverError(
+            f"cannot list the drills' scratch tables: {describe_exception(error)}"
+        ) from error
+    removed = []
+    for schema, name, comment in found:
+        try:
+            marks = json.loads(comment) if comment else None
+        except ValueError:
+            marks = None
+        if drill_over(marks if isinstance(marks, dict) else None):
+            table = shown_table_name(schema, name)
+            _drop(conn, table)
+            removed.append(table)
+    return removed
+
+
+class PgvectorIndex:
+    """The drill's copy of the pgvector table as a ``ScratchIndex``."""
+
+    def __init__(self, conn: psycopg.Connection[Any], settings: PgvectorSettings, table: str):
+        self._conn = conn
+        self._settings = settings
+        self._name = table
+        self._table = sql.Identifier(*split_table_name(table))
+        self._id = sql.Identifier(settings.id_column)
+
+    @property
+    def name(self) -> str:
+        """The copy's name, without its schema."""
+        return split_table_name(self._name)[-1]
+
+    def close(self) -> None:
+        """Nothing: the connection stays the drill's."""
+
+    def contents(self) -> Contents:
+        """Every row as a document."""
+        settings = self._settings
+        rows = self._conn.execute(
+            sql.SQL("SELECT {}::text, {}::real[], to_jsonb(t) FROM {} AS t").format(
+                self._id, sql.Identifier(settings.embedding_column), self._table
+            )
+        ).fetchall()
+        kept = {settings.id_column, settings.embedding_column, settings.text_column}
+        ids = [str(row[0]) for row in rows]
+        embeddings = np.asarray([row[1] for row in rows], dtype=np.float32).reshape(len(rows), -1)
+        documents = [
+            None if settings.text_column is None else row[2].get(settings.text_column)
+            for row in rows
+        ]
+        metadatas: list[Mapping[str, Any] | None] = [
+            {key: value for key, value in row[2].items() if key not in kept} for row in rows
+        ]
+        return Contents(ids, embeddings, documents, metadatas)
+
+    def hnsw(self) -> Mapping[str, Any]:
+        """Nothing: a pgvector copy is not rebuilt with other HNSW settings."""
+        return {}
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete the rows of ``ids``."""
+        for page in in_pages(ids):
+            self._conn.execute(
+                sql.SQL("DELETE FROM {} WHERE {}::text = ANY(%s)").format(self._table, self._id),
+                [list(page)],
+            )
+
+    def add(
+        self,
+        ids: Sequence[str],
+        embeddings: Vectors,
+        documents: Sequence[str | None],
+        metadatas: Sequence[Mapping[str, Any] | None],
+    ) -> None:
+        """Insert a row a document; an id the id column's type cannot hold (text in an
+        integer or uuid column) is replaced by one it can (the next integers, a UUID)."""
+        settings = self._settings
+        kind = self._conn.execute(
+            "SELECT atttypid::regtype::text FROM pg_attribute WHERE attrelid = %s::regclass "
+            "AND attname = %s",
+            [self._table.as_string(self._conn), settings.id_column],
+        ).fetchone()
+        numeric = kind is not None and kind[0] in ("integer", "bigint", "smallint")
+        next_id = 0
+        if numeric:
+            found = self._conn.execute(
+                sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(self._id, self._table)
+            ).fetchone()
+            next_id = int(found[0]) if found else 0
+        rows = []
+        for n, (doc_id, row, text, metadata) in enumerate(
+            zip(ids, embeddings, documents, metadatas, strict=True)
+        ):
+            record: dict[str, Any] = dict(metadata or {})
+            if numeric:
+                record[settings.id_column] = next_id + n + 1
+            elif kind is not None and kind[0] == "uuid":
+                record[settings.id_column] = str(uuid.uuid5(uuid.NAMESPACE_URL, doc_id))
+            else:
+                record[settings.id_column] = doc_id
+            record[settings.embedding_column] = "[" + ",".join(map(str, row.tolist())) + "]"
+            if settings.text_column is not None:
+                record[settings.text_column] = text
+            rows.append(json.dumps(record))
+        statement = sql.SQL("INSERT INTO {} SELECT * FROM jsonb_populate_record(NULL::{}, %s)")
+        with self._conn.cursor() as cursor:
+            cursor.executemany(statement.format(self._table, self._table), [[row] for row in rows])
+
+    def update(
+        self, ids: Sequence[str], *, embeddings: Vectors, documents: Sequence[str] | None = None
+    ) -> None:
+        """Give the rows of ``ids`` these vectors (and texts, in ``text_column``)."""
+        settings = self._settings
+        vector = sql.Identifier(settings.embedding_column)
+        text = None if documents is None or settings.text_column is None else settings.text_column
+        assignments = [sql.SQL("{} = %s::vector").format(vector)]
+        if text is not None:
+            assignments.append(sql.SQL("{} = %s").format(sql.Identifier(text)))
+        statement = sql.SQL("UPDATE {} SET {} WHERE {}::text = %s").format(
+            self._table, sql.SQL(", ").join(assignments), self._id
+        )
+        rows = []
+        for n, doc_id in enumerate(ids):
+            values: list[Any] = ["[" + ",".join(map(str, embeddings[n].tolist())) + "]"]
+            if text is not None and documents is not None:
+                values.append(documents[n])
+            rows.append([*values, doc_id])
+        with self._conn.cursor() as cursor:
+            cursor.executemany(statement, rows)
+
+
+class PgvectorCopies:
+    """The drill's copy of the pgvector table of ``[retriever.pgvector]``: made on entering
+    (after sweeping what killed drills left), set aside (renamed) while an incident changes a
+    fresh copy, put back by the restore, and dropped on leaving however it ends."""
+
+    def __init__(self, settings: Settings, live_names: Iterable[str], drill_id: str) -> None:
+        self._settings = settings.retriever.pgvector
+        self._live = sorted(live_names)
+        self._drill_id = drill_id
+        self._conn: psycopg.Connection[Any] | None = None
+        self.names: dict[str, str] = {}
+        """Live table to its copy, as ``[retriever.pgvector] table`` names them."""
+
+    def __enter__(self) -> PgvectorCopies:
+        self._conn = connect(self._settings)
+        try:
+            sweep_pgvector_copies(self._conn)
+            for table in self._live:
+                self.names[table] = copy_pgvector_table(self._conn, table, self._drill_id)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._conn is None:
+            return
+        for copy in self.names.values():
+            _drop(self._conn, copy)
+            _drop(self._conn, self._held(copy))
+        self._conn.close()
+        self._conn = None
+
+    def _open(self) -> psycopg.Connection[Any]:
+        assert self._conn is not None, "use PgvectorCopies as a context manager"
+        return self._conn
+
+    @staticmethod
+    def _held(copy: str) -> str:
+        *schema, name = split_table_name(copy)
+        return shown_table_name(*schema, _held_name(name))
+
+    def index(self, live: str) -> PgvectorIndex:
+        """The copy of table ``live`` as incidents write to it."""
+        return PgvectorIndex(self._open(), self._settings, self.names[live])
+
+    def hold(self) -> None:
+        """Rename every copy aside and copy its table again under its name: an HNSW index
+        built anew may rank a few queries differently, so the restore puts back the one the
+        quiet cycles searched."""
+        conn = self._open()
+        for live, copy in self.names.items():
+            held = split_table_name(self._held(copy))[-1]
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                    sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
+                )
+            )
+            copy_pgvector_table(conn, live, self._drill_id)
+
+    def restore(self) -> None:
+        """Drop the changed copies and put back those ``hold`` set aside."""
+        conn = self._open()
+        for copy in self.names.values():
+            _drop(conn, copy)
+            conn.execute(
+                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                    sql.Identifier(*split_table_name(self._held(copy))),
+                    sql.Identifier(split_table_name(copy)[-1]),
+                )
+            )
+
+    def rebuild(self, live: str, hnsw: Mapping[str, Any]) -> None:
+        """Refused: pgvector's search breadth is the session's ``hnsw.ef_search``."""
+        raise NotInjectableError(
+            "not injectable on pgvector: a drill lowers the HNSW settings of Chroma copies; a "
+            "pgvector table is searched with the session's hnsw.ef_search "
+            "([retriever.pgvector] hnsw_ef_search)"
+        )

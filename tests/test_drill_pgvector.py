@@ -1,0 +1,251 @@
+"""A drill on a pgvector table, on a real PostgreSQL server with pgvector (one per session,
+``postgres_server``): the copy holds the live rows, columns and indexes, every incident
+changes the copy as on Chroma (a document read as ``PgvectorRetriever`` reads it), the
+restore puts back the very copy the quiet cycles searched, the live table is the same row for
+row after a whole drill, and a copy whose drill was killed is swept by the next one and by
+the retention job's sweep.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from demo_index import demo_goldset
+from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
+from test_retrievers_model_check import HashEmbedder
+from test_retrievers_pgvector import Demo, demo  # noqa: F401
+
+from evalkit.config import load_settings
+from evalkit.drill import scratch
+from evalkit.drill.incidents import inject
+from evalkit.drill.index import NotInjectableError
+from evalkit.drill.pgvector import PgvectorCopies, copy_pgvector_table
+from evalkit.drill.scratch import DRILL_PREFIX, sweep_drill_leftovers
+from evalkit.errors import RetrieverError
+from evalkit.scheduler.drill import DrillRequest, run_drill
+from evalkit.store import Store
+from evalkit.store.goldsets import save_goldset
+
+pytestmark = pytest.mark.slow
+
+RELEVANT = frozenset({"doc-00", "doc-04", "doc-08", "doc-12"})
+
+
+def _rows(server: PostgresServer, table: str) -> list[tuple[Any, ...]]:
+    """Every row of ``table`` (``schema.table`` or ``table``), in id order."""
+    with server.connect() as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+def _drill_tables(server: PostgresServer) -> list[str]:
+    with server.connect() as conn:
+        found = conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, %s)",
+            [DRILL_PREFIX],
+        ).fetchall()
+    return sorted(row[0] for row in found)
+
+
+@pytest.fixture
+def small_table(
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """``drills.small``: 16 documents of 60 words, a text id, a topic column and an HNSW
+    index; an evalkit.toml whose [retriever.pgvector] names it."""
+    embedder = HashEmbedder()
+    texts = [" ".join(f"w{n}-{i}" for i in range(60)) for n in range(16)]
+    with postgres_server.connect() as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS drills")
+        conn.execute("DROP TABLE IF EXISTS drills.small")
+        conn.execute(
+            "CREATE TABLE drills.small (doc_id text PRIMARY KEY, topic text, content text,"
+            f" embedding vector({embedder.dimension}))"
+        )
+        conn.execute("CREATE INDEX ON drills.small USING hnsw (embedding vector_cosine_ops)")
+        for n, (text, vector) in enumerate(zip(texts, embedder.embed(texts), strict=True)):
+            conn.execute(
+                "INSERT INTO drills.small VALUES (%s, %s, %s, %s::vector)",
+                [f"doc-{n:02d}", f"t{n % 3}", text, str(vector.tolist())],
+            )
+    (tmp_path / "evalkit.toml").write_text(
+        '[retriever]\nkind = "pgvector"\n\n[retriever.pgvector]\n'
+        f'dsn = "{postgres_server.dsn}"\ntable = "drills.small"\nid_column = "doc_id"\n'
+        'text_column = "content"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(tmp_path / "evalkit.toml"))
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    return "drills.small"
+
+
+def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
+    postgres_server: PostgresServer, small_table: str
+) -> None:
+    before = _rows(postgres_server, small_table)
+    embedder = HashEmbedder()
+    with PgvectorCopies(load_settings(), [small_table], "p1") as copies:
+        copy = copies.names[small_table]
+        assert copy == f"drills.{DRILL_PREFIX}p1-small"
+        assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
+        with postgres_server.connect() as conn:
+            [(indexes,)] = conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
+                [f"{DRILL_PREFIX}p1-small"],
+            ).fetchall()
+        assert indexes == 1, "the copy has the live table's HNSW index"
+
+        def injected(incident: str, severity: float) -> tuple[Any, Any]:
+            copies.hold()
+            done = inject(
+                copies.index(small_table),
+                incident,
+                severity,
+                relevant=RELEVANT,
+                seed=1,
+                embed=embedder.embed,
+            )
+            return done, copies.index(small_table).contents()
+
+        deleted, after = injected("deletion", 0.5)
+        assert len(deleted.documents) == 2 + 6
+        assert sorted(after.ids) == sorted({row[0] for row in before} - set(deleted.documents))
+        copies.restore()
+
+        duplicated, after = injected("duplicates", 0.25)
+        texts = dict(zip(after.ids, after.documents, strict=True))
+        for copy_id in duplicated.documents:
+            assert texts[copy_id] == texts[copy_id.removesuffix("#drill-copy")]
+        assert len(after.ids) == 16 + len(duplicated.documents)
+        copies.restore()
+
+        stale, after = injected("stale_content", 0.25)
+        topics = {row[0]: row[1] for row in before}
+        for doc_id, text, metadata in zip(after.ids, after.documents, after.metadatas, strict=True):
+            assert metadata == {"topic": topics[doc_id]}
+            assert text is not None
+            assert text.startswith(f"w{int(doc_id[4:])}-0 ") == (doc_id not in stale.documents)
+        copies.restore()
+
+        chunked, after = injected("chunking_drift", 0.25)
+        for doc_id in chunked.documents:
+            assert doc_id not in after.ids
+            assert f"{doc_id}#chunk-0" in after.ids
+            assert f"{doc_id}#chunk-1" in after.ids
+        copies.restore()
+
+        with pytest.raises(NotInjectableError, match="not injectable on pgvector"):
+            inject(
+                copies.index(small_table),
+                "ann_degradation",
+                rebuild=lambda hnsw: copies.rebuild(small_table, hnsw),
+            )
+        assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
+        assert _drill_tables(postgres_server) == [f"{DRILL_PREFIX}p1-small"]
+    assert _drill_tables(postgres_server) == []
+    assert _rows(postgres_server, small_table) == before
+
+
+def test_a_pgvector_copy_left_by_a_killed_drill_is_swept(
+    postgres_server: PostgresServer, small_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait(timeout=30)
+
+    def left_by_killed_drill(drill_id: str) -> str:
+        with postgres_server.connect() as conn, monkeypatch.context() as patched:
+            patched.setattr(scratch, "owner", lambda: f"{socket.gethostname()}:{killed.pid}")
+            return copy_pgvector_table(conn, small_table, drill_id)
+
+    left = left_by_killed_drill("killed")
+    assert sweep_drill_leftovers(load_settings()) == [left]
+    left_by_killed_drill("killed-again")
+    with PgvectorCopies(load_settings(), [small_table], "next"):
+        assert _drill_tables(postgres_server) == [f"{DRILL_PREFIX}next-small"]
+    assert _drill_tables(postgres_server) == []
+    with postgres_server.connect() as conn, pytest.raises(RetrieverError, match="cannot copy"):
+        copy_pgvector_table(conn, "drills.absent", "next")
+    assert _drill_tables(postgres_server) == [], "a failed copy leaves nothing"
+
+
+PGVECTOR_CONFIG = """
+[retriever]
+kind = "pgvector"
+
+[retriever.pgvector]
+dsn = "{dsn}"
+table = "demo_hnsw"
+id_column = "doc_id"
+text_column = "content"
+
+[[jobs]]
+name = "nightly"
+kind = "goldset_replay"
+goldset = "demo"
+k = 10
+measures = ["ndcg@10", "recall@10"]
+cron = "0 2 * * *"
+
+[[alerts.rules]]
+name = "ndcg-drop"
+kind = "precision_regression"
+goldset = "demo"
+measures = ["ndcg@10"]
+method = "page_hinkley"
+warmup = 2
+
+[[alerts.rules]]
+name = "job-failed"
+kind = "job_failure"
+"""
+
+
+def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchanged(
+    demo: Demo,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The demo corpus with MiniLM vectors in a pgvector table with an HNSW index: a
+    deletion and stale content are caught by the nDCG rule on their first cycle; a model
+    mismatch makes the replay job refuse the table (its rows re-embedded from text_column),
+    which the job_failure rule catches; the live table is the same row for row."""
+    config = tmp_path / "evalkit.toml"
+    config.write_text(PGVECTOR_CONFIG.format(dsn=demo.server.dsn), encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    user = load_settings()
+    with Store.open(user.resolved_store_path) as live_store:
+        save_goldset(live_store, demo_goldset())
+    before = _rows(demo.server, "demo_hnsw")
+
+    report = run_drill(
+        user,
+        DrillRequest(
+            incidents=(("deletion", 0.34), ("stale_content", 0.2), ("model_mismatch", None)),
+            quiet_cycles=3,
+            recovery_cycles=6,
+            drill_id="pg",
+        ),
+    )
+
+    assert report.copies == {"demo_hnsw": f"{DRILL_PREFIX}pg-demo_hnsw"}
+    assert report.false_alarms == ()
+    deletion, stale, mismatch = report.incidents
+    assert deletion.first_alert == ("ndcg-drop", 1), report.to_markdown()
+    assert stale.first_alert == ("ndcg-drop", 1), report.to_markdown()
+    for result in (deletion, stale):
+        before_ndcg, after_ndcg = result.effect["ndcg@10"]
+        assert before_ndcg is not None
+        assert after_ndcg is not None
+        assert after_ndcg < before_ndcg
+        assert result.resolved_after is not None, result
+        assert result.carried == ()
+    assert mismatch.first_alert == ("job-failed", 1), report.to_markdown()
+    assert "nightly" in mismatch.failed_jobs
+    assert report.exit_code == 0
+    assert _drill_tables(demo.server) == []
+    assert _rows(demo.server, "demo_hnsw") == before
