@@ -582,3 +582,112 @@ def test_an_ingestion_lag_is_caught_by_the_freshness_rule_and_resolves_once_inge
     assert lag.gap is not None
     assert lag.gap.startswith("not injectable: no freshness job reads change tables"), lag.gap
     assert report.exit_code == 1
+
+
+TRAFFIC = """
+[[jobs]]
+name = "traffic"
+kind = "traffic"
+collection = "demo-kb"
+paths = ["{log}"]
+tenant_isolation = {isolation}
+cron = "0 4 * * *"
+
+[[jobs]]
+name = "queries-drift"
+kind = "drift_check"
+stream = "queries"
+cron = "0 5 * * *"
+
+[[alerts.rules]]
+name = "queries-moved"
+kind = "embedding_drift"
+streams = ["queries"]
+
+[[alerts.rules]]
+name = "unanswerable"
+kind = "low_confidence_rate"
+"""
+
+
+def test_query_drift_fills_simulated_days_of_traffic_with_another_domain_and_is_caught(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The traffic job replays a day of traffic a cycle, logged by the drill (the goldset's
+    queries, as the live store logged none), pinned to that day's window; query drift
+    replaces 40 % of each day's queries with everyday questions, which the retriever finds
+    nothing close to: the query embeddings' drift check and the low-confidence rule fire on
+    the first cycle, and resolve once the days are clean again. The user's log is not
+    read."""
+    user_log = tmp_path / "user-traffic.jsonl"
+    user_log.write_text(
+        json.dumps({"query_id": "u1", "timestamp": "2026-01-01T00:00:00Z", "text": "mine"}) + "\n",
+        encoding="utf-8",
+    )
+    config = in_demo_home / "traffic.toml"
+    config.write_text(CONFIG + TRAFFIC.format(log=user_log, isolation="false"), encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=(("query_drift", 0.4),), quiet_cycles=3, drill_id="qdrift"),
+    )
+
+    assert report.false_alarms == ()
+    assert report.notes == ()
+    [drift] = report.incidents
+    assert drift.first_alert is not None
+    assert drift.first_alert[1] == 1, report.to_markdown()
+    assert drift.alerts == ("queries-moved", "unanswerable"), report.to_markdown()
+    assert drift.resolved_after is not None
+    assert drift.injected is not None
+    assert drift.injected.summary == "40% of each day's traffic from another domain"
+    logged = [
+        json.loads(line)
+        for line in (Path(report.folder) / "traffic.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    by_day: dict[str, list[str]] = {}
+    for line in logged:
+        by_day.setdefault(line["timestamp"][:10], []).append(line["text"])
+    days = sorted(by_day)
+    goldset = {query.text for query in demo_goldset().queries}
+    assert len(days) == 3 + 1 + drift.resolved_after, "a day a cycle"
+    for number, day in enumerate(days):
+        foreign = [text for text in by_day[day] if text not in goldset]
+        assert len(by_day[day]) == len(goldset)
+        assert len(foreign) == (round(0.4 * len(goldset)) if number == 3 else 0), day
+    assert "mine" not in {line["text"] for line in logged}
+    with Store.open(Path(report.store), read_only=True) as store:
+        windows = store.fetch(
+            "SELECT DISTINCT window_label FROM traffic_samples ORDER BY window_label"
+        )
+    assert [row[0] for row in windows] == days, "each cycle replayed its own day"
+
+    # Without a traffic job there is nothing to drift: not covered, with what would cover it.
+    monkeypatch.setenv("EVALKIT_CONFIG", str(in_demo_home / "evalkit.toml"))
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=(("query_drift", None),), quiet_cycles=1, cycles=1),
+    )
+    [drift] = report.incidents
+    assert drift.gap is not None
+    assert "'embedding_drift' or 'low_confidence_rate'" in drift.gap
+
+
+def test_a_job_failing_in_the_quiet_cycles_is_noted(
+    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The goldset's queries have tenants and the collection is searched without a tenant
+    key: the traffic job refuses to replay them with tenant isolation on, so what it feeds
+    cannot be rehearsed, and the report says so."""
+    config = in_demo_home / "isolated.toml"
+    user_log = tmp_path / "none.jsonl"
+    user_log.touch()
+    config.write_text(CONFIG + TRAFFIC.format(log=user_log, isolation="true"), encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    report = run_drill(
+        load_settings(),
+        DrillRequest(incidents=(("deletion", 0.34),), quiet_cycles=2, cycles=1),
+    )
+    [note] = report.notes
+    assert note.startswith("job traffic failed in the quiet cycles, so what it feeds was not ")
+    assert "does not filter by tenant" in note

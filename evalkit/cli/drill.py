@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,15 @@ def _incident(spec: str) -> tuple[str, float | None]:
         raise ConfigError(
             f"--incident {spec!r}: the severity after ':' must be a number, e.g. deletion:0.05"
         ) from None
+
+
+def _queries(path: Path) -> tuple[str, ...]:
+    queries = tuple(
+        line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    )
+    if not queries:
+        raise ConfigError(f"--foreign-queries {path}: the file holds no query (one a line)")
+    return queries
 
 
 @app.command("drill")
@@ -53,6 +63,15 @@ def drill(
             "the drill's copies).",
         ),
     ] = False,
+    foreign_queries: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Query drift's other domain: a text file, one query a line (default: 160 "
+            "everyday questions).",
+        ),
+    ] = None,
     seed: Annotated[int, seed_option("Seed of every choice an incident makes.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -83,6 +102,7 @@ def drill(
         recovery_cycles=recovery_cycles,
         seed=seed,
         deliver=deliver,
+        foreign_queries=() if foreign_queries is None else _queries(foreign_queries),
     )
     say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
     report = run_drill(user, request)

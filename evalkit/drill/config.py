@@ -21,6 +21,7 @@ __all__ = [
     "pointed_at_copies",
     "qdrant_collections_named",
     "reads_change_tables",
+    "traffic_jobs",
 ]
 
 _NAMING_TABLES = ("jobs", "alerts", "retriever")
@@ -127,14 +128,18 @@ def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None
 
 
 def pointed_at_copies(
-    tables: Mapping[str, Any], *, copies: Mapping[str, str], changes: Path | None = None
+    tables: Mapping[str, Any],
+    *,
+    copies: Mapping[str, str],
+    changes: Path | None = None,
+    traffic: Path | None = None,
 ) -> dict[str, Any]:
     """``tables`` (an evalkit.toml's, unvalidated) with each collection a job or rule names
     (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
-    name to copy name), and ``changes`` (the drill's change table) added to the change
-    tables of every freshness job that reads some; ``tables`` itself is unchanged. The
-    drill's store is given to ``load_settings`` as an argument, which outranks the
-    environment, as tables do not."""
+    name to copy name), ``changes`` (the drill's change table) added to the change tables of
+    every freshness job that reads some, and ``traffic`` (the drill's traffic log) the only
+    log of every traffic job; ``tables`` itself is unchanged. The drill's store is given to
+    ``load_settings`` as an argument, which outranks the environment, as tables do not."""
     rewritten = dict(tables)
     found: set[str] = set()
     for table in _NAMING_TABLES:
@@ -152,7 +157,26 @@ def pointed_at_copies(
             else job
             for job in rewritten["jobs"]
         ]
+    if traffic is not None and isinstance(rewritten.get("jobs"), list):
+        rewritten["jobs"] = [
+            {**job, "paths": [str(traffic)]} if _is_traffic_job(job) else job
+            for job in rewritten["jobs"]
+        ]
     return rewritten
+
+
+def _is_traffic_job(job: object) -> bool:
+    return isinstance(job, Mapping) and job.get("kind") == "traffic"
+
+
+def traffic_jobs(tables: Mapping[str, Any]) -> list[str]:
+    """The ``[[jobs]]`` of ``tables`` that sample and replay traffic, by name."""
+    jobs = tables.get("jobs")
+    return [
+        str(job.get("name"))
+        for job in (jobs if isinstance(jobs, list) else [])
+        if _is_traffic_job(job)
+    ]
 
 
 def reads_change_tables(job: Mapping[str, Any]) -> bool:

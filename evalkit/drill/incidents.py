@@ -117,7 +117,8 @@ class Incident:
     ``severity_range``; ``causes`` are the probable causes (``evalkit.causes.CAUSE_KINDS``)
     that name it, one of which ``explain`` should rank first; ``seen_by`` are the alert rule
     kinds that can see it, the one to suggest first. ``inject`` changes a copy; None: the
-    incident is in front of the index (``slows``), the drill's proxy plays it."""
+    incident is in front of the index, played by the drill's proxy (``slows``) or by the
+    traffic it logs (``feeds_traffic``)."""
 
     name: str
     severity_meaning: str
@@ -128,11 +129,13 @@ class Incident:
     severity_range: tuple[float, float] = (0.0, 1.0)
     catch_up: CatchUp | None = None
     """What the restore does to the restored copy besides (ingestion catching up)."""
+    feeds_traffic: bool = False
+    """Whether the drill's simulated traffic plays it (``inject`` None)."""
 
     @property
     def slows(self) -> bool:
         """Whether the drill's proxy in front of a Chroma server plays it."""
-        return self.inject is None
+        return self.inject is None and not self.feeds_traffic
 
     def severity_of(self, severity: float | None) -> float:
         """``severity``, or the default for None; ConfigError when out of its range."""
@@ -359,6 +362,16 @@ INCIDENTS: Mapping[str, Incident] = {
             ("freshness_lag",),
             severity_range=(0.0, 8760.0),
             catch_up=_take_in,
+        ),
+        Incident(
+            "query_drift",
+            "the share of each simulated day's traffic replaced by queries from another "
+            "domain (needs a traffic job)",
+            0.3,
+            None,
+            ("query_drift",),
+            ("embedding_drift", "low_confidence_rate", "traffic_precision_drop"),
+            feeds_traffic=True,
         ),
         Incident(
             "latency",

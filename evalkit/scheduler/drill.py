@@ -39,17 +39,20 @@ from evalkit.drill.config import (
     pointed_at_copies,
     qdrant_collections_named,
     reads_change_tables,
+    traffic_jobs,
 )
 from evalkit.drill.incidents import INCIDENTS, Embed, Injected, inject
 from evalkit.drill.index import NotInjectableError
 from evalkit.drill.proxy import SlowingProxy
 from evalkit.drill.reports import REPORT_FILE, start_drill_folder
 from evalkit.drill.scratch import ScratchCopies
+from evalkit.drill.traffic import FOREIGN_QUERIES, DrillTraffic, TrafficQuery
 from evalkit.embedding.lazy import LazyEmbedder
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.files import replace_text
 from evalkit.scheduler.config import service_config
 from evalkit.scheduler.job_kinds.evaluation import GoldsetReplayParams
+from evalkit.scheduler.job_kinds.traffic import TrafficParams
 from evalkit.scheduler.runner import JobRunner, NotStarted
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
@@ -67,6 +70,8 @@ __all__ = ["DrillReport", "DrillRequest", "IncidentResult", "run_drill"]
 
 _log = logging.getLogger(__name__)
 
+TRAFFIC_FILE = "traffic.jsonl"
+"""In a drill's folder: the traffic log of its simulated days, which its traffic jobs read."""
 CHANGES_FILE = "changes.jsonl"
 """In a drill's folder: the change table its freshness jobs read besides their own."""
 CYCLE = timedelta(days=1)
@@ -86,9 +91,16 @@ class DrillRequest:
     recovery_cycles: int = 10
     deliver: bool = False
     seed: int = 0
+    foreign_queries: tuple[str, ...] = ()
+    """The other domain's queries of a query drift (none: ``FOREIGN_QUERIES``)."""
     drill_id: str = field(
         default_factory=lambda: f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
     )
+
+    @property
+    def most_cycles(self) -> int:
+        """The most cycles the drill can run: quiet, and each incident's and recovery's."""
+        return self.quiet_cycles + len(self.incidents) * (self.cycles + self.recovery_cycles)
 
     def __post_init__(self) -> None:
         unknown = [name for name, _ in self.incidents if name not in INCIDENTS]
@@ -315,8 +327,17 @@ class _Cycle:
 class _Cycles:
     """Runs the drill's cycles and keeps its simulated clock."""
 
-    def __init__(self, settings: Settings, config: ServiceConfig, *, deliver: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: ServiceConfig,
+        *,
+        deliver: bool,
+        traffic: DrillTraffic | None = None,
+    ) -> None:
         self._config = config
+        self._settings = settings
+        self._traffic = traffic
         self._access = StoreAccess.from_settings(settings, program="evalkit drill", wait_as="job")
         self._sinks = build_sinks(config.alerts) if deliver else {}
         self._policy = RedeliverySchedule.from_settings(config.alerts.settings)
@@ -335,6 +356,12 @@ class _Cycles:
         """Every job once, then the rules at the next simulated day."""
         runs: dict[str, str] = {}
         failed: dict[str, str] = {}
+        if self._traffic is not None:
+            self._runner = JobRunner(
+                self._on_day(self._traffic.next_day()),
+                settings=self._settings,
+                session=self._access,
+            )
         for job in self._config.jobs:
             outcome = self._runner.attempt(job.name, trigger="manual")
             if isinstance(outcome, NotStarted):
@@ -360,6 +387,16 @@ class _Cycles:
 
     def _clock(self) -> datetime:
         return self._now
+
+    def _on_day(self, window: str) -> ServiceConfig:
+        """The configuration with every traffic job pinned to the day ``window``."""
+        jobs = tuple(
+            replace(job, params=job.params.model_copy(update={"window": window}))
+            if isinstance(job.params, TrafficParams)
+            else job
+            for job in self._config.jobs
+        )
+        return replace(self._config, jobs=jobs)
 
     def _pin_gate_baselines(self, first: Mapping[str, str]) -> None:
         """Point each gate rule at the first quiet cycle's run (``first``: by job) of its
@@ -420,6 +457,21 @@ class _Cycles:
         return found
 
 
+_RECENT_TRAFFIC = 1000
+"""Logged queries a simulated day of a drill's traffic repeats, the most recent."""
+
+
+def _recent_traffic(store: Store) -> list[TrafficQuery]:
+    """The most recent logged queries of ``store`` (at most ``_RECENT_TRAFFIC``)."""
+    rows = store.fetch(
+        "SELECT text, tenant FROM traffic_records ORDER BY ts DESC, query_id LIMIT ?",
+        [_RECENT_TRAFFIC],
+    )
+    return [
+        TrafficQuery(str(text), None if tenant is None else str(tenant)) for text, tenant in rows
+    ]
+
+
 def _relevant_documents(store: Store) -> frozenset[str]:
     """The judged-relevant documents of every goldset in the drill's store."""
     relevant: set[str] = set()
@@ -449,6 +501,8 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         )
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
+    # The traffic jobs read the drill's log of simulated days, not yours (drill/traffic.py).
+    traffic_log = drill_dir / TRAFFIC_FILE if traffic_jobs(tables) else None
     changes: Path | None = None
     if any(isinstance(job, Mapping) and reads_change_tables(job) for job in tables.get("jobs", [])):
         # Where an ingestion lag writes the source changes it withholds from the index.
@@ -479,7 +533,9 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         # EVALKIT_CHROMA_URL, which the file's tables do not (the drill's runs went to the
         # user's store).
         settings = load_settings(
-            rewrite_tables=functools.partial(pointed_at_copies, copies=copied, changes=changes),
+            rewrite_tables=functools.partial(
+                pointed_at_copies, copies=copied, changes=changes, traffic=traffic_log
+            ),
             store_path=store_path,
             chroma_url=None if proxy is None else proxy.url,
         )
@@ -489,11 +545,24 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         }
         with Store.open(user.resolved_store_path, read_only=True) as live_store:
             stored = [load_stored_goldset(live_store, name) for name in sorted(goldsets)]
+            logged = _recent_traffic(live_store) if traffic_log is not None else []
         with Store.open(store_path) as store:
             for goldset in stored:
                 save_goldset(store, goldset)
             relevant = _relevant_documents(store)
-        cycles = _Cycles(settings, config, deliver=request.deliver)
+        traffic = (
+            None
+            if traffic_log is None
+            else DrillTraffic(
+                traffic_log,
+                logged
+                or [TrafficQuery(q.text, q.tenant) for goldset in stored for q in goldset.queries],
+                utc_now().date() - timedelta(days=request.most_cycles + 1),
+                foreign=request.foreign_queries or FOREIGN_QUERIES,
+                seed=request.seed,
+            )
+        )
+        cycles = _Cycles(settings, config, deliver=request.deliver, traffic=traffic)
         watched = {rule.config.kind for rule in config.alerts.rules}
         quiet = [cycles.run() for _ in range(request.quiet_cycles)]
         false_alarms = [
@@ -516,7 +585,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 results.append(IncidentResult(name, share, gap=_NOT_SLOWED))
                 continue
             result, last = _rehearse(
-                _Play(tuple(copies), proxy, relevant, request.seed, embed, changes),
+                _Play(tuple(copies), proxy, relevant, request.seed, embed, changes, traffic),
                 cycles,
                 last,
                 incident=name,
@@ -533,7 +602,13 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         tuple(results),
         dict(cycles.rule_errors),
         cycles.delivered if request.deliver else None,
-        _warm_up_notes(config, request.quiet_cycles),
+        _warm_up_notes(config, request.quiet_cycles)
+        + tuple(
+            f"job {job} failed in the quiet cycles, so what it feeds was not rehearsed: {error}"
+            for job, error in {
+                job: error for cycle in reversed(quiet) for job, error in cycle.failed.items()
+            }.items()
+        ),
     )
     replace_text(drill_dir / REPORT_FILE, json.dumps(report.to_dict(), indent=2) + "\n")
     replace_text(drill_dir / "report.md", report.to_markdown())
@@ -585,6 +660,7 @@ class _Play:
     seed: int
     embed: Embed
     changes: Path | None
+    traffic: DrillTraffic | None
     injected: dict[tuple[int, str], Injected] = field(default_factory=dict)
     """What the incident did to each copy (by copies and live name), for its restore."""
 
@@ -597,6 +673,19 @@ class _Play:
             self.proxy.factor = severity
             return Injected(
                 incident, severity, (), f"every search of the Chroma server {severity:g}x slower"
+            )
+        if INCIDENTS[incident].feeds_traffic:
+            if self.traffic is None:
+                raise NotInjectableError(
+                    'not injectable: no traffic job (kind = "traffic"), whose simulated '
+                    "days the drill's traffic fills"
+                )
+            self.traffic.share = severity
+            return Injected(
+                incident,
+                severity,
+                (),
+                f"{severity:.0%} of each day's traffic from another domain",
             )
         self.injected.clear()
         for made in self.copies:
@@ -625,6 +714,9 @@ class _Play:
         if INCIDENTS[incident].slows:
             assert self.proxy is not None, "a slowing incident needs the proxy"
             self.proxy.factor = 1.0
+            return
+        if self.traffic is not None and INCIDENTS[incident].feeds_traffic:
+            self.traffic.share = 0.0
             return
         catch_up = INCIDENTS[incident].catch_up
         for number, made in enumerate(self.copies):
