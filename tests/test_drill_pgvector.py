@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from demo_index import demo_goldset
 from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
+from test_drill_run import CONFIG, JOB_FAILURE_RULE, on_the_retriever_table
 from test_retrievers_model_check import HashEmbedder
 from test_retrievers_pgvector import Demo, demo  # noqa: F401
 
@@ -172,7 +173,8 @@ def test_a_pgvector_copy_left_by_a_killed_drill_is_swept(
     assert _drill_tables(postgres_server) == [], "a failed copy leaves nothing"
 
 
-PGVECTOR_CONFIG = """
+PGVECTOR_CONFIG = (
+    """
 [retriever]
 kind = "pgvector"
 
@@ -181,27 +183,10 @@ dsn = "{dsn}"
 table = "demo_hnsw"
 id_column = "doc_id"
 text_column = "content"
-
-[[jobs]]
-name = "nightly"
-kind = "goldset_replay"
-goldset = "demo"
-k = 10
-measures = ["ndcg@10", "recall@10"]
-cron = "0 2 * * *"
-
-[[alerts.rules]]
-name = "ndcg-drop"
-kind = "precision_regression"
-goldset = "demo"
-measures = ["ndcg@10"]
-method = "page_hinkley"
-warmup = 2
-
-[[alerts.rules]]
-name = "job-failed"
-kind = "job_failure"
 """
+    + on_the_retriever_table(CONFIG)
+    + JOB_FAILURE_RULE
+)
 
 
 def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchanged(

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from demo_index import demo_goldset
 from qdrant_client import QdrantClient, models
+from test_drill_run import CONFIG, JOB_FAILURE_RULE, on_the_retriever_table
 from test_retrievers_model_check import HashEmbedder
 from test_retrievers_qdrant import build_collection
 
@@ -201,7 +202,8 @@ def test_a_qdrant_copy_left_by_a_killed_drill_is_swept_by_retention_and_by_the_n
     assert _collections(qdrant_home) == ["kb"], "a failed copy leaves nothing"
 
 
-QDRANT_CONFIG = """
+QDRANT_CONFIG = (
+    """
 [retriever]
 kind = "qdrant"
 
@@ -210,27 +212,10 @@ path = "{path}"
 collection = "demo"
 id_payload_key = "doc_id"
 text_payload_key = "text"
-
-[[jobs]]
-name = "nightly"
-kind = "goldset_replay"
-goldset = "demo"
-k = 10
-measures = ["ndcg@10", "recall@10"]
-cron = "0 2 * * *"
-
-[[alerts.rules]]
-name = "ndcg-drop"
-kind = "precision_regression"
-goldset = "demo"
-measures = ["ndcg@10"]
-method = "page_hinkley"
-warmup = 2
-
-[[alerts.rules]]
-name = "job-failed"
-kind = "job_failure"
 """
+    + on_the_retriever_table(CONFIG)
+    + JOB_FAILURE_RULE
+)
 
 
 @pytest.mark.slow

@@ -55,6 +55,16 @@ measures = ["ndcg@10"]
 method = "page_hinkley"
 warmup = 2
 """
+JOB_FAILURE_RULE = """
+[[alerts.rules]]
+name = "job-failed"
+kind = "job_failure"
+"""
+
+
+def on_the_retriever_table(config: str) -> str:
+    """``config`` with its jobs reading the ``[retriever]`` table's index, not demo-kb."""
+    return config.replace('collection = "demo-kb"\n', "")
 
 
 @pytest.fixture(scope="module")

@@ -211,7 +211,7 @@ def sweep_drill_leftovers(settings: Settings) -> list[str]:
                 close_client(client)
     qdrant = settings.retriever.qdrant
     if qdrant.url or (qdrant.path is not None and qdrant.path.is_dir()):
-        # qdrant-client is an optional extra: only a set-up with a Qdrant needs it.
+        # qdrant_client is an optional extra: only a set-up with a Qdrant needs it.
         from evalkit.drill.qdrant import qdrant_client, sweep_qdrant_copies
 
         try:

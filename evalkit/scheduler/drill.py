@@ -514,7 +514,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         if names:
             copies.append(stack.enter_context(ScratchCopies(user, names, request.drill_id)))
         if in_qdrant:
-            # qdrant-client is an optional extra: only a drill of Qdrant collections needs it.
+            # qdrant_client is an optional extra: only a drill of Qdrant collections needs it.
             from evalkit.drill.qdrant import QdrantCopies
 
             copies.append(stack.enter_context(QdrantCopies(user, in_qdrant, request.drill_id)))
