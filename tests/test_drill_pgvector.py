@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from demo_index import demo_goldset
+from demo_index import demo_documents, demo_goldset, demo_vectors
 from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
 from test_drill_run import CONFIG, JOB_FAILURE_RULE, on_the_retriever_table
 from test_retrievers_model_check import HashEmbedder
-from test_retrievers_pgvector import Demo, demo  # noqa: F401
 
 from evalkit.config import load_settings
 from evalkit.drill import scratch
-from evalkit.drill.incidents import inject
+from evalkit.drill.incidents import INCIDENTS, inject
 from evalkit.drill.index import NotInjectableError
 from evalkit.drill.pgvector import PgvectorCopies, copy_pgvector_table
 from evalkit.drill.scratch import DRILL_PREFIX, sweep_drill_leftovers
@@ -56,21 +55,25 @@ def _drill_tables(server: PostgresServer) -> list[str]:
 def small_table(
     postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    """``drills.small``: 16 documents of 60 words, a text id, a topic column and an HNSW
-    index; an evalkit.toml whose [retriever.pgvector] names it."""
+    """``drills.small``: 16 documents of 60 words, a text id, an identity column, a topic
+    column, a generated column and an HNSW index; an evalkit.toml whose
+    [retriever.pgvector] names it."""
     embedder = HashEmbedder()
     texts = [" ".join(f"w{n}-{i}" for i in range(60)) for n in range(16)]
     with postgres_server.connect() as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS drills")
         conn.execute("DROP TABLE IF EXISTS drills.small")
         conn.execute(
-            "CREATE TABLE drills.small (doc_id text PRIMARY KEY, topic text, content text,"
+            "CREATE TABLE drills.small (doc_id text PRIMARY KEY,"
+            " pk bigint GENERATED ALWAYS AS IDENTITY, topic text, content text,"
+            " words tsvector GENERATED ALWAYS AS (to_tsvector('simple', content)) STORED,"
             f" embedding vector({embedder.dimension}))"
         )
         conn.execute("CREATE INDEX ON drills.small USING hnsw (embedding vector_cosine_ops)")
         for n, (text, vector) in enumerate(zip(texts, embedder.embed(texts), strict=True)):
             conn.execute(
-                "INSERT INTO drills.small VALUES (%s, %s, %s, %s::vector)",
+                "INSERT INTO drills.small (doc_id, topic, content, embedding)"
+                " VALUES (%s, %s, %s, %s::vector)",
                 [f"doc-{n:02d}", f"t{n % 3}", text, str(vector.tolist())],
             )
     (tmp_path / "evalkit.toml").write_text(
@@ -85,7 +88,7 @@ def small_table(
 
 
 def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
-    postgres_server: PostgresServer, small_table: str
+    postgres_server: PostgresServer, small_table: str, tmp_path: Path
 ) -> None:
     before = _rows(postgres_server, small_table)
     embedder = HashEmbedder()
@@ -122,12 +125,15 @@ def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
         for copy_id in duplicated.documents:
             assert texts[copy_id] == texts[copy_id.removesuffix("#drill-copy")]
         assert len(after.ids) == 16 + len(duplicated.documents)
+        numbers = [metadata["pk"] for metadata in after.metadatas if metadata is not None]
+        assert len(set(numbers)) == len(after.ids), "the identity numbers the new rows"
         copies.restore()
 
         stale, after = injected("stale_content", 0.25)
-        topics = {row[0]: row[1] for row in before}
+        topics = {row[0]: row[2] for row in before}
         for doc_id, text, metadata in zip(after.ids, after.documents, after.metadatas, strict=True):
-            assert metadata == {"topic": topics[doc_id]}
+            assert metadata is not None
+            assert metadata["topic"] == topics[doc_id]
             assert text is not None
             assert text.startswith(f"w{int(doc_id[4:])}-0 ") == (doc_id not in stale.documents)
         copies.restore()
@@ -147,6 +153,30 @@ def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
             )
         assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
         assert _drill_tables(postgres_server) == [f"{DRILL_PREFIX}p1-small"]
+        # Ingestion lag: the changes are written into the copy by the restore (catch-up).
+        lag = INCIDENTS["ingestion_lag"]
+        assert lag.catch_up is not None
+        copies.hold()
+        withheld = inject(
+            copies.index(small_table),
+            "ingestion_lag",
+            6.0,
+            relevant=RELEVANT,
+            changes=tmp_path / "changes.jsonl",
+        )
+        copies.restore()
+        lag.catch_up(copies.index(small_table), withheld)
+        caught_up = copies.index(small_table).contents()
+        by_id = dict(zip(caught_up.ids, caught_up.embeddings, strict=True))
+        quiet = dict(zip([row[0] for row in before], [row[-1] for row in before], strict=True))
+        assert set(by_id) == set(quiet)
+        for doc_id, text in zip(caught_up.ids, caught_up.documents, strict=True):
+            assert text is not None
+            assert text.endswith(" (revised)") == (doc_id in withheld.withheld)
+        vectors = {
+            row[0]: row[-1] for row in _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"')
+        }
+        assert vectors == quiet, "every vector kept"
     assert _drill_tables(postgres_server) == []
     assert _rows(postgres_server, small_table) == before
 
@@ -180,7 +210,7 @@ kind = "pgvector"
 
 [retriever.pgvector]
 dsn = "{dsn}"
-table = "demo_hnsw"
+table = "drill_demo"
 id_column = "doc_id"
 text_column = "content"
 """
@@ -190,47 +220,53 @@ text_column = "content"
 
 
 def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchanged(
-    demo: Demo,  # noqa: F811
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo corpus with MiniLM vectors in a pgvector table with an HNSW index: a
-    deletion and stale content are caught by the nDCG rule on their first cycle; a model
-    mismatch makes the replay job refuse the table (its rows re-embedded from text_column),
-    which the job_failure rule catches; the live table is the same row for row."""
+    deletion is caught by the nDCG rule on its first cycle; a model mismatch makes the
+    replay job refuse the table (its rows re-embedded from text_column), which the
+    job_failure rule catches; the live table is the same row for row."""
+    with postgres_server.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS drill_demo")
+        conn.execute(
+            "CREATE TABLE drill_demo (doc_id text PRIMARY KEY, content text, embedding vector(384))"
+        )
+        with conn.cursor() as cursor, cursor.copy("COPY drill_demo FROM STDIN") as copy:
+            for document, vector in zip(demo_documents(), demo_vectors(), strict=True):
+                copy.write_row((document.id, document.content, str(vector.tolist())))
+        conn.execute("CREATE INDEX ON drill_demo USING hnsw (embedding vector_cosine_ops)")
     config = tmp_path / "evalkit.toml"
-    config.write_text(PGVECTOR_CONFIG.format(dsn=demo.server.dsn), encoding="utf-8")
+    config.write_text(PGVECTOR_CONFIG.format(dsn=postgres_server.dsn), encoding="utf-8")
     monkeypatch.setenv("EVALKIT_CONFIG", str(config))
     monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
     user = load_settings()
     with Store.open(user.resolved_store_path) as live_store:
         save_goldset(live_store, demo_goldset())
-    before = _rows(demo.server, "demo_hnsw")
+    before = _rows(postgres_server, "drill_demo")
 
     report = run_drill(
         user,
         DrillRequest(
-            incidents=(("deletion", 0.34), ("stale_content", 0.2), ("model_mismatch", None)),
-            quiet_cycles=3,
+            incidents=(("deletion", 0.34), ("model_mismatch", None)),
+            quiet_cycles=2,
+            cycles=2,
             recovery_cycles=6,
             drill_id="pg",
         ),
     )
 
-    assert report.copies == {"demo_hnsw": f"{DRILL_PREFIX}pg-demo_hnsw"}
+    assert report.copies == {"drill_demo": f"{DRILL_PREFIX}pg-drill_demo"}
     assert report.false_alarms == ()
-    deletion, stale, mismatch = report.incidents
+    deletion, mismatch = report.incidents
     assert deletion.first_alert == ("ndcg-drop", 1), report.to_markdown()
-    assert stale.first_alert == ("ndcg-drop", 1), report.to_markdown()
-    for result in (deletion, stale):
-        before_ndcg, after_ndcg = result.effect["ndcg@10"]
-        assert before_ndcg is not None
-        assert after_ndcg is not None
-        assert after_ndcg < before_ndcg
-        assert result.resolved_after is not None, result
-        assert result.carried == ()
+    before_ndcg, after_ndcg = deletion.effect["ndcg@10"]
+    assert before_ndcg is not None
+    assert after_ndcg is not None
+    assert after_ndcg < before_ndcg
+    assert deletion.resolved_after is not None, deletion
+    assert mismatch.carried == ()
     assert mismatch.first_alert == ("job-failed", 1), report.to_markdown()
     assert "nightly" in mismatch.failed_jobs
     assert report.exit_code == 0
-    assert _drill_tables(demo.server) == []
-    assert _rows(demo.server, "demo_hnsw") == before
+    assert _drill_tables(postgres_server) == []
+    assert _rows(postgres_server, "drill_demo") == before

@@ -26,7 +26,7 @@ from test_retrievers_qdrant import build_collection
 
 from evalkit.config import load_settings
 from evalkit.drill import scratch
-from evalkit.drill.incidents import inject
+from evalkit.drill.incidents import INCIDENTS, inject
 from evalkit.drill.index import NotInjectableError
 from evalkit.drill.qdrant import QdrantCopies, copy_qdrant_collection
 from evalkit.drill.scratch import DRILL_PREFIX, sweep_drill_leftovers
@@ -155,6 +155,29 @@ def test_each_incident_changes_a_qdrant_copy_as_on_chroma_and_never_the_live_col
                 np.testing.assert_allclose(
                     after.embeddings[i], embedder.embed([after.documents[i]])[0], atol=1e-6
                 )
+
+        copies.restore()
+        lag = INCIDENTS["ingestion_lag"]
+        assert lag.catch_up is not None
+        index = copies.index("kb")
+        try:
+            quiet = index.contents()
+            withheld = inject(
+                index, "ingestion_lag", 6.0, changes=qdrant_home.parent / "changes.jsonl"
+            )
+            lag.catch_up(index, withheld)
+        finally:
+            index.close()
+        assert _points(qdrant_home, copy) != before
+        index = copies.index("kb")
+        try:
+            caught_up = index.contents()
+        finally:
+            index.close()
+        np.testing.assert_array_equal(caught_up.embeddings, quiet.embeddings)
+        for doc_id, text in zip(caught_up.ids, caught_up.documents, strict=True):
+            assert text is not None
+            assert text.endswith(" (revised)") == (doc_id in withheld.withheld)
 
         index = copies.index("kb")
         try:

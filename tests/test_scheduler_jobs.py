@@ -684,7 +684,7 @@ def test_retention_removes_what_killed_drills_left_and_keeps_finished_drills_rep
     result = runner_for(config, unreachable).run("prune")
     assert result is not None
     assert result.status == "succeeded", result.error
-    assert "cannot sweep drills' scratch collections" in result.summary["drill_sweep_error"]
+    assert "cannot sweep drills' scratch copies: Chroma: " in result.summary["drill_sweep_error"]
 
 
 def test_metric_drift_check_job(settings: Settings) -> None:

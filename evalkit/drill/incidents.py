@@ -270,18 +270,10 @@ def _ingestion_lag(target: _Target) -> Injected:
 
 
 def _take_in(index: ScratchIndex, injected: Injected) -> None:
-    """Ingestion catches up: the copy takes in the texts ``injected`` withheld. Their vectors
-    stay: a revision's vector would move the goldset's figures off the quiet cycles' level,
+    """Ingestion catches up: the copy takes in the texts ``injected`` withheld. Every vector
+    stays: a revision's vector would move the goldset's figures off the quiet cycles' level,
     which the restore exists to bring back."""
-    contents = index.contents()
-    rows = {doc_id: n for n, doc_id in enumerate(contents.ids)}
-    ids = [doc_id for doc_id in injected.withheld if doc_id in rows]
-    if ids:
-        index.update(
-            ids,
-            embeddings=contents.embeddings[[rows[doc_id] for doc_id in ids]],
-            documents=[injected.withheld[doc_id] for doc_id in ids],
-        )
+    index.set_texts(injected.withheld)
 
 
 def _ann_degradation(target: _Target) -> Injected:

@@ -19,7 +19,15 @@ from evalkit.errors import EvalkitError
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["ChromaIndex", "Contents", "NotInjectableError", "ScratchIndex", "Vectors"]
+__all__ = [
+    "ChromaIndex",
+    "Contents",
+    "NotInjectableError",
+    "ScratchIndex",
+    "Vectors",
+    "in_pages",
+    "vector_rows",
+]
 
 T = TypeVar("T")
 Vectors = np.ndarray[Any, np.dtype[np.float32]]
@@ -78,9 +86,20 @@ class ScratchIndex(Protocol):
         """Give the documents ``ids`` these vectors (and texts), their ids and metadata kept."""
         ...
 
+    def set_texts(self, texts: Mapping[str, str]) -> None:
+        """Give documents (by id) these texts, every vector kept."""
+        ...
+
     def close(self) -> None:
         """Let go of the engine (before the jobs open it)."""
         ...
+
+
+def vector_rows(vectors: Sequence[Any], count: int) -> Vectors:
+    """``vectors`` as ``count`` float32 rows (no columns when there are none)."""
+    if count == 0:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.asarray(vectors, dtype=np.float32).reshape(count, -1)
 
 
 def in_pages(items: Sequence[T]) -> list[Sequence[T]]:
@@ -118,8 +137,7 @@ class ChromaIndex:
             metadatas += page["metadatas"] or [None] * len(page["ids"])
             if len(page["ids"]) < _PAGE:
                 break
-        embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        return Contents(ids, embeddings, documents, metadatas)
+        return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
 
     def hnsw(self) -> Mapping[str, Any]:
         """The collection's stored HNSW configuration."""
@@ -158,3 +176,16 @@ class ChromaIndex:
                 embeddings=embeddings[start:end],
                 documents=None if documents is None else list(documents[start:end]),
             )
+
+    def set_texts(self, texts: Mapping[str, str]) -> None:
+        """Give documents (by id) these texts, their vectors kept (given again: a collection
+        without an embedding function cannot take a text alone)."""
+        ids = list(texts)
+        for page in in_pages(ids):
+            held = self._collection.get(ids=list(page), include=["embeddings"])
+            if held["ids"]:
+                self._collection.update(
+                    ids=held["ids"],
+                    embeddings=held["embeddings"],
+                    documents=[texts[doc_id] for doc_id in held["ids"]],
+                )

@@ -1,7 +1,9 @@
 """A scratch copy of the pgvector table for a drill, and a copy as incidents write to it.
 
 The copy is the table's rows, columns, defaults and indexes (``CREATE TABLE ... (LIKE ...
-INCLUDING ALL)``, then ``INSERT ... SELECT``: no re-embedding), in the table's schema, under
+INCLUDING ALL)``, then ``INSERT ... SELECT`` of the columns that take values, identity ones
+included: no re-embedding), in the table's schema (an unqualified table's: the first of the
+search path), under
 ``evalkit-drill-<drill id>-<table>`` (cut to PostgreSQL's 63 bytes), its comment marking the
 process that owns it and since when (``copy_marks``); the next drill, and the ``retention``
 job, drop a copy whose drill is over. A document is a row as ``PgvectorRetriever`` reads it:
@@ -18,11 +20,10 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
-from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages
+from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages, vector_rows
 from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.retrievers.base import describe_exception
@@ -68,7 +69,12 @@ def copy_pgvector_table(conn: psycopg.Connection[Any], table: str, drill_id: str
     try:
         with conn.transaction():
             conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(made, live))
-            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(made, live))
+            columns = sql.SQL(", ").join(map(sql.Identifier, _stored_columns(conn, made)))
+            conn.execute(
+                sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+                    made, columns, columns, live
+                )
+            )
             marks = json.dumps(copy_marks(table))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(made, sql.Literal(marks)))
     except psycopg.Error as error:
@@ -76,6 +82,21 @@ def copy_pgvector_table(conn: psycopg.Connection[Any], table: str, drill_id: str
             f"cannot copy pgvector table {table!r} into {copy!r}: {describe_exception(error)}"
         ) from error
     return shown_table_name(*schema, copy)
+
+
+def _stored_columns(
+    conn: psycopg.Connection[Any], table: sql.Identifier, *, numbered: bool = True
+) -> list[str]:
+    """The columns of ``table`` that take values (generated ones compute theirs); without
+    ``numbered``, not those numbered by an identity or a sequence either."""
+    rows = conn.execute(
+        "SELECT a.attname, a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') "
+        "LIKE 'nextval(%%' FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
+        "AND d.adnum = a.attnum WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+        [table.as_string(conn)],
+    ).fetchall()
+    return [str(name) for name, counted in rows if numbered or not counted]
 
 
 def _drop(conn: psycopg.Connection[Any], table: str) -> None:
@@ -139,7 +160,7 @@ class PgvectorIndex:
         ).fetchall()
         kept = {settings.id_column, settings.embedding_column, settings.text_column}
         ids = [str(row[0]) for row in rows]
-        embeddings = np.asarray([row[1] for row in rows], dtype=np.float32).reshape(len(rows), -1)
+        embeddings = vector_rows([row[1] for row in rows], len(rows))
         documents = [
             None if settings.text_column is None else row[2].get(settings.text_column)
             for row in rows
@@ -177,19 +198,24 @@ class PgvectorIndex:
             [self._table.as_string(self._conn), settings.id_column],
         ).fetchone()
         numeric = kind is not None and kind[0] in ("integer", "bigint", "smallint")
-        next_id = 0
-        if numeric:
-            found = self._conn.execute(
-                sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(self._id, self._table)
-            ).fetchone()
-            next_id = int(found[0]) if found else 0
+        first_id = self._next_number(settings.id_column) if numeric else 0
+        # A column an identity or a sequence numbers gets the next numbers of the copy: a
+        # copied value would repeat the original's, and a default could draw on the live
+        # table's sequence, which the copy's serial column still names.
+        numbered = {
+            name: self._next_number(name)
+            for name in set(_stored_columns(self._conn, self._table))
+            - set(_stored_columns(self._conn, self._table, numbered=False))
+            - {settings.id_column}
+        }
         rows = []
         for n, (doc_id, row, text, metadata) in enumerate(
             zip(ids, embeddings, documents, metadatas, strict=True)
         ):
             record: dict[str, Any] = dict(metadata or {})
+            record.update({name: start + n for name, start in numbered.items()})
             if numeric:
-                record[settings.id_column] = next_id + n + 1
+                record[settings.id_column] = first_id + n
             elif kind is not None and kind[0] == "uuid":
                 record[settings.id_column] = str(uuid.uuid5(uuid.NAMESPACE_URL, doc_id))
             else:
@@ -198,9 +224,23 @@ class PgvectorIndex:
             if settings.text_column is not None:
                 record[settings.text_column] = text
             rows.append(json.dumps(record))
-        statement = sql.SQL("INSERT INTO {} SELECT * FROM jsonb_populate_record(NULL::{}, %s)")
+        stored = _stored_columns(self._conn, self._table)
+        columns = sql.SQL(", ").join(map(sql.Identifier, stored))
+        statement = sql.SQL(
+            "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} "
+            "FROM jsonb_populate_record(NULL::{}, %s)"
+        ).format(self._table, columns, columns, self._table)
         with self._conn.cursor() as cursor:
-            cursor.executemany(statement.format(self._table, self._table), [[row] for row in rows])
+            cursor.executemany(statement, [[row] for row in rows])
+
+    def _next_number(self, column: str) -> int:
+        """One past the largest value of ``column`` in the copy."""
+        found = self._conn.execute(
+            sql.SQL("SELECT coalesce(max({}), 0) FROM {}").format(
+                sql.Identifier(column), self._table
+            )
+        ).fetchone()
+        return int(found[0]) + 1 if found else 1
 
     def update(
         self, ids: Sequence[str], *, embeddings: Vectors, documents: Sequence[str] | None = None
@@ -223,6 +263,18 @@ class PgvectorIndex:
             rows.append([*values, doc_id])
         with self._conn.cursor() as cursor:
             cursor.executemany(statement, rows)
+
+    def set_texts(self, texts: Mapping[str, str]) -> None:
+        """Give the rows of the documents (by id) these texts in ``text_column``, their
+        vectors kept."""
+        column = self._settings.text_column
+        if column is None or not texts:
+            return
+        statement = sql.SQL("UPDATE {} SET {} = %s WHERE {}::text = %s").format(
+            self._table, sql.Identifier(column), self._id
+        )
+        with self._conn.cursor() as cursor:
+            cursor.executemany(statement, [[text, doc_id] for doc_id, text in texts.items()])
 
 
 class PgvectorCopies:
@@ -278,12 +330,13 @@ class PgvectorCopies:
         conn = self._open()
         for live, copy in self.names.items():
             held = split_table_name(self._held(copy))[-1]
-            conn.execute(
-                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                    sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
+            with conn.transaction():  # a copy that fails leaves the quiet one where it was
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                        sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
+                    )
                 )
-            )
-            copy_pgvector_table(conn, live, self._drill_id)
+                copy_pgvector_table(conn, live, self._drill_id)
 
     def restore(self) -> None:
         """Drop the changed copies and put back those ``hold`` set aside."""

@@ -20,10 +20,9 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qdrant_client import QdrantClient, models
 
-from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages
+from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages, vector_rows
 from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
 from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
@@ -135,7 +134,13 @@ class QdrantIndex:
     def __init__(self, settings: QdrantSettings, name: str) -> None:
         self._settings = settings
         self._name = name
-        self._client = open_client(settings, settings.api_key())
+        try:
+            self._client = open_client(settings, settings.api_key())
+        except Exception as error:  # the client raises its own, and a held local lock alike
+            raise RetrieverError(
+                f"cannot open Qdrant at {settings.url or settings.path}: "
+                f"{describe_exception(error)}"
+            ) from error
         self._points: dict[str, list[models.ExtendedPointId]] = {}
         self._payloads: dict[models.ExtendedPointId, dict[str, Any]] = {}
 
@@ -156,6 +161,8 @@ class QdrantIndex:
         documents: list[str | None] = []
         metadatas: list[Mapping[str, Any] | None] = []
         id_key, text_key = self._settings.id_payload_key, self._settings.text_payload_key
+        self._points.clear()
+        self._payloads.clear()
         offset: Any = None
         while True:
             points, offset = self._client.scroll(
@@ -177,8 +184,7 @@ class QdrantIndex:
                 )
             if offset is None:
                 break
-        embeddings = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        return Contents(ids, embeddings, documents, metadatas)
+        return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
 
     def _vector_of(self, stored: Any) -> list[float]:
         if isinstance(stored, dict):
@@ -239,6 +245,18 @@ class QdrantIndex:
                 )
         self._upsert(points)
 
+    def set_texts(self, texts: Mapping[str, str]) -> None:
+        """Give every point of the documents (by id) these texts under
+        ``text_payload_key``, their vectors and the rest of their payload kept."""
+        key = self._settings.text_payload_key
+        if key is None:
+            return
+        self.contents()  # which points hold each document
+        for doc_id, text in texts.items():
+            points = self._points.get(doc_id) or []
+            if points:
+                self._client.set_payload(self._name, payload={key: text}, points=points)
+
     def _upsert(self, points: list[models.PointStruct]) -> None:
         for page in in_pages(points):
             self._client.upsert(self._name, points=list(page))
@@ -248,8 +266,9 @@ class QdrantCopies:
     """The drill's copies of the Qdrant collections its jobs read, in the Qdrant of
     ``settings`` (``[retriever.qdrant]``): made on entering (after sweeping what killed
     drills left), injected into, restored by copying again, and removed on leaving however
-    it ends. Qdrant's local mode searches exactly, so a fresh copy answers every query as
-    the one the quiet cycles searched."""
+    it ends. Qdrant's local mode searches exactly (as a server does below its indexing
+    threshold), so a fresh copy answers every query as the one the quiet cycles searched; a
+    server's HNSW graph built anew may rank a few queries differently."""
 
     def __init__(self, settings: Settings, live_names: Iterable[str], drill_id: str) -> None:
         self._settings = settings.retriever.qdrant

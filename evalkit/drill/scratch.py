@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -199,42 +199,47 @@ def sweep_drill_leftovers(settings: Settings) -> list[str]:
     the rest is swept."""
     removed = [str(folder) for folder in sweep_drill_folders(settings.home)]
     unreachable: list[str] = []
-    if settings.chroma_url or settings.resolved_chroma_path.exists():
+
+    def sweep(
+        engine: str,
+        opened: Callable[[], contextlib.AbstractContextManager[Any]],
+        swept: Callable[[Any], list[str]],
+    ) -> None:
         try:
-            client = _open_client(settings)
-        except Exception as error:
-            unreachable.append(f"Chroma: {describe_exception(error)}")
-        else:
-            try:
-                removed += sweep_scratch_collections(client)
-            finally:
-                close_client(client)
+            with opened() as client:
+                removed.extend(swept(client))
+        except Exception as error:  # a server down, a store locked: the next sweep retries
+            unreachable.append(f"{engine}: {describe_exception(error)}")
+
+    if settings.chroma_url or settings.resolved_chroma_path.exists():
+        sweep("Chroma", lambda: _closing_client(settings), sweep_scratch_collections)
     qdrant = settings.retriever.qdrant
     if qdrant.url or (qdrant.path is not None and qdrant.path.is_dir()):
         # qdrant_client is an optional extra: only a set-up with a Qdrant needs it.
         from evalkit.drill.qdrant import qdrant_client, sweep_qdrant_copies
 
-        try:
-            with qdrant_client(qdrant) as opened:
-                removed += sweep_qdrant_copies(opened)
-        except RetrieverError as error:
-            unreachable.append(str(error))
+        sweep("Qdrant", lambda: qdrant_client(qdrant), sweep_qdrant_copies)
     pgvector = settings.retriever.pgvector
     if pgvector.dsn is not None and pgvector.table:
         # psycopg is an optional extra: only a set-up with a pgvector table needs it.
         from evalkit.drill.pgvector import connect, sweep_pgvector_copies
 
-        try:
-            with connect(pgvector) as conn:
-                removed += sweep_pgvector_copies(conn)
-        except RetrieverError as error:
-            unreachable.append(str(error))
+        sweep("PostgreSQL", lambda: connect(pgvector), sweep_pgvector_copies)
     if unreachable:
         raise RetrieverError(
-            f"cannot sweep drills' scratch collections: {'; '.join(unreachable)} (removed: "
+            f"cannot sweep drills' scratch copies: {'; '.join(unreachable)} (removed: "
             f"{', '.join(removed) or 'nothing'})"
         )
     return removed
+
+
+@contextlib.contextmanager
+def _closing_client(settings: Settings) -> Iterator[ClientAPI]:
+    client = _open_client(settings)
+    try:
+        yield client
+    finally:
+        close_client(client)
 
 
 class ScratchCopies:

@@ -707,6 +707,11 @@ class _Play:
         except NotInjectableError:
             self.restore(incident)
             raise
+        except Exception as error:  # an engine refused a write: reported, the drill goes on
+            self.restore(incident)
+            raise NotInjectableError(
+                f"not injected: {type(error).__name__}: {error} (the copies were restored)"
+            ) from error
         return next(iter(self.injected.values()))
 
     def restore(self, incident: str) -> None:
