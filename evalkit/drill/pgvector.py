@@ -27,7 +27,12 @@ from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages,
 from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.retrievers.base import describe_exception
-from evalkit.retrievers.pgvector import open_connection, shown_table_name, split_table_name
+from evalkit.retrievers.pgvector import (
+    open_connection,
+    shown_table_name,
+    split_table_name,
+    vector_text,
+)
 
 if TYPE_CHECKING:
     from evalkit.config import PgvectorSettings, Settings
@@ -84,11 +89,9 @@ def copy_pgvector_table(conn: psycopg.Connection[Any], table: str, drill_id: str
     return shown_table_name(*schema, copy)
 
 
-def _stored_columns(
-    conn: psycopg.Connection[Any], table: sql.Identifier, *, numbered: bool = True
-) -> list[str]:
-    """The columns of ``table`` that take values (generated ones compute theirs); without
-    ``numbered``, not those numbered by an identity or a sequence either."""
+def _stored_columns(conn: psycopg.Connection[Any], table: sql.Identifier) -> dict[str, bool]:
+    """The columns of ``table`` that take values (generated ones compute theirs), each with
+    whether an identity or a sequence numbers it."""
     rows = conn.execute(
         "SELECT a.attname, a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') "
         "LIKE 'nextval(%%' FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid "
@@ -96,7 +99,7 @@ def _stored_columns(
         "AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
         [table.as_string(conn)],
     ).fetchall()
-    return [str(name) for name, counted in rows if numbered or not counted]
+    return {str(name): bool(numbered) for name, numbered in rows}
 
 
 def _drop(conn: psycopg.Connection[Any], table: str) -> None:
@@ -202,11 +205,11 @@ class PgvectorIndex:
         # A column an identity or a sequence numbers gets the next numbers of the copy: a
         # copied value would repeat the original's, and a default could draw on the live
         # table's sequence, which the copy's serial column still names.
+        stored = _stored_columns(self._conn, self._table)
         numbered = {
             name: self._next_number(name)
-            for name in set(_stored_columns(self._conn, self._table))
-            - set(_stored_columns(self._conn, self._table, numbered=False))
-            - {settings.id_column}
+            for name, counted in stored.items()
+            if counted and name != settings.id_column
         }
         rows = []
         for n, (doc_id, row, text, metadata) in enumerate(
@@ -220,11 +223,10 @@ class PgvectorIndex:
                 record[settings.id_column] = str(uuid.uuid5(uuid.NAMESPACE_URL, doc_id))
             else:
                 record[settings.id_column] = doc_id
-            record[settings.embedding_column] = "[" + ",".join(map(str, row.tolist())) + "]"
+            record[settings.embedding_column] = vector_text(row)
             if settings.text_column is not None:
                 record[settings.text_column] = text
             rows.append(json.dumps(record))
-        stored = _stored_columns(self._conn, self._table)
         columns = sql.SQL(", ").join(map(sql.Identifier, stored))
         statement = sql.SQL(
             "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} "
@@ -257,7 +259,7 @@ class PgvectorIndex:
         )
         rows = []
         for n, doc_id in enumerate(ids):
-            values: list[Any] = ["[" + ",".join(map(str, embeddings[n].tolist())) + "]"]
+            values: list[Any] = [vector_text(embeddings[n])]
             if text is not None and documents is not None:
                 values.append(documents[n])
             rows.append([*values, doc_id])

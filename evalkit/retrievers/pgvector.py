@@ -470,7 +470,7 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
             embedding=embedding, operator=operator
         )
         conditions = [sql.SQL("{embedding} IS NOT NULL").format(embedding=embedding)]
-        params: list[Any] = [[_vector_text(vector) for vector in vectors]]
+        params: list[Any] = [[vector_text(vector) for vector in vectors]]
         if tenant is not None and self._tenant_column is not None:
             conditions.append(
                 sql.SQL("{tenant} = %s").format(tenant=sql.Identifier(self._tenant_column))
@@ -736,7 +736,7 @@ def _dsn_secrets(dsn: str) -> set[str]:
     return secrets
 
 
-def _vector_text(vector: npt.NDArray[np.floating[Any]]) -> str:
+def vector_text(vector: npt.NDArray[np.floating[Any]]) -> str:
     """pgvector's text form of ``vector``: nine significant digits, exact for the float4
     values a ``vector`` column holds, and half the time of ``repr``."""
     return "[" + ",".join(map(_FLOAT4_FORMAT, vector.tolist())) + "]"

@@ -59,6 +59,7 @@ from evalkit.store.access import StoreAccess
 from evalkit.store.audit import list_audit_findings
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
 from evalkit.store.runs import get_run
+from evalkit.store.traffic.logged import recent_queries
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -463,13 +464,7 @@ _RECENT_TRAFFIC = 1000
 
 def _recent_traffic(store: Store) -> list[TrafficQuery]:
     """The most recent logged queries of ``store`` (at most ``_RECENT_TRAFFIC``)."""
-    rows = store.fetch(
-        "SELECT text, tenant FROM traffic_records ORDER BY ts DESC, query_id LIMIT ?",
-        [_RECENT_TRAFFIC],
-    )
-    return [
-        TrafficQuery(str(text), None if tenant is None else str(tenant)) for text, tenant in rows
-    ]
+    return [TrafficQuery(text, tenant) for text, tenant in recent_queries(store, _RECENT_TRAFFIC)]
 
 
 def _relevant_documents(store: Store) -> frozenset[str]:

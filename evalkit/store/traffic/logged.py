@@ -20,6 +20,7 @@ __all__ = [
     "logged_latency_quantiles",
     "logged_results",
     "logged_top1_scores",
+    "recent_queries",
     "record_count",
     "traffic_volume",
 ]
@@ -28,6 +29,14 @@ __all__ = [
 def record_count(store: Store) -> int:
     """How many traffic records the store holds."""
     return int(store.fetch("SELECT count(*) FROM traffic_records")[0][0])
+
+
+def recent_queries(store: Store, limit: int) -> list[tuple[str, str | None]]:
+    """The ``limit`` most recently asked logged queries: (text, tenant)."""
+    rows = store.fetch(
+        "SELECT text, tenant FROM traffic_records ORDER BY ts DESC, query_id LIMIT ?", [limit]
+    )
+    return [(str(text), None if tenant is None else str(tenant)) for text, tenant in rows]
 
 
 def logged_results(store: Store, query_ids: Sequence[str]) -> dict[str, list[str] | None]:
