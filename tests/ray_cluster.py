@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Iterator
 
-from evalkit.engines.ray import WORKER_ENV
+from evalkit.engines.ray import LOCAL_RAY_ENV, WORKER_ENV
 
 
 @contextlib.contextmanager
@@ -16,6 +16,8 @@ def start_ray() -> Iterator[str]:
     import ray
 
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # As the engine starts a local instance: actors at the tests' niceness, not below it.
+    os.environ.update(LOCAL_RAY_ENV)
     context = ray.init(
         num_cpus=2,
         include_dashboard=False,

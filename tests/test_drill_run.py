@@ -18,8 +18,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
@@ -31,7 +34,7 @@ from evalkit.drill.incidents import INCIDENTS
 from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.retrievers.chroma_client import close_client, contents_fingerprint, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
-from evalkit.scheduler.drill import DrillRequest, run_drill
+from evalkit.scheduler.drill import DrillReport, DrillRequest, run_drill
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
 
@@ -262,6 +265,25 @@ def test_sigterm_removes_the_copy_and_after_sigkill_the_next_drill_does(
     assert _live_fingerprint(in_demo_home) == before
 
 
+EXPECTED_CAUSES = {
+    "deletion": (("index-health", 1), "missing_from_index", 1),
+    "duplicates": (("index-health", 1), "crowded_by_duplicates", 1),
+    "stale_content": (("index-health", 1), "stale_documents", 1),
+    "model_mismatch": (("ndcg-drop", 1), "index_model_mismatch", 1),
+    "chunking_drift": (("index-health", 1), "missing_from_index", 1),
+    "ann_degradation": (("index-health", 1), "retriever_changed", 1),
+}
+"""Per incident of the audited drill: its first alert (rule, cycle), the cause ``explain``
+named first and the injected cause's rank."""
+
+SINK = """
+[[alerts.sinks]]
+name = "oncall"
+kind = "webhook"
+url = "{url}"
+secret_env = "EVALKIT_DRILL_TEST_SECRET"
+"""
+
 AUDITED = """
 [[jobs]]
 name = "health"
@@ -316,42 +338,66 @@ def test_a_gate_rule_compares_with_the_quiet_copy_and_one_that_cannot_be_evaluat
     assert "20260101T000000-abcdef" in report["rule_errors"]["elsewhere"]
 
 
-def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(
-    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@dataclass(frozen=True)
+class AuditedDrill:
+    """The audited drill's report, the live collection's fingerprint before and after it,
+    and what its configured webhook received (it was not given ``--deliver``)."""
+
+    report: DrillReport
+    before: str
+    after: str
+    undelivered: list[Any]
+
+
+@pytest.fixture(scope="module")
+def audited_drill(demo_home: Path) -> Iterator[AuditedDrill]:
     """The docs' recommended monitoring (a nightly replay with a Page-Hinkley rule, an
-    audit job with the audit_findings and model_mismatch rules) against every incident at
-    its default severity: those that change the index (latency needs a Chroma server,
-    ingestion lag a freshness job, query drift a traffic job: tested below)."""
+    audit job with the audit_findings and model_mismatch rules, a webhook sink) against
+    every incident that changes the index, at its default severity (latency needs a Chroma
+    server, ingestion lag a freshness job, query drift a traffic job: tested below). One
+    drill, read by the tests of its report, its page and its deliveries."""
+    from test_scheduler_support import SECRET, Receiver
+
+    receiver = Receiver().start()
+    audited = demo_home / "audited.toml"
+    audited.write_text(CONFIG + AUDITED + SINK.format(url=receiver.url), encoding="utf-8")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("EVALKIT_CONFIG", str(audited))
+            patch.setenv("EVALKIT_HOME", str(demo_home / ".evalkit"))
+            patch.setenv("EVALKIT_DRILL_TEST_SECRET", SECRET)
+            patch.chdir(demo_home)
+            before = _live_fingerprint(demo_home)
+            report = run_drill(
+                load_settings(),
+                DrillRequest(
+                    incidents=tuple((name, None) for name in INDEX_INCIDENTS),
+                    quiet_cycles=2,
+                    drill_id="audited",
+                ),
+            )
+            yield AuditedDrill(report, before, _live_fingerprint(demo_home), receiver.all())
+    finally:
+        receiver.stop()
+
+
+def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(
+    audited_drill: AuditedDrill,
+) -> None:
+    """Every incident that changes the index is caught on its first cycle, the audit names
+    its finding and ``explain`` its cause first; each alert resolves after the restore and
+    the live collection is unchanged."""
     changing_the_index = {
         name for name, kind in INCIDENTS.items() if kind.inject is not None and not kind.catch_up
     }
     assert set(INDEX_INCIDENTS) == changing_the_index
-    audited = in_demo_home / "audited.toml"
-    audited.write_text(CONFIG + AUDITED, encoding="utf-8")
-    monkeypatch.setenv("EVALKIT_CONFIG", str(audited))
-    before = _live_fingerprint(in_demo_home)
-    report = run_drill(
-        load_settings(),
-        DrillRequest(
-            incidents=tuple((name, None) for name in INDEX_INCIDENTS),
-            quiet_cycles=2,
-        ),
-    )
-
+    report = audited_drill.report
     assert report.false_alarms == ()
     found = {
         result.incident: (result.first_alert, result.top_cause, result.cause_rank)
         for result in report.incidents
     }
-    assert found == {
-        "deletion": (("index-health", 1), "missing_from_index", 1),
-        "duplicates": (("index-health", 1), "crowded_by_duplicates", 1),
-        "stale_content": (("index-health", 1), "stale_documents", 1),
-        "model_mismatch": (("ndcg-drop", 1), "index_model_mismatch", 1),
-        "chunking_drift": (("index-health", 1), "missing_from_index", 1),
-        "ann_degradation": (("index-health", 1), "retriever_changed", 1),
-    }, report.to_markdown()
+    assert found == EXPECTED_CAUSES, report.to_markdown()
     findings = {result.incident: set(result.audit_findings) for result in report.incidents}
     assert "orphaned_judgments" in findings["deletion"]
     assert "exact_duplicates" in findings["duplicates"]
@@ -366,69 +412,48 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
         assert before_ndcg is not None
         assert after_ndcg is not None
         assert after_ndcg < before_ndcg
-    assert _live_fingerprint(in_demo_home) == before
+    assert audited_drill.after == audited_drill.before
 
 
 def test_the_drills_page_shows_a_drills_report_in_chromium(
-    in_demo_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    audited_drill: AuditedDrill, tmp_path: Path
 ) -> None:
     """The Drills page of `evalkit dashboard`, in headless Chromium, on a real drill's report:
     its counts, its table (what was caught, when, naming which cause) and its effects."""
     from test_dashboard_browser import SCREENSHOTS, _cells, _render, _serving, chromium_driver
 
-    changing_the_index = {
-        name for name, kind in INCIDENTS.items() if kind.inject is not None and not kind.catch_up
-    }
-    assert set(INDEX_INCIDENTS) == changing_the_index
-    audited = in_demo_home / "audited.toml"
-    audited.write_text(CONFIG + AUDITED, encoding="utf-8")
-    monkeypatch.setenv("EVALKIT_CONFIG", str(audited))
-    report = run_drill(
-        load_settings(),
-        DrillRequest(
-            incidents=(("deletion", None), ("duplicates", None)),
-            quiet_cycles=2,
-            drill_id="shown",
-        ),
-    )
-    assert [result.cause_rank for result in report.incidents] == [1, 1]
-    store = in_demo_home / ".evalkit" / "evalkit.duckdb"
+    store = Path(audited_drill.report.store)
     with _serving(store, tmp_path / "dashboard.log") as url, chromium_driver() as browser:
-        shown = _render(browser, f"{url}/drills?drill=shown", charts=0, expecting=["2 of 2"])
-        assert shown == ["2 of 2", "2 of 2", "0"], shown
+        shown = _render(browser, f"{url}/drills?drill=audited", charts=0, expecting=["6 of 6"])
+        assert shown == ["6 of 6", "6 of 6", "0"], shown
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "drills.png"))  # type: ignore[attr-defined]
         assert _cells(browser, "Cause named first") == [
-            "missing_from_index",
-            "crowded_by_duplicates",
+            cause for _, cause, _ in EXPECTED_CAUSES.values()
         ]
-        assert _cells(browser, "Caught at cycle") == ["1", "1"]
-        assert _cells(browser, "Measure") == ["ndcg@10", "recall@10"] * 2
+        assert _cells(browser, "Caught at cycle") == ["1"] * len(INDEX_INCIDENTS)
+        assert _cells(browser, "Measure") == ["ndcg@10", "recall@10"] * len(INDEX_INCIDENTS)
 
 
 def test_deliver_sends_the_drills_alerts_to_a_real_webhook_and_without_it_nothing_goes(
-    in_demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    in_demo_home: Path,
+    audited_drill: AuditedDrill,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The configured webhook sink gets the drill's alerts, signed, firing then resolved,
-    their subjects naming the drill's copy, only with --deliver."""
+    their subjects naming the drill's copy, only with --deliver: the audited drill, whose
+    configuration has the sink too, sent nothing."""
     from test_scheduler_support import SECRET, Receiver
 
+    assert audited_drill.undelivered == [], "a drill delivers nothing unless asked to"
     receiver = Receiver().start()
     try:
         sinked = in_demo_home / "sinked.toml"
-        sinked.write_text(
-            CONFIG
-            + f'\n[[alerts.sinks]]\nname = "oncall"\nkind = "webhook"\nurl = "{receiver.url}"\n'
-            'secret_env = "EVALKIT_DRILL_TEST_SECRET"\n',
-            encoding="utf-8",
-        )
+        sinked.write_text(CONFIG + SINK.format(url=receiver.url), encoding="utf-8")
         monkeypatch.setenv("EVALKIT_CONFIG", str(sinked))
         monkeypatch.setenv("EVALKIT_DRILL_TEST_SECRET", SECRET)
         drill = ["drill", "--incident", "deletion:0.34", "--quiet-cycles", "2", "--cycles", "1"]
-        assert invoke([*drill, "--recovery-cycles", "1"]) == 0
-        assert receiver.all() == [], "a drill delivers nothing unless asked to"
-        capsys.readouterr()
-
         assert invoke([*drill, "--deliver"]) == 0
         assert "delivered 2 notifications to the configured sinks" in capsys.readouterr().err
         got = receiver.accepted()

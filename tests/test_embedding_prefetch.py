@@ -20,6 +20,7 @@ from demo_index import DEPTH, Reference, demo_goldset
 from evalkit.config import EmbedBackend, Settings
 from evalkit.embedding import CANARY_TEXTS, Embedder, LazyEmbedder, load_embedder, runs_on_onnx
 from evalkit.embedding import lazy as lazy_embedding
+from evalkit.embedding.local import remembering_vectors
 from evalkit.errors import EmbeddingError
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records.requests import GoldsetRunRequest
@@ -232,3 +233,19 @@ def test_prefetched_vectors_match_batch_by_batch_to_float_rounding() -> None:
     lazy.close()
     cosine = np.sum(batched * ahead, axis=1)
     assert float(np.max(1.0 - cosine)) < 1e-6
+
+
+def test_inside_remembering_vectors_a_text_is_embedded_once_and_after_it_again() -> None:
+    """A drill's cycles replay the same queries: inside the block each text is embedded
+    once (a repeat within a call too) and gets the vector it first got; after the block the
+    model embeds it again."""
+    fake = FakeEncoder()
+    embedder = Embedder(fake, name="fake")
+    with remembering_vectors():
+        first = embedder.embed(TEXTS[:3])
+        again = embedder.embed([TEXTS[2], TEXTS[5], TEXTS[2]])
+    assert fake.calls == [TEXTS[:3], [TEXTS[5]]]
+    np.testing.assert_array_equal(again[[0, 2]], first[[2, 2]])
+    assert again.shape == (3, 4)
+    embedder.embed(TEXTS[:3])
+    assert fake.calls[-1] == TEXTS[:3], "forgotten after the block"

@@ -191,6 +191,10 @@ def test_an_actor_killed_mid_run_never_leaves_a_complete_run_with_rows_missing(
             time.sleep(0.05)
         victims = _actor_pids()
         assert victims, "no actor process found"
+        # Ray starts workers at niceness 15, where beside busy processes they crawled.
+        assert {os.getpriority(os.PRIO_PROCESS, pid) for pid in victims} == {
+            os.getpriority(os.PRIO_PROCESS, 0)
+        }
         os.kill(victims[0], signal.SIGKILL)
         worker.join(timeout=240)
         assert not worker.is_alive()

@@ -6,6 +6,7 @@ the Pareto front on known figures; one sweep on the Ray engine and one as a sche
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from terminal import run_on_terminal, terminal_env
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
 from evalkit.embedding import LazyEmbedder, ModelFingerprint
+from evalkit.engines.ray import LOCAL_RAY_ENV
 from evalkit.errors import ConfigError
 from evalkit.goldset import iter_corpus
 from evalkit.pipeline import pareto_front
@@ -720,6 +722,7 @@ class _CountingRay:
         self._ray = ray
         self.started = 0
         self._up = False
+        self.environment: dict[str, str | None] = {}
 
     def is_initialized(self) -> bool:
         return self._up
@@ -727,6 +730,8 @@ class _CountingRay:
     def init(self, **_: Any) -> None:
         self.started += 1
         self._up = True
+        # The raylet reads its settings (its workers' niceness) from the environment.
+        self.environment = {key: os.environ.get(key) for key in LOCAL_RAY_ENV}
 
     def shutdown(self) -> None:
         self._up = False
@@ -759,6 +764,7 @@ def test_a_sweep_on_ray_without_an_address_starts_one_local_ray_for_all_its_poin
     outcome = sweep_json(capsys, path, "--engine", "ray", "--ray-actors", "1")
     assert [point["status"] for point in outcome["points"]] == ["complete"] * 2
     assert counting.started == 1
+    assert counting.environment == LOCAL_RAY_ENV, "the actors run at the driver's niceness"
     again = sweep_json(capsys, path, "--engine", "ray", "--ray-actors", "1")
     assert {point["reused"] for point in again["points"]} == {True}
     assert counting.started == 1  # nothing to run: no Ray started

@@ -7,7 +7,9 @@ process's environment. ``auto`` backend: ONNX for models it runs exactly, else t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,6 +32,7 @@ __all__ = [
     "SentenceEncoder",
     "default_model_path",
     "load_embedder",
+    "remembering_vectors",
     "runs_on_onnx",
 ]
 
@@ -64,6 +67,36 @@ class SentenceEncoder(Protocol):
         ...
 
 
+REMEMBERED_TEXTS = 100_000
+"""Texts a model keeps the vectors of inside ``remembering_vectors`` (MiniLM's: 150 MB)."""
+
+
+class _Remembering:
+    """How many ``remembering_vectors`` blocks are open in the process."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        self.lock = threading.Lock()
+
+
+_REMEMBERING = _Remembering()
+
+
+@contextmanager
+def remembering_vectors() -> Iterator[None]:
+    """Within the block, every local model of the process embeds a text once: the vector it
+    made is kept and given again for the same text, up to ``REMEMBERED_TEXTS`` texts a
+    model, and forgotten when the block ends. For work that embeds the same texts over and
+    over, as a drill's cycles replay the same goldset and re-embed the same stored texts."""
+    with _REMEMBERING.lock:
+        _REMEMBERING.blocks += 1
+    try:
+        yield
+    finally:
+        with _REMEMBERING.lock:
+            _REMEMBERING.blocks -= 1
+
+
 class Embedder:
     """A local model that embeds texts in batches into unit vectors.
 
@@ -86,11 +119,30 @@ class Embedder:
         self.max_seq_length: int | None = int(window) if window else None
         """Tokens of a text the model reads (the rest is cut off); None when unknown."""
         self._fingerprint: ModelFingerprint | None = None
+        self._remembered: dict[str, npt.NDArray[np.float32]] = {}
+        self._remembered_lock = threading.Lock()
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts`` (in batches) into an (n, dimension) float32 array of unit vectors."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if not _REMEMBERING.blocks:
+            if self._remembered:
+                with self._remembered_lock:
+                    self._remembered.clear()
+            return self._encode(texts)
+        with self._remembered_lock:
+            known = {text: self._remembered[text] for text in texts if text in self._remembered}
+        missing = list(dict.fromkeys(text for text in texts if text not in known))
+        if missing:
+            made = dict(zip(missing, self._encode(missing), strict=True))
+            known.update(made)
+            with self._remembered_lock:
+                room = REMEMBERED_TEXTS - len(self._remembered)
+                self._remembered.update(list(made.items())[: max(room, 0)])
+        return np.stack([known[text] for text in texts])
+
+    def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = self._model.encode(
             list(texts),
             batch_size=self.batch_size,

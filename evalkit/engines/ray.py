@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONNECT_TIMEOUT",
+    "LOCAL_RAY_ENV",
     "WORKER_ENV",
     "RayEngine",
     "RayUnreachableError",
@@ -56,6 +57,11 @@ WORKER_ENV: dict[str, str] = {
 }
 """The environment of every actor: models load from their install path, nothing is
 downloaded and nothing reports usage."""
+
+LOCAL_RAY_ENV: dict[str, str] = {"RAY_worker_niceness": "0"}
+"""Set for a local Ray instance the engine starts (its raylet reads it): Ray starts its
+workers at niceness 15, below the driver, and on a busy machine the actors doing the run
+then got a sliver of a core (a replay took 10 times longer beside two other processes)."""
 
 
 CONNECT_TIMEOUT = 5.0

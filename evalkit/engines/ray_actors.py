@@ -33,6 +33,7 @@ from evalkit.answers.scoring import score_answers, uses_judge
 from evalkit.engines.base import EngineStoppedError, ReplaySpec
 from evalkit.engines.local import replay, results_frame
 from evalkit.engines.ray import (
+    LOCAL_RAY_ENV,
     WORKER_ENV,
     RayEngine,
     RayUnreachableError,
@@ -353,6 +354,7 @@ def connected(address: str | None) -> Iterator[None]:
                         f"{_AUTH_HINT if not os.environ.get('RAY_AUTH_MODE') else ''}"
                     ) from error
             else:
+                os.environ.update(LOCAL_RAY_ENV)
                 ray.init(
                     address="local",
                     include_dashboard=False,
