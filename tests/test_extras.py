@@ -250,6 +250,7 @@ def test_importing_any_stage_loads_no_heavy_package() -> None:
     adapters_of_heavy_packages = (
         "evalkit.answers._ragas",
         "evalkit.dashboard.",
+        "evalkit.drill.bm25",
         "evalkit.drill.pgvector",
         "evalkit.drill.qdrant",
         "evalkit.engines.ray_actors",

@@ -61,9 +61,12 @@ __all__ = [
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
-_NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", "model_check"})
-"""Description fields other causes report: the index's document count and stored fingerprint
-(``index_changed``) and the query model (``query_model_changed``); and the outcome of the check
+_NOT_RETRIEVER_FACTS: Final = frozenset(
+    {"count", "documents", "terms", "built_at", INDEXED_FINGERPRINT, "model", "model_check"}
+)
+"""Description fields other causes report: the index's document count and stored fingerprint,
+a lexical index's documents, terms and build time (``index_changed``: a BM25 index rebuilt
+from a changed corpus is the same retriever over another index) and the query model (``query_model_changed``); and the outcome of the check
 that the store's vectors were made by the query model (``model_check``: its cosines move with
 the sampled documents, and a model that failed it would have stopped the run)."""
 _RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing"})

@@ -72,13 +72,23 @@ def drill(
             "everyday questions).",
         ),
     ] = None,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="The corpus the BM25 indexes the jobs read were built from (a BM25 index "
+            "keeps no texts): their copies are built from it, and must come out with the "
+            "index's fingerprint.",
+        ),
+    ] = None,
     seed: Annotated[int, seed_option("Seed of every choice an incident makes.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
     """Rehearse incidents against your own [[jobs]] and [[alerts.rules]], on scratch copies
-    of the Chroma and Qdrant collections the jobs read (the live ones are only read; the
-    drill's runs and alerts stay in its own store and reach no sink unless --deliver). Exit 1
-    when an incident is not caught within --cycles.
+    of the Chroma and Qdrant collections, pgvector tables and BM25 indexes the jobs read
+    (the live ones are only read; the drill's runs and alerts stay in its own store and
+    reach no sink unless --deliver). Exit 1 when an incident is not caught within --cycles.
 
     Example: evalkit drill --incident deletion:0.05 --incident duplicates --cycles 2
     """
@@ -103,6 +113,7 @@ def drill(
         seed=seed,
         deliver=deliver,
         foreign_queries=() if foreign_queries is None else _queries(foreign_queries),
+        corpus=corpus,
     )
     say(f"drill {request.drill_id}: {quiet_cycles} quiet cycles, then {len(chosen)} incidents")
     report = run_drill(user, request)

@@ -1,11 +1,11 @@
 """The user's configuration, pointed at a drill's copies.
 
 A drill runs the ``[[jobs]]`` and ``[[alerts.rules]]`` of the user's evalkit.toml as they are,
-but every Chroma or Qdrant collection they name (or ``[retriever.qdrant]`` names for them)
-reads the drill's copy (everything lands in the drill's own store, which the drill passes to
-``load_settings`` itself). The rewrite works on the file's tables before they are
-validated, so the drill's settings pass every check the user's do, and an error still names
-the user's file.
+but every Chroma or Qdrant collection they name (or ``[retriever.qdrant]`` names for them),
+pgvector table and BM25 index folder they read is the drill's copy (everything lands in the
+drill's own store, which the drill passes to ``load_settings`` itself). The rewrite works on
+the file's tables before they are validated, so the drill's settings pass every check the
+user's do, and an error still names the user's file.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "bm25_indexes_named",
     "collections_named",
     "jobs_with_their_own_chroma",
     "pgvector_tables_named",
@@ -84,6 +85,29 @@ def pgvector_tables_named(tables: Mapping[str, Any]) -> set[str]:
     return {table} if isinstance(table, str) and _jobs_reading(tables, "pgvector") else set()
 
 
+def bm25_indexes_named(tables: Mapping[str, Any]) -> set[str]:
+    """The BM25 index folders the ``[[jobs]]`` of ``tables`` read: a bm25 job's
+    ``retriever_options`` ``index``, else ``[retriever] options``' when ``[retriever]`` is
+    of kind bm25 (as the factory reads them)."""
+    return {
+        index
+        for job in _jobs_reading(tables, "bm25")
+        if isinstance(index := _bm25_options(tables, job).get("index"), str)
+    }
+
+
+def _bm25_options(tables: Mapping[str, Any], job: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The options a bm25 job's retriever is built from."""
+    own = job.get("retriever_options")
+    if isinstance(own, Mapping):
+        return own
+    retriever = tables.get("retriever")
+    if isinstance(retriever, Mapping) and retriever.get("kind") == "bm25":
+        options = retriever.get("options")
+        return options if isinstance(options, Mapping) else {}
+    return {}
+
+
 def _engine_table(tables: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
     """``[retriever.<kind>]`` of ``tables``, or nothing."""
     retriever = tables.get("retriever")
@@ -92,25 +116,24 @@ def _engine_table(tables: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
 
 
 def _jobs_reading(tables: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
-    """The ``[[jobs]]`` of ``tables`` whose retriever is of ``kind``: named by the job's
-    ``retriever``, else by ``[retriever] kind`` for a job that names no retriever."""
-    retriever = tables.get("retriever")
-    default = retriever.get("kind") if isinstance(retriever, Mapping) else None
+    """The ``[[jobs]]`` of ``tables`` whose retriever is of ``kind``."""
     jobs = tables.get("jobs")
     return [
         job
         for job in (jobs if isinstance(jobs, list) else [])
-        if isinstance(job, Mapping)
-        and (
-            job.get("retriever")
-            or (
-                None
-                if any(job.get(key) for key in ("collection", "chroma_url", "http_retriever"))
-                else default
-            )
-        )
-        == kind
+        if isinstance(job, Mapping) and _retriever_kind(tables, job) == kind
     ]
+
+
+def _retriever_kind(tables: Mapping[str, Any], job: Mapping[str, Any]) -> Any:
+    """The kind of retriever ``job`` reads: its ``retriever``, else ``[retriever] kind`` for
+    a job that names no index of its own."""
+    if job.get("retriever"):
+        return job["retriever"]
+    if any(job.get(key) for key in ("collection", "chroma_url", "http_retriever")):
+        return None
+    retriever = tables.get("retriever")
+    return retriever.get("kind") if isinstance(retriever, Mapping) else None
 
 
 def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None) -> list[str]:
@@ -150,6 +173,8 @@ def pointed_at_copies(
         retriever = dict(rewritten["retriever"])
         retriever["pgvector"] = {**pgvector, "table": copies[pgvector["table"]]}
         rewritten["retriever"] = retriever
+    if isinstance(rewritten.get("jobs"), list):
+        rewritten["jobs"] = [_bm25_copy(tables, job, copies) for job in rewritten["jobs"]]
     if changes is not None and isinstance(rewritten.get("jobs"), list):
         rewritten["jobs"] = [
             {**job, "changes": [*job["changes"], str(changes)]}
@@ -163,6 +188,18 @@ def pointed_at_copies(
             for job in rewritten["jobs"]
         ]
     return rewritten
+
+
+def _bm25_copy(tables: Mapping[str, Any], job: Any, copies: Mapping[str, str]) -> Any:
+    """``job``, reading the copy of the BM25 index it reads, if it reads one; the copy's
+    folder is given as the job's own ``retriever_options``, ``[retriever]`` left alone."""
+    if not (isinstance(job, Mapping) and _retriever_kind(tables, job) == "bm25"):
+        return job
+    options = _bm25_options(tables, job)
+    index = options.get("index")
+    if not isinstance(index, str) or index not in copies:
+        return job
+    return {**job, "retriever": "bm25", "retriever_options": {**options, "index": copies[index]}}
 
 
 def _is_traffic_job(job: object) -> bool:

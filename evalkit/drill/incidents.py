@@ -202,6 +202,11 @@ def _stale_content(target: _Target) -> Injected:
 def _model_mismatch(target: _Target) -> Injected:
     contents, positions = target.contents, target.pick()
     dimension = contents.embeddings.shape[1]
+    if not dimension:
+        raise NotInjectableError(
+            "not injectable: the index holds no vectors (a lexical index), so no embedding "
+            "model can mismatch it"
+        )
     # A random rotation: distances within the moved documents are kept, as between two
     # vectors of one model, but a query embedded by the live model no longer matches them.
     rotation, _ = np.linalg.qr(target.rng.normal(size=(dimension, dimension)))
@@ -232,10 +237,16 @@ def _chunking_drift(target: _Target) -> Injected:
                 span = {"source_id": contents.ids[i], "start": start, "end": end}
                 metadatas.append({**(contents.metadatas[i] or {}), **span})
         target.index.delete([contents.ids[i] for i in page])
-        target.index.add(ids, target.embed(texts), texts, metadatas)
+        # A lexical index (no vector columns) takes the chunks' texts alone.
+        vectors = target.embed(texts) if contents.embeddings.shape[1] else _no_vectors(texts)
+        target.index.add(ids, vectors, texts, metadatas)
     return target.injected(
         "chunking_drift", positions, f"re-chunked into pieces of {CHUNK_WORDS} words"
     )
+
+
+def _no_vectors(texts: Sequence[str]) -> Vectors:
+    return np.empty((len(texts), 0), dtype=np.float32)
 
 
 def _chunk_spans(text: str) -> list[tuple[int, int]]:

@@ -33,6 +33,7 @@ from evalkit.clock import utc_now
 from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
 from evalkit.drill.config import (
+    bm25_indexes_named,
     collections_named,
     jobs_with_their_own_chroma,
     pgvector_tables_named,
@@ -64,6 +65,7 @@ from evalkit.store.traffic.logged import recent_queries
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
+    from evalkit.drill.bm25 import Bm25Copies
     from evalkit.drill.pgvector import PgvectorCopies
     from evalkit.drill.qdrant import QdrantCopies
     from evalkit.scheduler.config import ServiceConfig
@@ -95,6 +97,8 @@ class DrillRequest:
     seed: int = 0
     foreign_queries: tuple[str, ...] = ()
     """The other domain's queries of a query drift (none: ``FOREIGN_QUERIES``)."""
+    corpus: Path | None = None
+    """The corpus the BM25 indexes the jobs read were built from, their copies' source."""
     drill_id: str = field(
         default_factory=lambda: f"{utc_now():%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
     )
@@ -481,11 +485,12 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
     """Rehearse ``request``'s incidents against the monitoring ``user`` configures."""
     path, tables = read_config_file()
     names, in_qdrant = collections_named(tables), qdrant_collections_named(tables)
-    in_pgvector = pgvector_tables_named(tables)
-    if not names and not in_qdrant and not in_pgvector:
+    in_pgvector, in_bm25 = pgvector_tables_named(tables), bm25_indexes_named(tables)
+    if not names and not in_qdrant and not in_pgvector and not in_bm25:
         raise ConfigError(
-            f"{path}: no [[jobs]] entry reads a Chroma or Qdrant collection or a pgvector "
-            "table: a drill rehearses incidents on copies of the indexes the jobs read"
+            f"{path}: no [[jobs]] entry reads a Chroma or Qdrant collection, a pgvector "
+            "table or a BM25 index: a drill rehearses incidents on copies of the indexes "
+            "the jobs read"
         )
     elsewhere = jobs_with_their_own_chroma(tables, user.chroma_url)
     if elsewhere:
@@ -509,7 +514,7 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         # Each cycle replays the same queries and audits the same stored texts: they are
         # embedded once for the whole drill (a third of a cycle's time on the demo goldset).
         stack.enter_context(remembering_vectors())
-        copies: list[ScratchCopies | QdrantCopies | PgvectorCopies] = []
+        copies: list[ScratchCopies | QdrantCopies | PgvectorCopies | Bm25Copies] = []
         if names:
             copies.append(stack.enter_context(ScratchCopies(user, names, request.drill_id)))
         if in_qdrant:
@@ -522,6 +527,15 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             from evalkit.drill.pgvector import PgvectorCopies
 
             copies.append(stack.enter_context(PgvectorCopies(user, in_pgvector, request.drill_id)))
+        if in_bm25:
+            # bm25s is an optional extra: only a drill of a BM25 index needs it.
+            from evalkit.drill.bm25 import Bm25Copies
+
+            copies.append(
+                stack.enter_context(
+                    Bm25Copies(in_bm25, request.corpus, drill_dir, request.drill_id)
+                )
+            )
         copied = {live: copy for made in copies for live, copy in made.names.items()}
         proxy = (
             stack.enter_context(SlowingProxy(user.chroma_url))
@@ -653,7 +667,7 @@ _NOT_SLOWED = (
 class _Play:
     """What an incident is played on: the copies, or the proxy in front of their server."""
 
-    copies: tuple[ScratchCopies | QdrantCopies | PgvectorCopies, ...]
+    copies: tuple[ScratchCopies | QdrantCopies | PgvectorCopies | Bm25Copies, ...]
     proxy: SlowingProxy | None
     relevant: frozenset[str]
     seed: int
