@@ -66,9 +66,10 @@ _NOT_RETRIEVER_FACTS: Final = frozenset(
 )
 """Description fields other causes report: the index's document count and stored fingerprint,
 a lexical index's documents, terms and build time (``index_changed``: a BM25 index rebuilt
-from a changed corpus is the same retriever over another index) and the query model (``query_model_changed``); and the outcome of the check
-that the store's vectors were made by the query model (``model_check``: its cosines move with
-the sampled documents, and a model that failed it would have stopped the run)."""
+from a changed corpus is the same retriever over another index) and the query model
+(``query_model_changed``); and the outcome of the check that the store's vectors were made by
+the query model (``model_check``: its cosines move with the sampled documents, and a model
+that failed it would have stopped the run)."""
 _RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
 ``ef_search``, how a vector store timed its queries): a run recorded before lacks the field,
