@@ -58,16 +58,18 @@ def test_the_index_a_bm25_job_reads_is_found_and_pointed_at_its_copy() -> None:
             {"name": "a", "kind": "goldset_replay"},
             {"name": "b", "retriever": "bm25", "retriever_options": {"index": "other"}},
             {"name": "c", "collection": "kb"},
+            {"name": "d", "kind": "drift_check", "stream": "queries"},
         ],
     }
     assert bm25_indexes_named(tables) == {"live", "other"}
     rewritten = pointed_at_copies(tables, copies={"live": "/d/copy", "other": "/d/copy2"})
-    a, b, c = rewritten["jobs"]
-    assert a["retriever"] == "bm25"
-    assert a["retriever_options"] == {"index": "/d/copy", "k1": 1.2}
+    assert rewritten["retriever"] == {"kind": "bm25", "options": {"index": "/d/copy", "k1": 1.2}}
+    a, b, c, d = rewritten["jobs"]
+    assert a == {"name": "a", "kind": "goldset_replay"}, "it reads [retriever]'s, the copy"
     assert b["retriever_options"] == {"index": "/d/copy2"}
     assert c == {"name": "c", "collection": "kb"}
-    assert rewritten["retriever"] == tables["retriever"], "the user's table is left as it is"
+    assert d == {"name": "d", "kind": "drift_check", "stream": "queries"}, "no retriever keys"
+    assert tables["retriever"]["options"] == {"index": "live", "k1": 1.2}, "tables unchanged"
 
 
 @pytest.mark.slow

@@ -161,8 +161,10 @@ def pointed_at_copies(
     (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
     name to copy name), ``changes`` (the drill's change table) added to the change tables of
     every freshness job that reads some, and ``traffic`` (the drill's traffic log) the only
-    log of every traffic job; ``tables`` itself is unchanged. The drill's store is given to
-    ``load_settings`` as an argument, which outranks the environment, as tables do not."""
+    log of every traffic job, and each BM25 index folder (a job's ``retriever_options``,
+    ``[retriever] options``) its copy's; ``tables`` itself is unchanged. The drill's store is
+    given to ``load_settings`` as an argument, which outranks the environment, as tables do
+    not."""
     rewritten = dict(tables)
     found: set[str] = set()
     for table in _NAMING_TABLES:
@@ -174,7 +176,13 @@ def pointed_at_copies(
         retriever["pgvector"] = {**pgvector, "table": copies[pgvector["table"]]}
         rewritten["retriever"] = retriever
     if isinstance(rewritten.get("jobs"), list):
-        rewritten["jobs"] = [_bm25_copy(tables, job, copies) for job in rewritten["jobs"]]
+        rewritten["jobs"] = [_bm25_copy(job, copies) for job in rewritten["jobs"]]
+    lexical = rewritten.get("retriever")
+    if isinstance(lexical, Mapping) and lexical.get("kind") == "bm25":
+        options = lexical.get("options")
+        if isinstance(options, Mapping) and options.get("index") in copies:
+            copy = copies[options["index"]]
+            rewritten["retriever"] = {**lexical, "options": {**options, "index": copy}}
     if changes is not None and isinstance(rewritten.get("jobs"), list):
         rewritten["jobs"] = [
             {**job, "changes": [*job["changes"], str(changes)]}
@@ -190,16 +198,13 @@ def pointed_at_copies(
     return rewritten
 
 
-def _bm25_copy(tables: Mapping[str, Any], job: Any, copies: Mapping[str, str]) -> Any:
-    """``job``, reading the copy of the BM25 index it reads, if it reads one; the copy's
-    folder is given as the job's own ``retriever_options``, ``[retriever]`` left alone."""
-    if not (isinstance(job, Mapping) and _retriever_kind(tables, job) == "bm25"):
+def _bm25_copy(job: Any, copies: Mapping[str, str]) -> Any:
+    """``job``, its own ``retriever_options`` pointed at the copy of the BM25 index they
+    name (a job reading ``[retriever]``'s reads the copy through that table)."""
+    options = job.get("retriever_options") if isinstance(job, Mapping) else None
+    if not isinstance(options, Mapping) or options.get("index") not in copies:
         return job
-    options = _bm25_options(tables, job)
-    index = options.get("index")
-    if not isinstance(index, str) or index not in copies:
-        return job
-    return {**job, "retriever": "bm25", "retriever_options": {**options, "index": copies[index]}}
+    return {**job, "retriever_options": {**options, "index": copies[options["index"]]}}
 
 
 def _is_traffic_job(job: object) -> bool:
