@@ -1394,3 +1394,41 @@ def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
     ).check_id
     with pytest.raises(ConfigError, match="is of collection 'other' \\(documents\\), and no"):
         explain_drift_check(store, other, test=FAST)
+
+
+def test_a_bm25_index_rebuilt_from_a_changed_corpus_is_an_index_change_not_a_retriever_one(
+    store: Store,
+) -> None:
+    """A BM25 index's description lists its document and term counts and build time: a
+    rebuild from a changed corpus changes them and its fingerprint, which is index_changed.
+    A plug-in's fields of the same names still describe its retriever."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    worse = _without({f"{q}-b" for q in query_ids(N)[:4]})
+
+    def run(kind: str, rankings: dict[str, list[str]], index: str, **facts: object) -> str:
+        return store_run(
+            store,
+            gold,
+            rankings,
+            retriever_kind=kind,
+            config={"kind": kind, "k1": 1.2, **facts},
+            collection=None,
+            model_fingerprint=None,
+            index_fingerprint=index,
+            measures=MEASURES,
+        )
+
+    perfect_rankings = {q: perfect(q) for q in query_ids(N)}
+    built = {"documents": 40, "terms": 300, "built_at": "2026-11-01T00:00:00+00:00"}
+    rebuilt = {"documents": 36, "terms": 280, "built_at": "2026-11-02T00:00:00+00:00"}
+    before = run("bm25", perfect_rankings, "idx-1", **built)
+    after = run("bm25", worse, "idx-2", **rebuilt)
+    kinds = [cause.kind for cause in explain_runs(store, after, baseline=before, test=FAST).causes]
+    assert "retriever_changed" not in kinds
+    assert kinds[0] == "index_changed"
+
+    mine = run("factory", perfect_rankings, "idx-1", documents=40)
+    theirs = run("factory", worse, "idx-1", documents=36)
+    kinds = [cause.kind for cause in explain_runs(store, theirs, baseline=mine, test=FAST).causes]
+    assert "retriever_changed" in kinds

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -350,7 +349,7 @@ class AuditedDrill:
 
 
 @pytest.fixture(scope="module")
-def audited_drill(demo_home: Path) -> Iterator[AuditedDrill]:
+def audited_drill(demo_home: Path) -> AuditedDrill:
     """The docs' recommended monitoring (a nightly replay with a Page-Hinkley rule, an
     audit job with the audit_findings and model_mismatch rules, a webhook sink) against
     every incident that changes the index, at its default severity (latency needs a Chroma
@@ -376,9 +375,10 @@ def audited_drill(demo_home: Path) -> Iterator[AuditedDrill]:
                     drill_id="audited",
                 ),
             )
-            yield AuditedDrill(report, before, _live_fingerprint(demo_home), receiver.all())
+            after = _live_fingerprint(demo_home)
     finally:
         receiver.stop()
+    return AuditedDrill(report, before, after, receiver.all())
 
 
 def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_first(
@@ -416,7 +416,7 @@ def test_with_an_audit_job_each_incident_is_caught_at_once_and_its_cause_named_f
 
 
 def test_the_drills_page_shows_a_drills_report_in_chromium(
-    audited_drill: AuditedDrill, tmp_path: Path
+    in_demo_home: Path, audited_drill: AuditedDrill, tmp_path: Path
 ) -> None:
     """The Drills page of `evalkit dashboard`, in headless Chromium, on a real drill's report:
     its counts, its table (what was caught, when, naming which cause) and its effects."""

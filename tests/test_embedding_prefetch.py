@@ -247,5 +247,6 @@ def test_inside_remembering_vectors_a_text_is_embedded_once_and_after_it_again()
     assert fake.calls == [TEXTS[:3], [TEXTS[5]]]
     np.testing.assert_array_equal(again[[0, 2]], first[[2, 2]])
     assert again.shape == (3, 4)
+    assert embedder._remembered == {}, "forgotten when the block ends"
     embedder.embed(TEXTS[:3])
     assert fake.calls[-1] == TEXTS[:3], "forgotten after the block"

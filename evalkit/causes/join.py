@@ -61,15 +61,16 @@ __all__ = [
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
-_NOT_RETRIEVER_FACTS: Final = frozenset(
-    {"count", "documents", "terms", "built_at", INDEXED_FINGERPRINT, "model", "model_check"}
-)
-"""Description fields other causes report: the index's document count and stored fingerprint,
-a lexical index's documents, terms and build time (``index_changed``: a BM25 index rebuilt
-from a changed corpus is the same retriever over another index) and the query model
-(``query_model_changed``); and the outcome of the check that the store's vectors were made by
-the query model (``model_check``: its cosines move with the sampled documents, and a model
-that failed it would have stopped the run)."""
+_NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", "model_check"})
+"""Description fields other causes report: the index's document count and stored fingerprint
+(``index_changed``) and the query model (``query_model_changed``); and the outcome of the check
+that the store's vectors were made by the query model (``model_check``: its cosines move with
+the sampled documents, and a model that failed it would have stopped the run)."""
+_BM25_INDEX_FACTS: Final = frozenset({"documents", "terms", "built_at"})
+"""A BM25 index's document and term counts and build time: facts of the index
+(``index_changed``), not of the retriever: rebuilt from a changed corpus, it is the same
+retriever over another index. Only between two bm25 runs: a plug-in's own fields may share
+the names."""
 _RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
 ``ef_search``, how a vector store timed its queries): a run recorded before lacks the field,
@@ -765,7 +766,9 @@ def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | 
     before = {**base.spec.retriever_config, "kind": base.spec.retriever_kind}
     after = {**cand.spec.retriever_config, "kind": cand.spec.retriever_kind}
     fields = sorted(
-        (set(before) | set(after)) - _NOT_RETRIEVER_FACTS,
+        (set(before) | set(after))
+        - _NOT_RETRIEVER_FACTS
+        - (_BM25_INDEX_FACTS if before["kind"] == after["kind"] == "bm25" else frozenset()),
         key=lambda name: (_RETRIEVER_FACTS.get(name, len(_RETRIEVER_FACTS)), name),
     )
     changed = [

@@ -76,7 +76,6 @@ def drill(
         Path | None,
         typer.Option(
             exists=True,
-            dir_okay=False,
             help="The corpus the BM25 indexes the jobs read were built from (a BM25 index "
             "keeps no texts): their copies are built from it, and must come out with the "
             "index's fingerprint.",

@@ -129,9 +129,11 @@ class Bm25Copies:
             )
         self._documents = tuple(iter_corpus(self._corpus))
         try:
-            for live in self._live:
+            for number, live in enumerate(self._live):
                 index = load_bm25_index(live)
                 copy = self._folder / f"{DRILL_PREFIX}{self._drill_id}-{Path(live).name}"
+                if str(copy) in self.names.values():  # two indexes in folders of one name
+                    copy = copy.with_name(f"{copy.name}-{number}")
                 self._folder.mkdir(parents=True, exist_ok=True)
                 built = build_bm25_index(self._documents, copy, index.parameters)
                 self.names[live] = str(copy)

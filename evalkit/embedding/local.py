@@ -8,6 +8,7 @@ process's environment. ``auto`` backend: ONNX for models it runs exactly, else t
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -72,11 +73,13 @@ REMEMBERED_TEXTS = 100_000
 
 
 class _Remembering:
-    """How many ``remembering_vectors`` blocks are open in the process."""
+    """How many ``remembering_vectors`` blocks are open in the process, and the models
+    that keep vectors for them (forgotten when the last block ends)."""
 
     def __init__(self) -> None:
         self.blocks = 0
         self.lock = threading.Lock()
+        self.models: weakref.WeakSet[Embedder] = weakref.WeakSet()
 
 
 _REMEMBERING = _Remembering()
@@ -95,6 +98,11 @@ def remembering_vectors() -> Iterator[None]:
     finally:
         with _REMEMBERING.lock:
             _REMEMBERING.blocks -= 1
+            done = list(_REMEMBERING.models) if not _REMEMBERING.blocks else []
+            if done:
+                _REMEMBERING.models.clear()
+        for model in done:
+            model.forget()
 
 
 class Embedder:
@@ -127,9 +135,6 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if not _REMEMBERING.blocks:
-            if self._remembered:
-                with self._remembered_lock:
-                    self._remembered.clear()
             return self._encode(texts)
         with self._remembered_lock:
             known = {text: self._remembered[text] for text in texts if text in self._remembered}
@@ -140,7 +145,14 @@ class Embedder:
             with self._remembered_lock:
                 room = REMEMBERED_TEXTS - len(self._remembered)
                 self._remembered.update(list(made.items())[: max(room, 0)])
+            with _REMEMBERING.lock:
+                _REMEMBERING.models.add(self)
         return np.stack([known[text] for text in texts])
+
+    def forget(self) -> None:
+        """Drop the vectors kept inside ``remembering_vectors``."""
+        with self._remembered_lock:
+            self._remembered.clear()
 
     def _encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = self._model.encode(

@@ -354,7 +354,8 @@ def connected(address: str | None) -> Iterator[None]:
                         f"{_AUTH_HINT if not os.environ.get('RAY_AUTH_MODE') else ''}"
                     ) from error
             else:
-                os.environ.update(LOCAL_RAY_ENV)
+                for name, value in LOCAL_RAY_ENV.items():  # a value of the user's stands
+                    os.environ.setdefault(name, value)
                 ray.init(
                     address="local",
                     include_dashboard=False,
