@@ -25,7 +25,7 @@ from evalkit.drill.scratch import DRILL_PREFIX
 from evalkit.errors import ConfigError
 from evalkit.goldset import iter_corpus
 from evalkit.records import Document
-from evalkit.retrievers.bm25_index import build_bm25_index, load_bm25_index
+from evalkit.retrievers.bm25_index import Bm25Parameters, build_bm25_index, load_bm25_index
 
 __all__ = ["Bm25Copies", "Bm25ScratchIndex"]
 
@@ -37,7 +37,9 @@ class Bm25ScratchIndex:
     rebuilt from them on ``close`` when a write changed them. It holds no vectors: an
     incident that only moves vectors cannot be played on it."""
 
-    def __init__(self, path: Path, documents: Sequence[Document], parameters: Any) -> None:
+    def __init__(
+        self, path: Path, documents: Sequence[Document], parameters: Bm25Parameters
+    ) -> None:
         self._path = path
         self._documents = {document.id: document for document in documents}
         self._parameters = parameters
@@ -117,7 +119,7 @@ class Bm25Copies:
         self._folder = folder / "bm25"
         self._drill_id = drill_id
         self._documents: tuple[Document, ...] = ()
-        self._parameters: dict[str, Any] = {}
+        self._parameters: dict[str, Bm25Parameters] = {}
         self.names: dict[str, str] = {}
 
     def __enter__(self) -> Bm25Copies:
@@ -129,12 +131,12 @@ class Bm25Copies:
             )
         self._documents = tuple(iter_corpus(self._corpus))
         try:
+            self._folder.mkdir(parents=True, exist_ok=True)
             for number, live in enumerate(self._live):
                 index = load_bm25_index(live)
                 copy = self._folder / f"{DRILL_PREFIX}{self._drill_id}-{Path(live).name}"
                 if str(copy) in self.names.values():  # two indexes in folders of one name
                     copy = copy.with_name(f"{copy.name}-{number}")
-                self._folder.mkdir(parents=True, exist_ok=True)
                 built = build_bm25_index(self._documents, copy, index.parameters)
                 self.names[live] = str(copy)
                 self._parameters[live] = index.parameters
