@@ -23,7 +23,6 @@ from test_retrievers_model_check import HashEmbedder
 from evalkit.config import load_settings
 from evalkit.drill import scratch
 from evalkit.drill.incidents import INCIDENTS, inject
-from evalkit.drill.index import NotInjectableError
 from evalkit.drill.pgvector import PgvectorCopies, copy_pgvector_table
 from evalkit.drill.scratch import DRILL_PREFIX, sweep_drill_leftovers
 from evalkit.errors import RetrieverError
@@ -96,12 +95,18 @@ def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
         copy = copies.names[small_table]
         assert copy == f"drills.{DRILL_PREFIX}p1-small"
         assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
-        with postgres_server.connect() as conn:
-            [(indexes,)] = conn.execute(
-                "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'",
-                [f"{DRILL_PREFIX}p1-small"],
-            ).fetchall()
-        assert indexes == 1, "the copy has the live table's HNSW index"
+
+        def indexes() -> list[tuple[str, str]]:
+            with postgres_server.connect() as conn:
+                found = conn.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
+                    "ORDER BY indexname",
+                    [f"{DRILL_PREFIX}p1-small"],
+                ).fetchall()
+            return [(str(name), str(made)) for name, made in found]
+
+        quiet_indexes = indexes()
+        assert sum("hnsw" in made for _, made in quiet_indexes) == 1, "the live HNSW index"
 
         def injected(incident: str, severity: float) -> tuple[Any, Any]:
             copies.hold()
@@ -116,9 +121,12 @@ def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
             return done, copies.index(small_table).contents()
 
         deleted, after = injected("deletion", 0.5)
+        # A run records the table's indexes by name: the fresh copy's are the quiet one's.
+        assert indexes() == quiet_indexes
         assert len(deleted.documents) == 2 + 6
         assert sorted(after.ids) == sorted({row[0] for row in before} - set(deleted.documents))
         copies.restore()
+        assert indexes() == quiet_indexes
 
         duplicated, after = injected("duplicates", 0.25)
         texts = dict(zip(after.ids, after.documents, strict=True))
@@ -145,12 +153,22 @@ def test_each_incident_changes_a_pgvector_copy_and_never_the_live_table(
             assert f"{doc_id}#chunk-1" in after.ids
         copies.restore()
 
-        with pytest.raises(NotInjectableError, match="not injectable on pgvector"):
-            inject(
-                copies.index(small_table),
-                "ann_degradation",
-                rebuild=lambda hnsw: copies.rebuild(small_table, hnsw),
-            )
+        copies.hold()
+        degraded = inject(
+            copies.index(small_table),
+            "ann_degradation",
+            0.75,
+            rebuild=lambda hnsw: copies.rebuild(small_table, hnsw),
+        )
+        assert degraded.summary == (
+            "HNSW index rebuilt with max_neighbors 16 -> 4, ef_construction 64 -> 16"
+        )
+        [(_, lowered)] = [(name, made) for name, made in indexes() if "hnsw" in made]
+        assert "m='4'" in lowered
+        assert "ef_construction='16'" in lowered
+        assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
+        copies.restore()
+        assert indexes() == quiet_indexes
         assert _rows(postgres_server, f'drills."{DRILL_PREFIX}p1-small"') == before
         assert _drill_tables(postgres_server) == [f"{DRILL_PREFIX}p1-small"]
         # Ingestion lag: the changes are written into the copy by the restore (catch-up).
@@ -216,16 +234,33 @@ text_column = "content"
 """
     + on_the_retriever_table(CONFIG)
     + JOB_FAILURE_RULE
+    + """
+[[jobs]]
+name = "health"
+kind = "audit"
+retriever = "pgvector"
+goldset = "demo"
+
+[[alerts.rules]]
+name = "index-health"
+kind = "audit_findings"
+
+[[alerts.rules]]
+name = "wrong-model"
+kind = "model_mismatch"
+"""
 )
 
 
 def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchanged(
     postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The demo corpus with MiniLM vectors in a pgvector table with an HNSW index: a
-    deletion is caught by the nDCG rule on its first cycle; a model mismatch makes the
-    replay job refuse the table (its rows re-embedded from text_column), which the
-    job_failure rule catches; the live table is the same row for row."""
+    """The demo corpus with MiniLM vectors in a pgvector table with an HNSW index, audited
+    by an audit job: a deletion is caught on its first cycle; 5 % of the rows' vectors in
+    another space, which the replay job's model check (16 rows) lets through, is caught by
+    the audit on its first cycle and named first by explain; the whole table in another
+    space makes the replay job refuse it, which the job_failure rule catches; the live table
+    is the same row for row."""
     with postgres_server.connect() as conn:
         conn.execute("DROP TABLE IF EXISTS drill_demo")
         conn.execute(
@@ -247,7 +282,7 @@ def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchang
     report = run_drill(
         user,
         DrillRequest(
-            incidents=(("deletion", 0.34), ("model_mismatch", None)),
+            incidents=(("deletion", 0.34), ("model_mismatch", 0.05), ("model_mismatch", None)),
             quiet_cycles=2,
             cycles=2,
             recovery_cycles=6,
@@ -257,15 +292,21 @@ def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchang
 
     assert report.copies == {"drill_demo": f"{DRILL_PREFIX}pg-drill_demo"}
     assert report.false_alarms == ()
-    deletion, mismatch = report.incidents
-    assert deletion.first_alert == ("ndcg-drop", 1), report.to_markdown()
+    deletion, mixed, mismatch = report.incidents
+    assert deletion.first_alert is not None
+    assert deletion.first_alert[1] == 1, report.to_markdown()
     before_ndcg, after_ndcg = deletion.effect["ndcg@10"]
     assert before_ndcg is not None
     assert after_ndcg is not None
     assert after_ndcg < before_ndcg
     assert deletion.resolved_after is not None, deletion
+    assert mixed.first_alert == ("wrong-model", 1), report.to_markdown()
+    assert mixed.cause_rank == 1, mixed
+    assert mixed.audit_findings["vectors_from_another_model"] >= 1, mixed
+    assert "nightly" not in mixed.failed_jobs
     assert mismatch.carried == ()
-    assert mismatch.first_alert == ("job-failed", 1), report.to_markdown()
+    assert mismatch.first_alert is not None
+    assert mismatch.first_alert[1] == 1, report.to_markdown()
     assert "nightly" in mismatch.failed_jobs
     assert report.exit_code == 0
     assert _drill_tables(postgres_server) == []

@@ -182,6 +182,9 @@ def test_same_ndcg_as_embedded_chroma_for_every_metric_and_index(
     else:
         # The search went through the index built for this metric, not a sequential scan.
         assert described["ann_indexes"] == [index]
+        # Its build options are recorded, so a rebuild with others shows as a change.
+        options = ["lists=8"] if search == "ivfflat" else []
+        assert described["ann_index_options"] == {index: options}
         assert wait_for_index_scans(demo, index, before) > before
 
 

@@ -573,11 +573,13 @@ def test_audit_refuses_a_retriever_it_cannot_read_and_says_what_to_run(
 ) -> None:
     assert invoke(["audit", "--retriever", "mysearch:make"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "evalkit can read only a Chroma collection's" in err
+    assert "evalkit can read them from chroma, qdrant, pgvector" in err
     assert "evalkit run --retriever mysearch:make" in err
-    (evalkit_home.parent / "evalkit.toml").write_text('[retriever]\nkind = "qdrant"\n')
+    (evalkit_home.parent / "evalkit.toml").write_text('[retriever]\nkind = "bm25"\n')
     assert invoke(["audit"]) == 2
-    assert "the retriever 'qdrant' is not one" in capsys.readouterr().err
+    assert "the retriever 'bm25' is not one" in capsys.readouterr().err
+    assert invoke(["audit", "--retriever", "pgvector", "--collection", "docs"]) == 2
+    assert "a pgvector audit takes no --collection NAME" in capsys.readouterr().err
 
 
 def test_a_scheduled_job_replays_a_factory_and_jobs_naming_none_use_the_retriever_table(

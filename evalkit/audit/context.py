@@ -20,7 +20,7 @@ from evalkit.records.audit import AuditConfig, CheckOutcome
 from evalkit.retrievers.base import describe_exception
 
 if TYPE_CHECKING:
-    from chromadb.api.models.Collection import Collection
+    from evalkit.audit.snapshot import AuditedCollection
 
 __all__ = ["AuditContext", "RetrievedLists", "SourceHashes"]
 
@@ -61,7 +61,7 @@ class AuditContext:
     ``queries``: what ANN recall samples; ``outcomes``: the findings so far, by check.
     """
 
-    collection: Collection
+    collection: AuditedCollection
     snapshot: IndexSnapshot
     config: AuditConfig
     embedder: TextEmbedder | None = None

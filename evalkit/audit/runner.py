@@ -24,7 +24,7 @@ from evalkit.records import Document, Query
 from evalkit.records.audit import AuditConfig, AuditReport, CheckOutcome
 
 if TYPE_CHECKING:
-    from chromadb.api.models.Collection import Collection
+    from evalkit.audit.snapshot import AuditedCollection
 
 __all__ = ["CHECKS", "Check", "run_audit"]
 
@@ -44,7 +44,7 @@ CHECKS: Mapping[str, Check] = {
 
 
 def run_audit(
-    collection: Collection,
+    collection: AuditedCollection,
     *,
     embedder: TextEmbedder | None = None,
     config: AuditConfig | None = None,

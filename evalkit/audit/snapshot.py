@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from evalkit.audit.view import IndexView
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import RetrieverError
 from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX, content_hash
@@ -29,6 +30,9 @@ from evalkit.retrievers.versions import text_hash
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
+
+    AuditedCollection = Collection | IndexView
+    """What an audit reads: a Chroma collection, or another engine's index read whole."""
 
 __all__ = [
     "IndexSnapshot",
@@ -116,7 +120,9 @@ def embedded_text_hash(document: Document) -> str:
     return text_hash(document.content)
 
 
-def read_snapshot(collection: Collection, *, page_size: int = DEFAULT_PAGE_SIZE) -> IndexSnapshot:
+def read_snapshot(
+    collection: AuditedCollection, *, page_size: int = DEFAULT_PAGE_SIZE
+) -> IndexSnapshot:
     """Page through ``collection`` once and keep ids, content hashes, text hashes and vectors.
 
     Raises ``RetrieverError`` when the collection cannot be read or holds documents
@@ -166,13 +172,15 @@ def read_snapshot(collection: Collection, *, page_size: int = DEFAULT_PAGE_SIZE)
         hashes=tuple(hashes),
         text_hashes=tuple(text_hashes),
         vectors=np.ascontiguousarray(vectors),
-        space=collection_space(collection),
+        space=collection.space
+        if isinstance(collection, IndexView)
+        else collection_space(collection),
         metadata=dict(collection.metadata or {}),
     )
 
 
 def stored_documents(
-    collection: Collection,
+    collection: AuditedCollection,
     doc_ids: Sequence[str],
     *,
     vectors: bool = False,
@@ -206,7 +214,7 @@ def stored_documents(
 
 
 def fetch_documents(
-    collection: Collection, doc_ids: Sequence[str], *, page_size: int = DEFAULT_PAGE_SIZE
+    collection: AuditedCollection, doc_ids: Sequence[str], *, page_size: int = DEFAULT_PAGE_SIZE
 ) -> dict[str, Document]:
     """The stored text (and title) of ``doc_ids``, as the ``Document`` that was embedded.
 
@@ -239,9 +247,11 @@ def _stored_document(
     return StoredDocument(document, str(metadata.get(CONTENT_HASH_KEY, "")), vector)
 
 
-def _get(collection: Collection, **arguments: Any) -> Mapping[str, Any]:
+def _get(collection: AuditedCollection, **arguments: Any) -> Mapping[str, Any]:
     try:
         result: Mapping[str, Any] = collection.get(**arguments)
+    except RetrieverError:  # another engine's, which says what failed
+        raise
     except Exception as error:  # connection, server and validation errors alike
         raise RetrieverError(
             f"cannot read Chroma collection '{collection.name}': {describe_exception(error)}"

@@ -71,11 +71,11 @@ _BM25_INDEX_FACTS: Final = frozenset({"documents", "terms", "built_at"})
 (``index_changed``), not of the retriever: rebuilt from a changed corpus, it is the same
 retriever over another index. Only between two bm25 runs: a plug-in's own fields may share
 the names."""
-_RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing"})
+_RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing", "ann_index_options"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
-``ef_search``, how a vector store timed its queries): a run recorded before lacks the field,
-which says nothing of its value, so the field is compared only between runs that both have
-it."""
+``ef_search``, how a vector store timed its queries, a pgvector ANN index's build options):
+a run recorded before lacks the field, which says nothing of its value, so the field is
+compared only between runs that both have it."""
 _RETRIEVER_FACTS: Final = {
     name: order
     for order, name in enumerate(

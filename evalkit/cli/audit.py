@@ -1,4 +1,5 @@
-"""``evalkit audit``: index health checks on a Chroma collection, stored, gating on severity."""
+"""``evalkit audit``: index health checks on a Chroma or Qdrant collection or a pgvector table,
+stored, gating on severity."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def audit(
     collection: Annotated[
         str | None,
         typer.Option(
-            help="Chroma collection to audit (required).", callback=chroma_collection_name
+            help="Collection to audit: Chroma's (required), or Qdrant's with --retriever "
+            "qdrant (default: [retriever.qdrant]'s)."
         ),
     ] = None,
     source: Annotated[
@@ -59,9 +61,9 @@ def audit(
         str | None,
         typer.Option(
             "--retriever",
-            help="Only chroma (with --collection): the checks read the index's stored "
-            "vectors, which evalkit can read only from Chroma; other retrievers are refused "
-            "with what to run instead.",
+            help="chroma (the default), qdrant or pgvector (the table of "
+            "[retriever.pgvector]): the engine whose index is read; other retrievers are "
+            "refused with what to run instead.",
         ),
     ] = None,
     fail_on: Annotated[
@@ -100,7 +102,8 @@ def audit(
 
     Findings are stored (for alert rules and the dashboard). Exit codes: 0 no finding at or
     above --fail-on, 1 such a finding exists, 2 bad input, 3 retriever or store failure.
-    Only a Chroma collection can be audited: the checks read its stored vectors.
+    A Chroma collection, a Qdrant collection or a pgvector table can be audited: the checks
+    read its stored vectors and texts.
 
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
@@ -128,8 +131,9 @@ def audit(
     # The model check re-embeds documents; ANN recall and coverage embed the goldset's queries.
     embeds = "model" in checks or bool(goldset and {"ann_recall", "coverage"} & set(checks))
     model_modules = local_model_modules(config) if embeds else ()
-    require_all(("chromadb", *model_modules), "`evalkit audit`")
-    collection = _audited_collection(collection, retriever_spec, config.retriever)
+    kind, collection = _audited_index(collection, retriever_spec, config.retriever)
+    if kind == "chroma":
+        require_all(("chromadb", *model_modules), "`evalkit audit`")
     audit_config = AuditConfig(
         checks=checks,
         near_duplicate_threshold=near_duplicate_threshold,
@@ -160,6 +164,7 @@ def audit(
             source=source,
             goldset=goldset,
             save=save,
+            retriever=kind,
         )
     finally:
         close_embedder(embedder)
@@ -175,21 +180,34 @@ def audit(
         raise typer.Exit(FINDINGS_EXIT_CODE)
 
 
-def _audited_collection(
+AUDITED_KINDS = ("chroma", "qdrant", "pgvector")
+"""The retrievers whose index evalkit can read back, so audit."""
+
+
+def _audited_index(
     collection: str | None, retriever_spec: str | None, configured: RetrieverSettings
-) -> str:
-    """The Chroma collection to audit; ConfigError when the retriever named is not one."""
+) -> tuple[str, str | None]:
+    """The kind of index to audit and its collection (None: the settings'); ConfigError when
+    the retriever named is not one evalkit can read."""
     named = retriever_spec or (None if collection else configured.factory or configured.kind)
-    if named is not None and named != "chroma":
+    kind = named or "chroma"
+    if kind not in AUDITED_KINDS:
         raise ConfigError(
             f"audit reads an index's stored vectors (duplicates, staleness, model, ANN "
-            f"recall) and evalkit can read only a Chroma collection's; the retriever "
-            f"{named!r} is not one. Give --collection NAME of a Chroma collection, or "
+            f"recall) and evalkit can read them from {', '.join(AUDITED_KINDS)}; the retriever "
+            f"{named!r} is not one. Give --retriever KIND (and --collection NAME) of those, or "
             f"measure {named!r} with `evalkit run --retriever {named}` (docs/audit.md)"
         )
-    if not collection:
-        raise ConfigError("name the Chroma collection to audit: --collection NAME")
-    return collection
+    if kind == "chroma":
+        if not collection:
+            raise ConfigError("name the Chroma collection to audit: --collection NAME")
+        chroma_collection_name(collection)
+    elif kind == "pgvector" and collection:
+        raise ConfigError(
+            "a pgvector audit takes no --collection NAME: it reads the table of "
+            "[retriever.pgvector] (its `table`)"
+        )
+    return kind, collection
 
 
 def _ids(ids: tuple[str, ...]) -> str:

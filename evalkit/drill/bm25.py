@@ -60,7 +60,7 @@ class Bm25ScratchIndex:
             [dict(document.metadata) for document in held],
         )
 
-    def hnsw(self) -> Mapping[str, Any]:
+    def hnsw(self) -> Mapping[str, int]:
         """None: BM25 searches exactly."""
         raise NotInjectableError(_NO_HNSW)
 

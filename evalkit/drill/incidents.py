@@ -44,7 +44,6 @@ REVISION = " (revised)"
 """What a withheld change appends to a document's text."""
 CHUNK_WORDS = 48
 """The words of a chunk the chunking drift cuts a document into (its last one shorter)."""
-_HNSW_DEFAULTS: Mapping[str, int] = {"ef_search": 100, "ef_construction": 100, "max_neighbors": 16}
 """Chroma's HNSW settings where a collection's configuration leaves them out."""
 
 Rebuild = Callable[[Mapping[str, Any]], object]
@@ -290,9 +289,10 @@ def _take_in(index: ScratchIndex, injected: Injected) -> None:
 def _ann_degradation(target: _Target) -> Injected:
     if target.rebuild is None:
         raise ConfigError("incident 'ann_degradation' needs the drill's copies to rebuild")
-    live = {**_HNSW_DEFAULTS, **target.index.hnsw()}
-    # hnswlib needs two neighbours a node; a search breadth below k is searched at k.
-    lowered = {key: max(2, round(int(live[key]) * (1 - target.share))) for key in _HNSW_DEFAULTS}
+    live = target.index.hnsw()
+    # hnswlib and pgvector need two neighbours a node; a search breadth below k is searched
+    # at k.
+    lowered = {key: max(2, round(int(value) * (1 - target.share))) for key, value in live.items()}
     target.rebuild(lowered)
     changed = ", ".join(f"{key} {live[key]} -> {value}" for key, value in lowered.items())
     return Injected("ann_degradation", target.share, (), f"HNSW index rebuilt with {changed}")
@@ -348,7 +348,8 @@ INCIDENTS: Mapping[str, Incident] = {
         Incident(
             "ann_degradation",
             "the share by which the HNSW index's search breadth (ef_search), and its "
-            "max_neighbors and ef_construction, are lowered (the index rebuilt)",
+            "max_neighbors and ef_construction, are lowered (the index rebuilt; on pgvector "
+            "m and ef_construction: ef_search is the session's)",
             0.75,
             _ann_degradation,
             ("retriever_changed",),

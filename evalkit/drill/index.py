@@ -9,12 +9,10 @@ incident serves every engine a drill can copy. ``ChromaIndex`` is a Chroma colle
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-import numpy as np
-
 from evalkit.errors import EvalkitError
+from evalkit.retrievers.contents import Contents, Vectors, vector_rows
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -30,22 +28,16 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Vectors = np.ndarray[Any, np.dtype[np.float32]]
+CHROMA_HNSW_DEFAULTS: Mapping[str, int] = {
+    "ef_search": 100,
+    "ef_construction": 100,
+    "max_neighbors": 16,
+}
 _PAGE = 1000
 
 
 class NotInjectableError(EvalkitError):
     """The engine holding a copy cannot play an incident (the report says so)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Contents:
-    """Every document of a copy: ids, vectors (a row each), texts and metadata."""
-
-    ids: list[str]
-    embeddings: Vectors
-    documents: list[str | None]
-    metadatas: list[Mapping[str, Any] | None]
 
 
 @runtime_checkable
@@ -61,9 +53,10 @@ class ScratchIndex(Protocol):
         """Every document the copy holds."""
         ...
 
-    def hnsw(self) -> Mapping[str, Any]:
-        """The copy's HNSW settings under Chroma's names (``ef_search``,
-        ``ef_construction``, ``max_neighbors``), those it sets."""
+    def hnsw(self) -> Mapping[str, int]:
+        """The copy's HNSW settings an ANN degradation lowers, under Chroma's names
+        (``ef_search``, ``ef_construction``, ``max_neighbors``: those the engine has); none
+        when it has no HNSW index to rebuild."""
         ...
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -93,13 +86,6 @@ class ScratchIndex(Protocol):
     def close(self) -> None:
         """Let go of the engine (before the jobs open it)."""
         ...
-
-
-def vector_rows(vectors: Sequence[Any], count: int) -> Vectors:
-    """``vectors`` as ``count`` float32 rows (no columns when there are none)."""
-    if count == 0:
-        return np.empty((0, 0), dtype=np.float32)
-    return np.asarray(vectors, dtype=np.float32).reshape(count, -1)
 
 
 def in_pages(items: Sequence[T]) -> list[Sequence[T]]:
@@ -139,9 +125,10 @@ class ChromaIndex:
                 break
         return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
 
-    def hnsw(self) -> Mapping[str, Any]:
-        """The collection's stored HNSW configuration."""
-        return dict((self._collection.configuration_json or {}).get("hnsw") or {})
+    def hnsw(self) -> Mapping[str, int]:
+        """The collection's HNSW settings, Chroma's defaults for those it does not store."""
+        stored = (self._collection.configuration_json or {}).get("hnsw") or {}
+        return {key: int(stored.get(key, value)) for key, value in CHROMA_HNSW_DEFAULTS.items()}
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove the documents ``ids``."""

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
-from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages, vector_rows
+from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages
 from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.pgvector import (
     open_connection,
+    read_pgvector_contents,
     shown_table_name,
     split_table_name,
     vector_text,
@@ -135,6 +136,37 @@ def sweep_pgvector_copies(conn: psycopg.Connection[Any]) -> list[str]:
     return removed
 
 
+_PGVECTOR_HNSW = {"m": ("max_neighbors", 16), "ef_construction": ("ef_construction", 64)}
+"""pgvector's HNSW index options: their names in Chroma's terms, and pgvector's defaults."""
+
+
+def hnsw_indexes(
+    conn: psycopg.Connection[Any], table: sql.Identifier
+) -> list[tuple[sql.Identifier, dict[str, int]]]:
+    """The HNSW indexes of ``table``, each with its ``m`` and ``ef_construction`` under
+    Chroma's names (``max_neighbors``, ``ef_construction``)."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, coalesce(c.reloptions, '{}') FROM pg_index x "
+        "JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_am am ON am.oid = c.relam WHERE x.indrelid = %s::regclass "
+        "AND am.amname = 'hnsw' ORDER BY c.relname",
+        [table.as_string(conn)],
+    ).fetchall()
+    found = []
+    for schema, name, options in rows:
+        given = dict(str(option).split("=", 1) for option in options)
+        found.append(
+            (
+                sql.Identifier(schema, name),
+                {
+                    chroma: int(given.get(key, default))
+                    for key, (chroma, default) in _PGVECTOR_HNSW.items()
+                },
+            )
+        )
+    return found
+
+
 class PgvectorIndex:
     """The drill's copy of the pgvector table as a ``ScratchIndex``."""
 
@@ -154,28 +186,14 @@ class PgvectorIndex:
         """Nothing: the connection stays the drill's."""
 
     def contents(self) -> Contents:
-        """Every row as a document."""
-        settings = self._settings
-        rows = self._conn.execute(
-            sql.SQL("SELECT {}::text, {}::real[], to_jsonb(t) FROM {} AS t").format(
-                self._id, sql.Identifier(settings.embedding_column), self._table
-            )
-        ).fetchall()
-        kept = {settings.id_column, settings.embedding_column, settings.text_column}
-        ids = [str(row[0]) for row in rows]
-        embeddings = vector_rows([row[1] for row in rows], len(rows))
-        documents = [
-            None if settings.text_column is None else row[2].get(settings.text_column)
-            for row in rows
-        ]
-        metadatas: list[Mapping[str, Any] | None] = [
-            {key: value for key, value in row[2].items() if key not in kept} for row in rows
-        ]
-        return Contents(ids, embeddings, documents, metadatas)
+        """Every row as a document (``read_pgvector_contents``)."""
+        return read_pgvector_contents(self._conn, self._settings, self._table)
 
-    def hnsw(self) -> Mapping[str, Any]:
-        """Nothing: a pgvector copy is not rebuilt with other HNSW settings."""
-        return {}
+    def hnsw(self) -> Mapping[str, int]:
+        """The ``m`` (as ``max_neighbors``) and ``ef_construction`` of the copy's first HNSW
+        index, pgvector's defaults for those it does not set; none without an HNSW index."""
+        found = hnsw_indexes(self._conn, self._table)
+        return found[0][1] if found else {}
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete the rows of ``ids``."""
@@ -291,6 +309,7 @@ class PgvectorCopies:
         self._conn: psycopg.Connection[Any] | None = None
         self.names: dict[str, str] = {}
         """Live table to its copy, as ``[retriever.pgvector] table`` names them."""
+        self._indexes_held: dict[str, list[tuple[str, str]]] = {}
 
     def __enter__(self) -> PgvectorCopies:
         self._conn = connect(self._settings)
@@ -326,13 +345,17 @@ class PgvectorCopies:
         return PgvectorIndex(self._open(), self._settings, self.names[live])
 
     def hold(self) -> None:
-        """Rename every copy aside and copy its table again under its name: an HNSW index
-        built anew may rank a few queries differently, so the restore puts back the one the
-        quiet cycles searched."""
+        """Rename every copy and its indexes aside and copy its table again under its name:
+        an HNSW index built anew may rank a few queries differently, so the restore puts
+        back the one the quiet cycles searched. The fresh copy's indexes take the quiet
+        one's names, so that a run's record of the table differs only where an incident
+        changed it."""
         conn = self._open()
-        for live, copy in self.names.items():
+        for number, (live, copy) in enumerate(self.names.items()):
             held = split_table_name(self._held(copy))[-1]
             with conn.transaction():  # a copy that fails leaves the quiet one where it was
+                aside = f"{DRILL_PREFIX}{self._drill_id}-{number}"
+                self._indexes_held[copy] = self._rename_indexes(conn, copy, aside)
                 conn.execute(
                     sql.SQL("ALTER TABLE {} RENAME TO {}").format(
                         sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
@@ -340,22 +363,64 @@ class PgvectorCopies:
                 )
                 copy_pgvector_table(conn, live, self._drill_id)
 
-    def restore(self) -> None:
-        """Drop the changed copies and put back those ``hold`` set aside."""
-        conn = self._open()
-        for copy in self.names.values():
-            _drop(conn, copy)
+    @staticmethod
+    def _rename_indexes(
+        conn: psycopg.Connection[Any], copy: str, aside: str
+    ) -> list[tuple[str, str]]:
+        """Rename the indexes of table ``copy`` to ``aside``-numbered names; each (name,
+        name while held)."""
+        *schema, _ = split_table_name(copy)
+        found = conn.execute(
+            "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+            "WHERE x.indrelid = %s::regclass ORDER BY c.relname",
+            [sql.Identifier(*split_table_name(copy)).as_string(conn)],
+        ).fetchall()
+        renamed = [(str(name), _held_name(f"{aside}-{n}")) for n, (name,) in enumerate(found)]
+        for name, held in renamed:
             conn.execute(
-                sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                    sql.Identifier(*split_table_name(self._held(copy))),
-                    sql.Identifier(split_table_name(copy)[-1]),
+                sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                    sql.Identifier(*schema, name), sql.Identifier(held)
                 )
             )
+        return renamed
+
+    def restore(self) -> None:
+        """Drop the changed copies and put back those ``hold`` set aside, indexes and all."""
+        conn = self._open()
+        for copy in self.names.values():
+            *schema, name = split_table_name(copy)
+            with conn.transaction():
+                _drop(conn, copy)
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                        sql.Identifier(*split_table_name(self._held(copy))), sql.Identifier(name)
+                    )
+                )
+                for index, aside in self._indexes_held.pop(copy, []):
+                    conn.execute(
+                        sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                            sql.Identifier(*schema, aside), sql.Identifier(index)
+                        )
+                    )
 
     def rebuild(self, live: str, hnsw: Mapping[str, Any]) -> None:
-        """Refused: pgvector's search breadth is the session's ``hnsw.ef_search``."""
-        raise NotInjectableError(
-            "not injectable on pgvector: a drill lowers the HNSW settings of Chroma copies; a "
-            "pgvector table is searched with the session's hnsw.ef_search "
-            "([retriever.pgvector] hnsw_ef_search)"
+        """Rebuild the HNSW indexes of ``live``'s copy with ``hnsw``'s ``max_neighbors`` (as
+        ``m``) and ``ef_construction`` (``ALTER INDEX ... SET``, ``REINDEX``); the search
+        breadth stays the session's ``hnsw.ef_search``. ``NotInjectableError`` for a table
+        without an HNSW index (searched exactly, or through IVFFlat)."""
+        conn = self._open()
+        table = sql.Identifier(*split_table_name(self.names[live]))
+        indexes = hnsw_indexes(conn, table)
+        if not indexes:
+            raise NotInjectableError(
+                f"not injectable on pgvector table {live!r}: it has no HNSW index to rebuild "
+                "(without one its searches are exact)"
+            )
+        options = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.SQL(option), sql.Literal(int(hnsw[chroma])))
+            for option, (chroma, _) in _PGVECTOR_HNSW.items()
+            if chroma in hnsw
         )
+        for index, _ in indexes:
+            conn.execute(sql.SQL("ALTER INDEX {} SET ({})").format(index, options))
+            conn.execute(sql.SQL("REINDEX INDEX {}").format(index))

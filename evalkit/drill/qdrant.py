@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from qdrant_client import QdrantClient, models
 
-from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages, vector_rows
+from evalkit.drill.index import Contents, NotInjectableError, Vectors, in_pages
 from evalkit.drill.scratch import DRILL_PREFIX, copy_marks, drill_over
 from evalkit.errors import RetrieverError
 from evalkit.retrievers.base import describe_exception
-from evalkit.retrievers.qdrant import open_client
+from evalkit.retrievers.qdrant import open_client, read_qdrant_contents
 
 if TYPE_CHECKING:
     from evalkit.config import QdrantSettings, Settings
@@ -154,48 +154,22 @@ class QdrantIndex:
         self._client.close()
 
     def contents(self) -> Contents:
-        """Every document the copy holds; a document of several points (chunks under one
-        id) once, its first point's."""
-        ids: list[str] = []
-        vectors: list[list[float]] = []
-        documents: list[str | None] = []
-        metadatas: list[Mapping[str, Any] | None] = []
-        id_key, text_key = self._settings.id_payload_key, self._settings.text_payload_key
+        """Every document the copy holds (``read_qdrant_contents``), each point of a
+        document kept for the writes."""
         self._points.clear()
         self._payloads.clear()
-        offset: Any = None
-        while True:
-            points, offset = self._client.scroll(
-                self._name, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
-            )
-            for point in points:
-                payload = dict(point.payload or {})
-                doc_id = str(payload.get(id_key, point.id) if id_key else point.id)
-                self._payloads[point.id] = payload
-                self._points.setdefault(doc_id, []).append(point.id)
-                if len(self._points[doc_id]) > 1:
-                    continue
-                ids.append(doc_id)
-                vectors.append(self._vector_of(point.vector))
-                text = payload.get(text_key) if text_key else None
-                documents.append(text if isinstance(text, str) else None)
-                metadatas.append(
-                    {key: value for key, value in payload.items() if key not in (id_key, text_key)}
-                )
-            if offset is None:
-                break
-        return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
 
-    def _vector_of(self, stored: Any) -> list[float]:
-        if isinstance(stored, dict):
-            stored = stored.get(self._settings.vector_name or "")
-        return [float(value) for value in stored or []]
+        def keep(point: models.ExtendedPointId, doc_id: str, payload: Mapping[str, Any]) -> None:
+            self._payloads[point] = dict(payload)
+            self._points.setdefault(doc_id, []).append(point)
+
+        return read_qdrant_contents(self._client, self._name, self._settings, keep)
 
     def _vector(self, row: Vectors) -> Any:
         values = [float(value) for value in row]
         return {self._settings.vector_name: values} if self._settings.vector_name else values
 
-    def hnsw(self) -> Mapping[str, Any]:
+    def hnsw(self) -> Mapping[str, int]:
         """Nothing: a Qdrant copy is not rebuilt with other HNSW settings."""
         return {}
 

@@ -1,18 +1,27 @@
-"""The audit workflow: the health of a Chroma collection, stored."""
+"""The audit workflow: the health of a Chroma collection, a Qdrant collection or a pgvector
+table, stored."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from evalkit.errors import StoreError
+from evalkit.audit.view import IndexView
+from evalkit.errors import ConfigError, StoreError
+from evalkit.pipeline.runs import closing_retriever
+from evalkit.retrievers.contents import ReadableIndex
 from evalkit.store.access import WriterAccess
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.goldsets import load_stored_goldset
 
 if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
     from evalkit.audit import AuditConfig, AuditReport
+    from evalkit.audit.snapshot import AuditedCollection
     from evalkit.config import Settings
     from evalkit.embedding import TextEmbedder
 
@@ -32,7 +41,7 @@ class AuditOutcome:
 
 def audit_collection(
     store: WriterAccess | None,
-    collection: str,
+    collection: str | None,
     *,
     settings: Settings,
     config: AuditConfig,
@@ -41,23 +50,99 @@ def audit_collection(
     source: Path | None = None,
     goldset: str | None = None,
     save: bool = True,
+    retriever: str | None = None,
 ) -> AuditOutcome:
     """Audit the health of a Chroma collection and store the report (``save``; docs/audit.md).
 
+    ``retriever`` ``qdrant`` or ``pgvector`` audits that engine's index instead, read as its
+    retriever reads it (``collection`` None: the one ``[retriever.<kind>]`` names).
     ``goldset`` probes ANN recall and coverage; ``store`` may be None when neither needs it and
     is not held while the checks run.
     """
+    if store is None and (save or goldset):
+        raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
+    audited: AuditedCollection
+    with contextlib.ExitStack() as stack:
+        if retriever in (None, "chroma"):
+            if not collection:
+                raise ConfigError("an audit of a Chroma collection needs its name (collection)")
+            audited, location = _chroma_collection(settings, collection, chroma_url)
+        else:
+            index = _readable_index(settings, retriever, collection, embedder)
+            stack.enter_context(closing_retriever(index))
+            audited = IndexView(index)
+            location = _location(index.describe())
+        return _audited(
+            store,
+            audited,
+            location,
+            config=config,
+            embedder=embedder,
+            source=source,
+            goldset=goldset,
+            save=save,
+        )
+
+
+def _chroma_collection(
+    settings: Settings, collection: str, chroma_url: str | None
+) -> tuple[Collection, str]:
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
-    from evalkit.audit import run_audit
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
-    if store is None and (save or goldset):
-        raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
     url = chroma_url or settings.chroma_url
     if not url:  # an audit measures the collection as it is searched, not at a sweep's value
         restore_interrupted_ef_search(settings.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    return get_collection(client, collection), url or str(settings.resolved_chroma_path)
+
+
+def _readable_index(
+    settings: Settings, kind: str, collection: str | None, embedder: TextEmbedder | None
+) -> ReadableIndex:
+    """The retriever of ``kind``, its index readable (``ReadableIndex``); its model is the
+    audit's to check, so it is not refused for another."""
+    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+
+    options = RetrieverOptions(
+        kind=kind,
+        collection=collection,
+        allow_model_mismatch=True,
+        defer_model_check=True,
+        query_embedder=embedder,
+    )
+    built = build_retriever(options, settings)
+    if not isinstance(built, ReadableIndex):
+        with closing_retriever(built):
+            pass
+        raise ConfigError(
+            f"an audit reads Chroma, Qdrant and pgvector indexes; a {kind} retriever's index "
+            "cannot be read back"
+        )
+    return built
+
+
+def _location(described: Mapping[str, Any]) -> str:
+    """Where a retriever's index is, from its ``describe()``: a URL, a folder or a server."""
+    if described.get("url") or described.get("path"):
+        return f"{described['kind']}:{described.get('url') or described.get('path')}"
+    return f"{described['kind']}://{described.get('host')}:{described.get('port')}/{described.get('dbname')}"
+
+
+def _audited(
+    store: WriterAccess | None,
+    collection: AuditedCollection,
+    location: str,
+    *,
+    config: AuditConfig,
+    embedder: TextEmbedder | None,
+    source: Path | None,
+    goldset: str | None,
+    save: bool,
+) -> AuditOutcome:
+    from evalkit.audit import run_audit
+
     gold = None
     previous: dict[str, float] = {}
     if store is not None:
@@ -65,17 +150,17 @@ def audit_collection(
             gold = load_stored_goldset(opened, goldset) if goldset else None
             previous = latest_measurements(
                 opened,
-                collection=collection,
+                collection=collection.name,
                 goldset_version=gold.version if gold is not None else None,
             )
     report = run_audit(
-        get_collection(client, collection),
+        collection,
         embedder=embedder,
         config=config,
         source=source,
         goldset=gold,
         previous=previous,
-        location=url or str(settings.resolved_chroma_path),
+        location=location,
     )
     stored = None
     if save and store is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from evalkit.retrievers.base import (
     redact,
     tenant_groups,
 )
+from evalkit.retrievers.contents import Contents, Vectors, vector_rows
 from evalkit.retrievers.embedded import EmbeddedQueryRetriever
 from evalkit.retrievers.model_check import (
     REEMBED_SAMPLE,
@@ -53,6 +54,7 @@ __all__ = [
     "PgvectorMetric",
     "PgvectorRetriever",
     "open_connection",
+    "read_pgvector_contents",
     "shown_table_name",
     "split_table_name",
 ]
@@ -86,6 +88,12 @@ METRICS: dict[DistanceMetric, PgvectorMetric] = {
 inner product itself; for L2 the score is the distance negated (order-preserving, not a
 similarity: it is not comparable with Chroma's ``l2`` score)."""
 
+_SPACES = {
+    DistanceMetric.cosine: "cosine",
+    DistanceMetric.inner_product: "ip",
+    DistanceMetric.l2: "l2",
+}
+
 VECTOR_TYPES = frozenset({"vector", "halfvec"})
 """pgvector column types evalkit can search (dense vectors, full or half precision)."""
 
@@ -112,6 +120,8 @@ class _Index:
     name: str
     method: str
     opclass: str
+    options: tuple[str, ...] = ()
+    """Its build options as the catalog lists them (``m=16``), those set."""
 
 
 class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
@@ -272,9 +282,10 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
         self._embedding = embedding
         self._dimension = embedding.typmod if embedding.typmod > 0 else self._sampled_dimension()
         self._indexes = [
-            _Index(str(name), str(method), str(opclass))
-            for name, method, opclass in conn.execute(
-                "SELECT i.relname, am.amname, opc.opcname FROM pg_index x"
+            _Index(str(name), str(method), str(opclass), tuple(map(str, options)))
+            for name, method, opclass, options in conn.execute(
+                "SELECT i.relname, am.amname, opc.opcname, coalesce(i.reloptions, '{}')"
+                " FROM pg_index x"
                 " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam"
                 " JOIN pg_opclass opc ON opc.oid = x.indclass[0]"
                 " WHERE x.indrelid = %s AND x.indkey[0] = %s ORDER BY i.relname",
@@ -525,6 +536,43 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
         values = [value for pair in options.items() for value in pair]
         conn.execute(sql.SQL("SELECT {calls}").format(calls=calls), values)
 
+    @property
+    def index_name(self) -> str:
+        """The table, ``schema.table``."""
+        return self._qualified_name
+
+    @property
+    def space(self) -> str | None:
+        """The metric in Chroma's names."""
+        return _SPACES.get(self._settings.metric)
+
+    def read_contents(self) -> Contents:
+        """Every row as a document (``read_pgvector_contents``)."""
+        try:
+            return read_pgvector_contents(self._connection, self._settings, self._table)
+        except psycopg.Error as error:
+            raise RetrieverError(
+                f"cannot read pgvector table {self._qualified_name!r}: "
+                f"{self._redact(describe_exception(error))}"
+            ) from error
+
+    def search_vectors(self, vectors: Vectors, k: int) -> list[list[str]]:
+        """The top ``k`` document ids of each vector, with the run's search settings."""
+        found: list[list[str]] = [[] for _ in range(len(vectors))]
+        for start in range(0, len(vectors), self._batch_size):
+            try:
+                rows = self._search(
+                    self._connection, vectors[start : start + self._batch_size], k, None
+                )
+            except psycopg.Error as error:
+                raise RetrieverError(
+                    f"querying pgvector table {self._qualified_name!r} failed: "
+                    f"{self._redact(describe_exception(error))}"
+                ) from error
+            for position, doc_id, _ in rows:
+                found[start + int(position) - 1].append(str(doc_id))
+        return found
+
     def describe(self) -> dict[str, Any]:
         """Kind, server, table, columns, metric and search settings; never the password."""
         info = self._conn.info if self._conn is not None and not self._conn.closed else None
@@ -552,6 +600,10 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
                 {"name": i.name, "method": i.method, "opclass": i.opclass} for i in self._indexes
             ],
             "ann_indexes": self.ann_indexes,
+            # Its own field, not the indexes': runs recorded before it lack it.
+            "ann_index_options": {
+                i.name: sorted(i.options) for i in self._indexes if self._serves_metric(i)
+            },
             "estimated_rows": self._estimated_rows,
             "pgvector_version": self._pgvector_version,
             "dimension": self._dimension,
@@ -646,6 +698,32 @@ def open_connection(dsn: str, *, connect_timeout: float) -> psycopg.Connection[A
         connect_timeout=max(1, math.ceil(connect_timeout)),
         application_name="evalkit",
         autocommit=True,
+    )
+
+
+def read_pgvector_contents(
+    conn: psycopg.Connection[Any], settings: PgvectorSettings, table: sql.Identifier
+) -> Contents:
+    """Every row of ``table`` as a document, as the pgvector retriever reads it: its id from
+    ``id_column``, its vector ``embedding_column``, its text ``text_column``, its other
+    columns as metadata."""
+    rows = conn.execute(
+        sql.SQL("SELECT {}::text, {}::real[], to_jsonb(t) FROM {} AS t").format(
+            sql.Identifier(settings.id_column), sql.Identifier(settings.embedding_column), table
+        )
+    ).fetchall()
+    kept = {settings.id_column, settings.embedding_column, settings.text_column}
+    documents = [
+        None if settings.text_column is None else row[2].get(settings.text_column) for row in rows
+    ]
+    metadatas: list[Mapping[str, Any] | None] = [
+        {key: value for key, value in row[2].items() if key not in kept} for row in rows
+    ]
+    return Contents(
+        [str(row[0]) for row in rows],
+        vector_rows([row[1] for row in rows], len(rows)),
+        documents,
+        metadatas,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from evalkit.retrievers.base import (
     ranked_docs,
     tenant_groups,
 )
+from evalkit.retrievers.contents import Contents, Vectors, vector_rows
 from evalkit.retrievers.embedded import EmbeddedQueryRetriever
 from evalkit.retrievers.framework import MissingIdError
 from evalkit.retrievers.model_check import (
@@ -46,6 +47,7 @@ __all__ = [
     "QdrantRetriever",
     "collection_name",
     "open_client",
+    "read_qdrant_contents",
     "tenant_filter",
 ]
 
@@ -56,6 +58,12 @@ TENANT_KEY_SAMPLE = 100
 """Points whose payload keys are named when the tenant key is in none of the points."""
 
 _DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
+_SPACES = {
+    models.Distance.COSINE: "cosine",
+    models.Distance.DOT: "ip",
+    models.Distance.EUCLID: "l2",
+}
+_PAGE = 1000
 
 
 class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
@@ -315,6 +323,42 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
             )
         return str(value)
 
+    @property
+    def index_name(self) -> str:
+        """The collection's name."""
+        return self._collection
+
+    @property
+    def space(self) -> str | None:
+        """The collection's distance in Chroma's names (None for Manhattan)."""
+        return _SPACES.get(self._distance)
+
+    def read_contents(self) -> Contents:
+        """Every document of the collection (``read_qdrant_contents``)."""
+        try:
+            return read_qdrant_contents(self._client, self._collection, self._settings)
+        except Exception as error:  # connection, server and lock errors alike
+            raise RetrieverError(
+                f"cannot read Qdrant collection {self._collection!r}: {describe_exception(error)}"
+            ) from error
+
+    def search_vectors(self, vectors: Vectors, k: int) -> list[list[str]]:
+        """The top ``k`` document ids of each vector, with the run's search parameters."""
+        found: list[list[str]] = []
+        for start in range(0, len(vectors), self._batch_size):
+            requests = [
+                self._request(row, k, None) for row in vectors[start : start + self._batch_size]
+            ]
+            try:
+                responses = self._client.query_batch_points(self._collection, requests=requests)
+            except Exception as error:
+                raise RetrieverError(
+                    f"querying Qdrant collection {self._collection!r} failed: "
+                    f"{describe_exception(error)}"
+                ) from error
+            found += [[self._doc_id(point) for point in response.points] for response in responses]
+        return found
+
     def describe(self) -> dict[str, Any]:
         """Where the collection is, its keys and search parameters; never the API key."""
         return {
@@ -383,6 +427,54 @@ def collection_name(settings: QdrantSettings, collection: str | None) -> str:
             "name the Qdrant collection: `collection` NAME or collection in [retriever.qdrant]"
         )
     return name
+
+
+def read_qdrant_contents(
+    client: QdrantClient,
+    collection: str,
+    settings: QdrantSettings,
+    on_point: Callable[[Any, str, Mapping[str, Any]], None] | None = None,
+) -> Contents:
+    """Every document of ``collection`` as the Qdrant retriever reads it: its id from
+    ``id_payload_key`` (else the point id), its text from ``text_payload_key``, its other
+    payload as metadata; a document of several points (chunks under one id) once, its first
+    point's. ``on_point`` sees every point (its id, its document's id, its payload)."""
+    ids: list[str] = []
+    vectors: list[list[float]] = []
+    documents: list[str | None] = []
+    metadatas: list[Mapping[str, Any] | None] = []
+    id_key, text_key = settings.id_payload_key, settings.text_payload_key
+    seen: set[str] = set()
+    offset: Any = None
+    while True:
+        points, offset = client.scroll(
+            collection, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
+        )
+        for point in points:
+            payload = dict(point.payload or {})
+            doc_id = str(payload.get(id_key, point.id) if id_key else point.id)
+            if on_point is not None:
+                on_point(point.id, doc_id, payload)
+            if doc_id in seen:
+                continue
+            seen.add(doc_id)
+            ids.append(doc_id)
+            vectors.append(stored_vector(point.vector, settings.vector_name))
+            text = payload.get(text_key) if text_key else None
+            documents.append(text if isinstance(text, str) else None)
+            metadatas.append(
+                {key: value for key, value in payload.items() if key not in (id_key, text_key)}
+            )
+        if offset is None:
+            break
+    return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
+
+
+def stored_vector(stored: Any, vector_name: str | None) -> list[float]:
+    """A point's vector (its ``vector_name`` one when it has several) as floats."""
+    if isinstance(stored, dict):
+        stored = stored.get(vector_name or "")
+    return [float(value) for value in stored or []]
 
 
 def tenant_filter(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
@@ -280,7 +280,16 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
 class AuditParams(JobParams):
     """``kind = "audit"``: the checks of ``evalkit audit``, stored."""
 
-    collection: _ChromaName = Field(description="Chroma collection to audit.")
+    retriever: Literal["chroma", "qdrant", "pgvector"] = Field(
+        default="chroma",
+        description="Engine of the index: chroma, qdrant or pgvector ([retriever.pgvector]'s "
+        "table).",
+    )
+    collection: str | None = Field(
+        default=None,
+        description="Collection to audit: Chroma's (required), Qdrant's (default: "
+        "[retriever.qdrant]'s).",
+    )
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
 
@@ -304,6 +313,18 @@ class AuditParams(JobParams):
         default=AUDIT_DEFAULTS.ann_max_queries, ge=1, description="Queries of the ANN recall check."
     )
     seed: int = Field(default=AUDIT_DEFAULTS.seed, ge=0, description="Seed of the samples.")
+
+    @model_validator(mode="after")
+    def _named_index(self) -> Self:
+        if self.retriever == "chroma":
+            if self.collection is None:
+                raise ValueError("an audit of a Chroma collection needs `collection`")
+            _checked_collection(self.collection)
+        elif self.retriever == "pgvector" and self.collection is not None:
+            raise ValueError(
+                "`collection` is not for pgvector: the audit reads [retriever.pgvector]'s table"
+            )
+        return self
 
 
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
@@ -331,6 +352,7 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
             chroma_url=params.chroma_url,
             source=params.source,
             goldset=params.goldset,
+            retriever=params.retriever,
         )
     finally:
         close_embedder(embedder)
@@ -339,7 +361,7 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
     return JobOutcome(
         summary={
             "audit_id": stored.audit_id,
-            "collection": params.collection,
+            "collection": outcome.report.collection,
             "n_findings": stored.n_findings,
             "max_severity": stored.max_severity,
         }
