@@ -24,7 +24,12 @@ Parts (``--parts``, all by default):
   per quiet cycle;
 * ``npl-qdrant``: the second collection: Vaswani (NPL, 11,429 documents, 93 queries) in a
   local Qdrant collection, with ``QDRANT_CONFIG``: the severities and the quiet cycles again
-  (ANN degradation left out: local Qdrant searches exactly).
+  (ANN degradation left out: local Qdrant searches exactly); ``npl-qdrant-replay-only`` the
+  severities without its audit job and the rules reading audits;
+* ``scifact-pgvector``: SciFact's vectors in a pgvector table with an HNSW index, on a
+  PostgreSQL started for the part, with the recommended monitoring pointed at it (the audit
+  job's ``retriever = "pgvector"``): the severities of ``PGVECTOR_INCIDENTS`` and quiet
+  cycles.
 
     .venv/bin/python benchmarks/drills.py [--home DIR] [--parts copy,drill,severities,...]
 """
@@ -35,6 +40,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -75,12 +81,41 @@ measures = ["ndcg@10"]
 method = "page_hinkley"
 warmup = 2
 
+[[jobs]]
+name = "health"
+kind = "audit"
+retriever = "qdrant"
+goldset = "npl"
+cron = "0 3 * * *"
+
+[[alerts.rules]]
+name = "index-health"
+kind = "audit_findings"
+
+[[alerts.rules]]
+name = "wrong-model"
+kind = "model_mismatch"
+
 [[alerts.rules]]
 name = "job-failed"
 kind = "job_failure"
 """
-"""The recommended monitoring on a Qdrant collection: the audit reads Chroma only, and a
-job_failure rule sees the replay job refuse a collection of another model."""
+"""The recommended monitoring on a Qdrant collection: the audit job reads it
+(``retriever = "qdrant"``), and a job_failure rule sees the replay job refuse a collection
+wholly of another model."""
+PGVECTOR_TABLE = """
+[retriever]
+kind = "pgvector"
+
+[retriever.pgvector]
+dsn = "{dsn}"
+table = "support_kb"
+id_column = "doc_id"
+text_column = "content"
+"""
+PGVECTOR_INCIDENTS = ("model_mismatch", "ann_degradation")
+"""What the engine changes on pgvector: the audit reads the table, not a Chroma collection,
+and the ANN degradation rebuilds its HNSW index."""
 EVALKIT = Path(sys.executable).with_name("evalkit")
 SEVERITIES = {
     "deletion": (0.005, 0.01, 0.02, 0.05),
@@ -146,7 +181,9 @@ def set_up_vaswani(home: Path) -> None:
 
     home.mkdir(parents=True, exist_ok=True)
     qdrant = home / "qdrant"
-    (home / "evalkit.toml").write_text(QDRANT_CONFIG.format(path=qdrant), encoding="utf-8")
+    config = QDRANT_CONFIG.format(path=qdrant)
+    (home / "evalkit.toml").write_text(config, encoding="utf-8")
+    (home / "replay-only.toml").write_text(replay_only(config), encoding="utf-8")
     if qdrant.is_dir():
         return
     print("set-up (not timed): goldset import, 11,429 NPL documents embedded with MiniLM")
@@ -181,6 +218,72 @@ def set_up_vaswani(home: Path) -> None:
             ],
         )
     client.close()
+
+
+def pgvector_config(dsn: str) -> str:
+    """The recommended monitoring with its jobs reading the pgvector table of
+    ``PGVECTOR_TABLE``, the audit job's included."""
+    config = recommended_config().replace(
+        'kind = "audit"\ncollection = "support-kb"\n', 'kind = "audit"\nretriever = "pgvector"\n'
+    )
+    return PGVECTOR_TABLE.format(dsn=dsn) + config.replace('collection = "support-kb"\n', "")
+
+
+def set_up_pgvector(home: Path, scifact: Path, dsn: str) -> None:
+    """The goldset and SciFact's stored vectors and texts (from the SciFact home's Chroma
+    collection: no re-embedding) in table ``support_kb`` with an HNSW index (pgvector's
+    defaults), and ``pgvector_config`` as evalkit.toml, under ``home``."""
+    import psycopg
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "evalkit.toml").write_text(pgvector_config(dsn), encoding="utf-8")
+    (home / "replay-only.toml").write_text(replay_only(pgvector_config(dsn)), encoding="utf-8")
+    if not (home / ".evalkit" / "evalkit.duckdb").exists():
+        evalkit(home, "goldset", "import", "--format", "beir", str(SCIFACT), "--split", "test",
+                "--name", "support")  # fmt: skip
+    from evalkit.records import Document
+    from evalkit.retrievers.chroma_client import TITLE_KEY, close_client, open_chroma_client
+
+    chroma = open_chroma_client(path=scifact / ".evalkit" / "chroma")
+    live = chroma.get_collection("support-kb", embedding_function=None)
+    got = live.get(include=["embeddings", "documents", "metadatas"], limit=live.count())
+    close_client(chroma)
+    # The text column holds what was embedded (title and body), as a pipeline writing its
+    # own table keeps it: a model check re-embeds it.
+    texts = [
+        Document(id=doc_id, text=text, title=str((metadata or {}).get(TITLE_KEY, ""))).content
+        for doc_id, text, metadata in zip(
+            got["ids"], got["documents"], got["metadatas"], strict=True
+        )
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS support_kb")
+        conn.execute(
+            "CREATE TABLE support_kb (doc_id text PRIMARY KEY, content text, embedding vector(384))"
+        )
+        with conn.cursor() as cursor, cursor.copy("COPY support_kb FROM STDIN") as copy:
+            for doc_id, text, vector in zip(got["ids"], texts, got["embeddings"], strict=True):
+                copy.write_row((doc_id, text, str([float(value) for value in vector])))
+        conn.execute("CREATE INDEX ON support_kb USING hnsw (embedding vector_cosine_ops)")
+        conn.execute("ANALYZE support_kb")
+
+
+def part_scifact_pgvector(home: Path, incidents: list[str], quiet_cycles: int) -> None:
+    """The recommended monitoring on SciFact in pgvector, on a server started for the part."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from postgres_server import postgres_directory, start_postgres
+
+    # SIGTERM ends the part through its finally: the server is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    directory = postgres_directory()
+    server = start_postgres(directory / "pgdata")
+    try:
+        here = home / "scifact-pgvector"
+        set_up_pgvector(here, home, server.dsn)
+        part_severities(here, "evalkit.toml", incidents)
+        part_quiet(here, quiet_cycles)
+    finally:
+        server.stop()
 
 
 def part_copy(home: Path, repeat: int) -> None:
@@ -341,6 +444,14 @@ def main() -> int:
         qdrant_incidents = [name for name in incidents if name != "ann_degradation"]
         part_severities(npl, "evalkit.toml", qdrant_incidents)
         part_quiet(npl, args.quiet_cycles)
+    if "npl-qdrant-replay-only" in parts:
+        npl = home / "npl-qdrant"
+        set_up_vaswani(npl)
+        qdrant_incidents = [name for name in incidents if name != "ann_degradation"]
+        part_severities(npl, "replay-only.toml", qdrant_incidents)
+    if "scifact-pgvector" in parts:
+        pgvector_incidents = [name for name in incidents if name in PGVECTOR_INCIDENTS]
+        part_scifact_pgvector(home, pgvector_incidents, args.quiet_cycles)
     print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 

@@ -66,11 +66,15 @@ _NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", 
 (``index_changed``) and the query model (``query_model_changed``); and the outcome of the check
 that the store's vectors were made by the query model (``model_check``: its cosines move with
 the sampled documents, and a model that failed it would have stopped the run)."""
-_BM25_INDEX_FACTS: Final = frozenset({"documents", "terms", "built_at"})
-"""A BM25 index's document and term counts and build time: facts of the index
-(``index_changed``), not of the retriever: rebuilt from a changed corpus, it is the same
-retriever over another index. Only between two bm25 runs: a plug-in's own fields may share
-the names."""
+_INDEX_FACTS: Final[Mapping[str, frozenset[str]]] = {
+    "bm25": frozenset({"documents", "terms", "built_at"}),
+    "pgvector": frozenset({"estimated_rows"}),
+}
+"""Description fields of a kind that are facts of its index (``index_changed``), not of the
+retriever: a BM25 index's document and term counts and build time (rebuilt from a changed
+corpus, it is the same retriever over another index), the planner's row estimate of a
+pgvector table (it moves as rows are written, and after ``ANALYZE``). Only between two runs
+of that kind: a plug-in's own fields may share the names."""
 _RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing", "ann_index_options"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
 ``ef_search``, how a vector store timed its queries, a pgvector ANN index's build options):
@@ -768,7 +772,11 @@ def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | 
     fields = sorted(
         (set(before) | set(after))
         - _NOT_RETRIEVER_FACTS
-        - (_BM25_INDEX_FACTS if before["kind"] == after["kind"] == "bm25" else frozenset()),
+        - (
+            _INDEX_FACTS.get(before["kind"], frozenset())
+            if before["kind"] == after["kind"]
+            else frozenset()
+        ),
         key=lambda name: (_RETRIEVER_FACTS.get(name, len(_RETRIEVER_FACTS)), name),
     )
     changed = [

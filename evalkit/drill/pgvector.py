@@ -83,6 +83,9 @@ def copy_pgvector_table(conn: psycopg.Connection[Any], table: str, drill_id: str
             )
             marks = json.dumps(copy_marks(table))
             conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(made, sql.Literal(marks)))
+            # The planner's statistics, as the live table has them: a copy the planner knew
+            # nothing of could be searched with another plan.
+            conn.execute(sql.SQL("ANALYZE {}").format(made))
     except psycopg.Error as error:
         raise RetrieverError(
             f"cannot copy pgvector table {table!r} into {copy!r}: {describe_exception(error)}"
