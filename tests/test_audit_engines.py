@@ -88,6 +88,7 @@ def test_an_audit_of_a_qdrant_collection_finds_another_model_and_copies_and_meas
     assert report["n_documents"] == len(demo_documents()) + 1
     found = {finding["kind"]: finding for finding in report["findings"]}
     assert set(found["vectors_from_another_model"]["doc_ids"]) == set(TURNED)
+    assert "A qdrant index records none" in found["model_fingerprint_missing"]["message"]
     assert [COPIED, f"{COPIED}-again"] in found["exact_duplicates"]["clusters"]
     checks = {check["name"]: check for check in report["checks"]}
     assert checks["ann_recall"]["ran"], checks["ann_recall"]

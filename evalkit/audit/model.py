@@ -15,6 +15,7 @@ import numpy.typing as npt
 from evalkit.audit.context import AuditContext, SourceHashes
 from evalkit.audit.duplicates import unit_rows
 from evalkit.audit.snapshot import StoredDocument, embedded_text_hash, stored_documents
+from evalkit.audit.view import IndexView
 from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.records.audit import CheckOutcome, Finding, Reembedding
 
@@ -218,8 +219,12 @@ def check_model(context: AuditContext) -> CheckOutcome:
             config.finding(
                 "model_fingerprint_missing",
                 f"collection '{snapshot.name}' records no embedding model; the re-embedding "
-                "sample below is the only evidence of which model built it. Indexing with "
-                "`evalkit index` records one.",
+                "sample below is the only evidence of which model built it. "
+                + (
+                    f"A {context.collection.engine} index records none."
+                    if isinstance(context.collection, IndexView)
+                    else "Indexing with `evalkit index` records one."
+                ),
                 0,
             )
         )

@@ -29,6 +29,7 @@ class IndexView:
                 "exactly (cosine, inner product and L2 it can)"
             )
         self._index = index
+        self.engine = str(index.describe().get("kind", "the engine"))
         self.name = index.index_name
         self.space = space
         self.metadata: Mapping[str, Any] = {}
