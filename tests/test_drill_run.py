@@ -508,9 +508,11 @@ def test_latency_is_played_by_a_proxy_in_front_of_a_chroma_server_and_not_on_emb
 ) -> None:
     """Every search of the jobs' Chroma server 10 times slower, through a loopback proxy: the
     latency rule fires and resolves once the proxy is back to the server's speed; the
-    collections on the server are copies, as ever. On embedded Chroma it cannot be played,
-    and the report says so. (Twice as slow was caught on an idle machine, and missed under a
-    loaded CI run, where the quiet runs' own spread is wider: docs/drills.md.)"""
+    collections on the server are copies, as ever, made in the server the job names of its
+    own (chroma_url) while the settings name embedded Chroma. On embedded Chroma it cannot
+    be played, and the report says so. (Twice as slow was caught on an idle machine, and
+    missed under a loaded CI run, where the quiet runs' own spread is wider:
+    docs/drills.md.)"""
     slowed = in_demo_home / "slowed.toml"
     slowed.write_text(CONFIG.split("[[alerts.rules]]", maxsplit=1)[0] + LATENCY_RULE)
     monkeypatch.setenv("EVALKIT_CONFIG", str(slowed))
@@ -525,7 +527,16 @@ def test_latency_is_played_by_a_proxy_in_front_of_a_chroma_server_and_not_on_emb
         index_corpus(client, demo_documents(), cached_minilm(), collection_name="demo-kb")
     finally:
         close_client(client)
-    monkeypatch.setenv("EVALKIT_CHROMA_URL", chroma_server.url)
+    # The settings name embedded Chroma; the job reads the server of its own chroma_url:
+    # the drill copies the collection there and slows that server.
+    on_server = in_demo_home / "slowed-server.toml"
+    on_server.write_text(
+        slowed.read_text().replace(
+            'collection = "demo-kb"\n',
+            f'collection = "demo-kb"\nchroma_url = "{chroma_server.url}"\n',
+        )
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(on_server))
     report = run_drill(
         load_settings(),
         DrillRequest(incidents=(("latency", 10.0),), quiet_cycles=6, cycles=3, recovery_cycles=6),
@@ -537,6 +548,11 @@ def test_latency_is_played_by_a_proxy_in_front_of_a_chroma_server_and_not_on_emb
     assert latency.first_alert[0] == "slower"
     assert latency.resolved_after is not None, report.to_markdown()
     assert report.copies == {"demo-kb": f"{DRILL_PREFIX}{report.drill_id}-demo-kb"}
+    client = open_chroma_client(url=chroma_server.url)
+    try:
+        assert not [c.name for c in client.list_collections() if c.name.startswith(DRILL_PREFIX)]
+    finally:
+        close_client(client)
 
 
 def test_a_rule_whose_warm_up_the_quiet_cycles_do_not_cover_is_noted(

@@ -487,31 +487,41 @@ def test_an_incident_changes_a_fresh_copy_and_the_restore_puts_back_the_very_ind
     close_client(client)
 
 
-def test_a_job_reading_a_chroma_server_of_its_own_is_refused_before_anything_is_copied(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from evalkit.drill.config import jobs_with_their_own_chroma
-    from evalkit.scheduler.drill import DrillRequest, run_drill
+def test_collections_are_copied_in_the_chroma_server_their_jobs_read() -> None:
+    from evalkit.drill.config import chroma_collections_by_server, pointed_at_copies
 
-    jobs = {
+    tables = {
         "jobs": [
             {"name": "same", "collection": "kb", "chroma_url": "http://127.0.0.1:8000/"},
-            {"name": "own", "collection": "kb", "chroma_url": "http://10.0.0.5:8000"},
+            {"name": "own", "collection": "other-kb", "chroma_url": "http://10.0.0.5:8000"},
             {"name": "plain", "collection": "kb"},
             {"name": "http", "kind": "goldset_replay", "http_retriever": {"url": "http://x"}},
-        ]
+        ],
+        "alerts": {
+            "rules": [
+                {"name": "a", "kind": "audit_findings", "collection": "other-kb"},
+                {"name": "b", "kind": "audit_findings", "collection": "rules-only"},
+            ]
+        },
     }
-    assert jobs_with_their_own_chroma(jobs, "http://127.0.0.1:8000") == ["own"]
-    assert jobs_with_their_own_chroma(jobs, None) == ["same", "own"]
-
-    config = tmp_path / "evalkit.toml"
-    config.write_text(
-        '[[jobs]]\nname = "nightly"\nkind = "goldset_replay"\ngoldset = "g"\n'
-        'collection = "kb"\nchroma_url = "http://10.0.0.5:8000"\ncron = "0 2 * * *"\n',
-        encoding="utf-8",
+    assert chroma_collections_by_server(tables, "http://127.0.0.1:8000") == {
+        None: {"kb", "rules-only"},
+        "http://10.0.0.5:8000": {"other-kb"},
+    }
+    assert chroma_collections_by_server(tables, None) == {
+        None: {"kb", "rules-only"},
+        "http://127.0.0.1:8000/": {"kb"},
+        "http://10.0.0.5:8000": {"other-kb"},
+    }
+    proxied = pointed_at_copies(
+        tables,
+        copies={"other-kb": "evalkit-drill-d-other-kb"},
+        chroma_urls={"http://10.0.0.5:8000": "http://127.0.0.1:4000"},
     )
-    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
-    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
-    with pytest.raises(ConfigError, match="job 'nightly' reads a Chroma server of its own"):
-        run_drill(load_settings(), DrillRequest(incidents=(("deletion", None),)))
-    assert not (tmp_path / "home" / "drills").exists()
+    own = proxied["jobs"][1]
+    assert own == {
+        "name": "own",
+        "collection": "evalkit-drill-d-other-kb",
+        "chroma_url": "http://127.0.0.1:4000",
+    }
+    assert proxied["jobs"][0]["chroma_url"] == "http://127.0.0.1:8000/"

@@ -16,8 +16,8 @@ from typing import Any
 
 __all__ = [
     "bm25_indexes_named",
+    "chroma_collections_by_server",
     "collections_named",
-    "jobs_with_their_own_chroma",
     "pgvector_tables_named",
     "pointed_at_copies",
     "qdrant_collections_named",
@@ -136,18 +136,33 @@ def _retriever_kind(tables: Mapping[str, Any], job: Mapping[str, Any]) -> Any:
     return retriever.get("kind") if isinstance(retriever, Mapping) else None
 
 
-def jobs_with_their_own_chroma(tables: Mapping[str, Any], chroma_url: str | None) -> list[str]:
-    """The ``[[jobs]]`` of ``tables`` that read a collection in a Chroma server of their own
-    (a ``chroma_url`` other than the settings' ``chroma_url``), by name."""
+def chroma_collections_by_server(
+    tables: Mapping[str, Any], chroma_url: str | None
+) -> dict[str | None, set[str]]:
+    """The Chroma collections of ``collections_named``, by the server holding them: a job's
+    own ``chroma_url`` (as written) when it differs from the settings' ``chroma_url``, else
+    None (the Chroma the settings name: that server, or the embedded store). A rule's
+    collection is taken to be where a job reads it, else in the settings' Chroma."""
+    chroma = collections_named(tables)
     jobs = tables.get("jobs")
-    return [
-        str(job.get("name"))
-        for job in (jobs if isinstance(jobs, list) else [])
-        if isinstance(job, Mapping)
-        and "collection" in job
-        and job.get("chroma_url") is not None
-        and str(job["chroma_url"]).rstrip("/") != (chroma_url or "").rstrip("/")
-    ]
+    by_server: dict[str | None, set[str]] = {}
+    for job in jobs if isinstance(jobs, list) else []:
+        found: set[str] = set()
+        _walk(job, None, found)
+        by_server.setdefault(_own_chroma(job, chroma_url), set()).update(found & chroma)
+    elsewhere = set().union(*(names for url, names in by_server.items() if url is not None))
+    ruled: set[str] = set()
+    _walk(tables.get("alerts"), None, ruled)
+    by_server.setdefault(None, set()).update((ruled & chroma) - elsewhere)
+    return {url: names for url, names in by_server.items() if names}
+
+
+def _own_chroma(job: Any, chroma_url: str | None) -> str | None:
+    """The Chroma server ``job`` reads when it is not the settings' (its ``chroma_url``)."""
+    url = job.get("chroma_url") if isinstance(job, Mapping) else None
+    if url is None or str(url).rstrip("/") == (chroma_url or "").rstrip("/"):
+        return None
+    return str(url)
 
 
 def pointed_at_copies(
@@ -156,15 +171,17 @@ def pointed_at_copies(
     copies: Mapping[str, str],
     changes: Path | None = None,
     traffic: Path | None = None,
+    chroma_urls: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """``tables`` (an evalkit.toml's, unvalidated) with each collection a job or rule names
     (as its ``collection``, or a rule's ``subject``) replaced by its copy in ``copies`` (live
     name to copy name), ``changes`` (the drill's change table) added to the change tables of
     every freshness job that reads some, and ``traffic`` (the drill's traffic log) the only
     log of every traffic job, and each BM25 index folder (a job's ``retriever_options``,
-    ``[retriever] options``) its copy's; ``tables`` itself is unchanged. The drill's store is
-    given to ``load_settings`` as an argument, which outranks the environment, as tables do
-    not."""
+    ``[retriever] options``) its copy's, and a job's own ``chroma_url`` the one
+    ``chroma_urls`` gives it (the drill's proxy in front of that server); ``tables`` itself
+    is unchanged. The drill's store is given to ``load_settings`` as an argument, which
+    outranks the environment, as tables do not."""
     rewritten = dict(tables)
     found: set[str] = set()
     for table in _NAMING_TABLES:
@@ -193,6 +210,13 @@ def pointed_at_copies(
     if traffic is not None and isinstance(rewritten.get("jobs"), list):
         rewritten["jobs"] = [
             {**job, "paths": [str(traffic)]} if _is_traffic_job(job) else job
+            for job in rewritten["jobs"]
+        ]
+    if chroma_urls and isinstance(rewritten.get("jobs"), list):
+        rewritten["jobs"] = [
+            {**job, "chroma_url": chroma_urls[job["chroma_url"]]}
+            if isinstance(job, Mapping) and job.get("chroma_url") in chroma_urls
+            else job
             for job in rewritten["jobs"]
         ]
     return rewritten

@@ -34,8 +34,7 @@ from evalkit.config import load_settings
 from evalkit.config.sources import read_config_file
 from evalkit.drill.config import (
     bm25_indexes_named,
-    collections_named,
-    jobs_with_their_own_chroma,
+    chroma_collections_by_server,
     pgvector_tables_named,
     pointed_at_copies,
     qdrant_collections_named,
@@ -484,21 +483,14 @@ def _relevant_documents(store: Store) -> frozenset[str]:
 def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
     """Rehearse ``request``'s incidents against the monitoring ``user`` configures."""
     path, tables = read_config_file()
-    names, in_qdrant = collections_named(tables), qdrant_collections_named(tables)
+    in_chroma = chroma_collections_by_server(tables, user.chroma_url)
+    in_qdrant = qdrant_collections_named(tables)
     in_pgvector, in_bm25 = pgvector_tables_named(tables), bm25_indexes_named(tables)
-    if not names and not in_qdrant and not in_pgvector and not in_bm25:
+    if not in_chroma and not in_qdrant and not in_pgvector and not in_bm25:
         raise ConfigError(
             f"{path}: no [[jobs]] entry reads a Chroma or Qdrant collection, a pgvector "
             "table or a BM25 index: a drill rehearses incidents on copies of the indexes "
             "the jobs read"
-        )
-    elsewhere = jobs_with_their_own_chroma(tables, user.chroma_url)
-    if elsewhere:
-        raise ConfigError(
-            f"{path}: job {elsewhere[0]!r} reads a Chroma server of its own (chroma_url); a "
-            "drill copies collections only in the Chroma the settings name (chroma_url: "
-            f"{user.chroma_url or 'none, the embedded store'}): drop the job's chroma_url, or "
-            "set the settings' to it, for the drill"
         )
     drill_dir = start_drill_folder(user.home, request.drill_id)
     store_path = drill_dir / "evalkit.duckdb"
@@ -515,8 +507,10 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
         # embedded once for the whole drill (a third of a cycle's time on the demo goldset).
         stack.enter_context(remembering_vectors())
         copies: list[ScratchCopies | QdrantCopies | PgvectorCopies | Bm25Copies] = []
-        if names:
-            copies.append(stack.enter_context(ScratchCopies(user, names, request.drill_id)))
+        for url, names in sorted(in_chroma.items(), key=lambda item: item[0] or ""):
+            # A job's own Chroma server gets its copies there, under the same names.
+            server = user if url is None else user.model_copy(update={"chroma_url": url})
+            copies.append(stack.enter_context(ScratchCopies(server, names, request.drill_id)))
         if in_qdrant:
             # qdrant_client is an optional extra: only a drill of Qdrant collections needs it.
             from evalkit.drill.qdrant import QdrantCopies
@@ -537,17 +531,25 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
                 )
             )
         copied = {live: copy for made in copies for live, copy in made.names.items()}
-        proxy = (
-            stack.enter_context(SlowingProxy(user.chroma_url))
-            if slowed and user.chroma_url
-            else None
+        # A slowing incident is played by a proxy in front of each Chroma server the jobs read.
+        servers = [url for url in in_chroma if url is not None]
+        slowed_servers = ([user.chroma_url] if user.chroma_url else []) + servers
+        proxies = (
+            {url: stack.enter_context(SlowingProxy(url)) for url in slowed_servers}
+            if slowed
+            else {}
         )
+        proxy = proxies.get(user.chroma_url) if user.chroma_url else None
         # The drill's store (and proxy) as arguments: they outrank EVALKIT_STORE_PATH and
         # EVALKIT_CHROMA_URL, which the file's tables do not (the drill's runs went to the
         # user's store).
         settings = load_settings(
             rewrite_tables=functools.partial(
-                pointed_at_copies, copies=copied, changes=changes, traffic=traffic_log
+                pointed_at_copies,
+                copies=copied,
+                changes=changes,
+                traffic=traffic_log,
+                chroma_urls={url: proxies[url].url for url in servers if url in proxies},
             ),
             store_path=store_path,
             chroma_url=None if proxy is None else proxy.url,
@@ -594,11 +596,19 @@ def run_drill(user: Settings, request: DrillRequest) -> DrillReport:
             if not watched.intersection(incident.seen_by):
                 results.append(IncidentResult(name, share, gap=_gap(incident.seen_by)))
                 continue
-            if incident.slows and proxy is None:
+            if incident.slows and not proxies:
                 results.append(IncidentResult(name, share, gap=_NOT_SLOWED))
                 continue
             result, last = _rehearse(
-                _Play(tuple(copies), proxy, relevant, request.seed, embed, changes, traffic),
+                _Play(
+                    tuple(copies),
+                    tuple(proxies.values()),
+                    relevant,
+                    request.seed,
+                    embed,
+                    changes,
+                    traffic,
+                ),
                 cycles,
                 last,
                 incident=name,
@@ -665,10 +675,10 @@ _NOT_SLOWED = (
 
 @dataclass(frozen=True, slots=True)
 class _Play:
-    """What an incident is played on: the copies, or the proxy in front of their server."""
+    """What an incident is played on: the copies, or the proxies in front of their servers."""
 
     copies: tuple[ScratchCopies | QdrantCopies | PgvectorCopies | Bm25Copies, ...]
-    proxy: SlowingProxy | None
+    proxies: tuple[SlowingProxy, ...]
     relevant: frozenset[str]
     seed: int
     embed: Embed
@@ -679,13 +689,15 @@ class _Play:
 
     def inject(self, incident: str, severity: float) -> Injected:
         """Play ``incident`` at ``severity``: into fresh copies (the quiet ones set aside),
-        or through the proxy. ``NotInjectableError`` (the copies restored) when an engine
+        or through the proxies. ``NotInjectableError`` (the copies restored) when an engine
         cannot play it."""
         if INCIDENTS[incident].slows:
-            assert self.proxy is not None, "a slowing incident needs the proxy"
-            self.proxy.factor = severity
+            assert self.proxies, "a slowing incident needs a proxy"
+            for proxy in self.proxies:
+                proxy.factor = severity
+            servers = "server" if len(self.proxies) == 1 else f"{len(self.proxies)} servers"
             return Injected(
-                incident, severity, (), f"every search of the Chroma server {severity:g}x slower"
+                incident, severity, (), f"every search of the Chroma {servers} {severity:g}x slower"
             )
         if INCIDENTS[incident].feeds_traffic:
             if self.traffic is None:
@@ -728,10 +740,10 @@ class _Play:
         return next(iter(self.injected.values()))
 
     def restore(self, incident: str) -> None:
-        """Undo ``incident``: the proxy back to the server's speed, or the quiet copies back."""
+        """Undo ``incident``: the proxies back to the servers' speed, or the quiet copies back."""
         if INCIDENTS[incident].slows:
-            assert self.proxy is not None, "a slowing incident needs the proxy"
-            self.proxy.factor = 1.0
+            for proxy in self.proxies:
+                proxy.factor = 1.0
             return
         if self.traffic is not None and INCIDENTS[incident].feeds_traffic:
             self.traffic.share = 0.0
