@@ -61,6 +61,12 @@ def audit_collection(
     """
     if store is None and (save or goldset):
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
+    from evalkit.audit import run_audit
+
+    gold = None
+    if store is not None and goldset:  # a goldset that is not there fails before any index work
+        with store.writer("audit") as opened:
+            gold = load_stored_goldset(opened, goldset)
     audited: AuditedCollection
     with contextlib.ExitStack() as stack:
         if retriever in (None, "chroma"):
@@ -72,16 +78,28 @@ def audit_collection(
             stack.enter_context(closing_retriever(index))
             audited = IndexView(index)
             location = _location(index.describe())
-        return _audited(
-            store,
+        previous: dict[str, float] = {}
+        if store is not None:
+            with store.writer("audit") as opened:
+                previous = latest_measurements(
+                    opened,
+                    collection=audited.name,
+                    goldset_version=gold.version if gold is not None else None,
+                )
+        report = run_audit(
             audited,
-            location,
-            config=config,
             embedder=embedder,
+            config=config,
             source=source,
-            goldset=goldset,
-            save=save,
+            goldset=gold,
+            previous=previous,
+            location=location,
         )
+    stored = None
+    if save and store is not None:
+        with store.writer("audit") as opened:
+            stored = save_audit(opened, report)
+    return AuditOutcome(report=report, stored=stored)
 
 
 def _chroma_collection(
@@ -128,42 +146,3 @@ def _location(described: Mapping[str, Any]) -> str:
     if described.get("url") or described.get("path"):
         return f"{described['kind']}:{described.get('url') or described.get('path')}"
     return f"{described['kind']}://{described.get('host')}:{described.get('port')}/{described.get('dbname')}"
-
-
-def _audited(
-    store: WriterAccess | None,
-    collection: AuditedCollection,
-    location: str,
-    *,
-    config: AuditConfig,
-    embedder: TextEmbedder | None,
-    source: Path | None,
-    goldset: str | None,
-    save: bool,
-) -> AuditOutcome:
-    from evalkit.audit import run_audit
-
-    gold = None
-    previous: dict[str, float] = {}
-    if store is not None:
-        with store.writer("audit") as opened:
-            gold = load_stored_goldset(opened, goldset) if goldset else None
-            previous = latest_measurements(
-                opened,
-                collection=collection.name,
-                goldset_version=gold.version if gold is not None else None,
-            )
-    report = run_audit(
-        collection,
-        embedder=embedder,
-        config=config,
-        source=source,
-        goldset=gold,
-        previous=previous,
-        location=location,
-    )
-    stored = None
-    if save and store is not None:
-        with store.writer("audit") as opened:
-            stored = save_audit(opened, report)
-    return AuditOutcome(report=report, stored=stored)
