@@ -705,12 +705,25 @@ def test_an_audit_before_the_candidate_never_says_its_lost_documents_are_in_the_
     assert absent.statement.startswith("probably missing from the index: 2 of the 2")
 
 
-def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store) -> None:
+def test_the_audit_note_names_the_index_and_only_for_indexes_an_audit_reads(
+    store: Store,
+) -> None:
     gold = goldset(N)
     save_goldset(store, gold)
     lost = _without({"q01-b", "q02-b"})
     served = {"kind": "chroma-http", "url": "http://chroma:8000", "collection": "mini"}
-    for kind, config in (("chroma-http", served), ("http", {"kind": "http", "url": "http://s"})):
+    expected = {
+        "chroma-http": "`evalkit audit --collection mini --chroma-url http://chroma:8000 "
+        "--goldset mini`",
+        "qdrant": "`evalkit audit --retriever qdrant --collection kb --goldset mini`",
+        "pgvector": "`evalkit audit --retriever pgvector --goldset mini`",
+    }
+    for kind, config in (
+        ("chroma-http", served),
+        ("qdrant", {"kind": "qdrant", "collection": "kb"}),
+        ("pgvector", {"kind": "pgvector", "table": "public.docs"}),
+        ("http", {"kind": "http", "url": "http://s"}),
+    ):
         runs = [
             store_run(
                 store,
@@ -718,7 +731,7 @@ def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store
                 rankings,
                 retriever_kind=kind,
                 config=config,
-                collection=config.get("collection"),
+                collection=config.get("collection") or config.get("table"),
                 model_fingerprint="fp-1",
                 index_fingerprint="idx-1",
                 measures=MEASURES,
@@ -726,12 +739,8 @@ def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store
             for rankings in ({q: perfect(q) for q in query_ids(N)}, lost)
         ]
         notes = explain_runs(store, runs[1], baseline=runs[0], test=FAST).notes
-        if kind == "chroma-http":
-            assert any(
-                "`evalkit audit --collection mini --chroma-url http://chroma:8000 --goldset mini`"
-                in note
-                for note in notes
-            ), notes
+        if kind in expected:
+            assert any(expected[kind] in note for note in notes), notes
         else:
             # An HTTP endpoint is no Chroma collection: `evalkit audit` could not read it.
             assert not any("evalkit audit" in note for note in notes), notes
@@ -1433,6 +1442,7 @@ def test_an_index_rebuilt_or_grown_is_an_index_change_not_a_retriever_one(
     after = run("pgvector", worse, "idx-2", estimated_rows=5183)
     kinds = [cause.kind for cause in explain_runs(store, after, baseline=before, test=FAST).causes]
     assert "retriever_changed" not in kinds
+    assert kinds[0] == "index_changed"
 
     mine = run("factory", perfect_rankings, "idx-1", documents=40)
     theirs = run("factory", worse, "idx-1", documents=36)

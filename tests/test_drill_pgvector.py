@@ -294,6 +294,7 @@ def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchang
     assert report.false_alarms == ()
     deletion, mixed, mismatch = report.incidents
     assert deletion.first_alert is not None
+    assert deletion.first_alert[0] in {"ndcg-drop", "index-health"}, report.to_markdown()
     assert deletion.first_alert[1] == 1, report.to_markdown()
     before_ndcg, after_ndcg = deletion.effect["ndcg@10"]
     assert before_ndcg is not None
@@ -306,6 +307,7 @@ def test_a_drill_of_a_pgvector_table_catches_its_incidents_and_leaves_it_unchang
     assert "nightly" not in mixed.failed_jobs
     assert mismatch.carried == ()
     assert mismatch.first_alert is not None
+    assert mismatch.first_alert[0] in {"wrong-model", "job-failed"}, report.to_markdown()
     assert mismatch.first_alert[1] == 1, report.to_markdown()
     assert "nightly" in mismatch.failed_jobs
     assert report.exit_code == 0

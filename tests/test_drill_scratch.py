@@ -510,13 +510,16 @@ def test_collections_are_copied_in_the_chroma_server_their_jobs_read() -> None:
     }
     assert chroma_collections_by_server(tables, None) == {
         None: {"kb", "rules-only"},
-        "http://127.0.0.1:8000/": {"kb"},
+        "http://127.0.0.1:8000": {"kb"},
         "http://10.0.0.5:8000": {"other-kb"},
     }
     proxied = pointed_at_copies(
         tables,
         copies={"other-kb": "evalkit-drill-d-other-kb"},
-        chroma_urls={"http://10.0.0.5:8000": "http://127.0.0.1:4000"},
+        chroma_urls={
+            "http://10.0.0.5:8000": "http://127.0.0.1:4000",
+            "http://127.0.0.1:8000": "http://127.0.0.1:4001",
+        },
     )
     own = proxied["jobs"][1]
     assert own == {
@@ -524,4 +527,5 @@ def test_collections_are_copied_in_the_chroma_server_their_jobs_read() -> None:
         "collection": "evalkit-drill-d-other-kb",
         "chroma_url": "http://127.0.0.1:4000",
     }
-    assert proxied["jobs"][0]["chroma_url"] == "http://127.0.0.1:8000/"
+    assert proxied["jobs"][0]["chroma_url"] == "http://127.0.0.1:4001", "the settings' server"
+    assert proxied["jobs"][2] == {"name": "plain", "collection": "kb"}

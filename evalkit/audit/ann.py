@@ -16,6 +16,7 @@ import numpy.typing as npt
 from evalkit.audit.context import AuditContext, RetrievedLists
 from evalkit.audit.duplicates import unit_rows
 from evalkit.audit.model import sample_rows
+from evalkit.audit.view import IndexView
 from evalkit.errors import ConfigError
 from evalkit.records.audit import CheckOutcome, Finding, Severity
 
@@ -161,6 +162,11 @@ def check_ann_recall(context: AuditContext) -> CheckOutcome:
     snapshot, config = context.snapshot, context.config
     if len(snapshot) == 0:
         return CheckOutcome("ann_recall", False, note="the collection is empty")
+    several = (
+        context.collection.stored_as_several if isinstance(context.collection, IndexView) else None
+    )
+    if several is not None:
+        return CheckOutcome("ann_recall", False, note=several)
     lists, described = _query_lists(context)
     depth = min(config.k, len(snapshot))
     measure = f"recall@{config.k}"

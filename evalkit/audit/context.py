@@ -149,6 +149,8 @@ class AuditContext:
                 response = self.collection.query(
                     query_embeddings=batch, n_results=depth, include=["distances"]
                 )
+            except RetrieverError:  # another engine's, which says what failed
+                raise
             except Exception as error:  # connection, server and validation errors alike
                 raise RetrieverError(
                     f"querying Chroma collection '{self.snapshot.name}' failed: "

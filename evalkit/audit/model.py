@@ -15,7 +15,7 @@ import numpy.typing as npt
 from evalkit.audit.context import AuditContext, SourceHashes
 from evalkit.audit.duplicates import unit_rows
 from evalkit.audit.snapshot import StoredDocument, embedded_text_hash, stored_documents
-from evalkit.audit.view import IndexView
+from evalkit.audit.view import IndexView, advice
 from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.records.audit import CheckOutcome, Finding, Reembedding
 
@@ -125,11 +125,15 @@ def _other_model_finding(context: AuditContext, sample: Reembedding) -> Finding:
         "vectors_from_another_model",
         f"{bad} of {len(sample)} re-embedded documents do not match their "
         f"stored vectors (cosine < {config.model_min_cosine}); about {estimated} "
-        f"of {len(snapshot)} documents were embedded by another model. Indexing "
-        "the corpus again leaves them as they are, since their content has not "
-        "changed: rebuild the collection with the query model "
-        f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
-        "`collection.delete(ids=...)`) and index again.",
+        f"of {len(snapshot)} documents were embedded by another model. "
+        + advice(
+            context.collection,
+            "Indexing the corpus again leaves them as they are, since their content has not "
+            "changed: rebuild the collection with the query model "
+            f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
+            "`collection.delete(ids=...)`) and index again.",
+            "Embed them again with the query model and write them to the {engine} index.",
+        ),
         mismatched_share=share,
         estimated_documents=estimated,
     )
@@ -190,8 +194,13 @@ def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
         f"vectors (cosine < {config.model_min_cosine}), and their stored text differs from "
         f"{against}: the text and vectors under these ids were replaced after indexing "
         "(e.g. `collection.update(documents=..., embeddings=...)`), not embedded by another "
-        f"model. {listed}; delete them from the collection and index again, or rebuild "
-        f"it ({_rebuild(snapshot.name)}).",
+        f"model. {listed}; "
+        + advice(
+            context.collection,
+            f"delete them from the collection and index again, or rebuild it "
+            f"({_rebuild(snapshot.name)}).",
+            "write them again from the source to the {engine} index.",
+        ),
         replaced_share=float(replaced.mean()),
         compared_with="source" if with_source else "recorded_hash",
     )
@@ -264,8 +273,12 @@ def check_model(context: AuditContext) -> CheckOutcome:
             config.finding(
                 "vectors_from_another_model",
                 f"every stored vector was made by another model: {context.embedder_problem}; "
-                "query it with the model it was built with, or rebuild it with the query "
-                f"model ({_rebuild(snapshot.name)})",
+                "query it with the model it was built with, or "
+                + advice(
+                    context.collection,
+                    f"rebuild it with the query model ({_rebuild(snapshot.name)})",
+                    "embed it again with the query model",
+                ),
                 len(snapshot),
                 value=0.0,
                 threshold=config.model_min_cosine,

@@ -146,7 +146,7 @@ def read_snapshot(
         embeddings = page.get("embeddings")
         if embeddings is None or len(embeddings) != len(page_ids):
             raise RetrieverError(
-                f"Chroma collection '{collection.name}' returned documents without vectors "
+                f"{_what(collection)} '{collection.name}' returned documents without vectors "
                 f"(offset {offset}); it cannot be audited"
             )
         texts = page.get("documents") or [None] * len(page_ids)
@@ -247,6 +247,12 @@ def _stored_document(
     return StoredDocument(document, str(metadata.get(CONTENT_HASH_KEY, "")), vector)
 
 
+def _what(collection: AuditedCollection) -> str:
+    return (
+        f"{collection.engine} index" if isinstance(collection, IndexView) else "Chroma collection"
+    )
+
+
 def _get(collection: AuditedCollection, **arguments: Any) -> Mapping[str, Any]:
     try:
         result: Mapping[str, Any] = collection.get(**arguments)
@@ -254,6 +260,6 @@ def _get(collection: AuditedCollection, **arguments: Any) -> Mapping[str, Any]:
         raise
     except Exception as error:  # connection, server and validation errors alike
         raise RetrieverError(
-            f"cannot read Chroma collection '{collection.name}': {describe_exception(error)}"
+            f"cannot read {_what(collection)} '{collection.name}': {describe_exception(error)}"
         ) from error
     return result

@@ -14,6 +14,7 @@ import pandas as pd
 
 from evalkit.audit.context import AuditContext, SourceHashes
 from evalkit.audit.snapshot import embedded_text_hash
+from evalkit.audit.view import IndexView, advice
 from evalkit.errors import InputError
 from evalkit.goldset.corpus import content_hash
 from evalkit.records import Document
@@ -119,9 +120,14 @@ def _copies_finding(context: AuditContext, copies: Mapping[str, str]) -> Finding
         f"{len(copies)} indexed documents are not in the source but store the text of a "
         f"source document under another id ({example}{', ...' if len(copies) > 3 else ''}): "
         "the likely cause is documents ingested again under new ids without deduplication. "
-        "Delete these ids from the collection (Chroma's `collection.delete(ids=...)`) and "
-        "make ingestion idempotent (stable ids, e.g. `evalkit index`, which keys documents "
-        "by their source id)",
+        + advice(
+            context.collection,
+            "Delete these ids from the collection (Chroma's `collection.delete(ids=...)`) and "
+            "make ingestion idempotent (stable ids, e.g. `evalkit index`, which keys "
+            "documents by their source id)",
+            "Delete these ids from the {engine} index and make ingestion idempotent (stable "
+            "ids: the source's)",
+        ),
         len(copies),
         doc_ids=tuple(copies),
         clusters=tuple(tuple(cluster) for _, cluster in sorted(clusters.items())),
@@ -138,21 +144,31 @@ def check_staleness(context: AuditContext) -> CheckOutcome:
     if context.source_hashes is None:
         return CheckOutcome("staleness", False, note="no source corpus given (--source)")
     snapshot, config, source = context.snapshot, context.config, context.source_hashes
+    # Another engine records no content hash, and its payload or row is not evalkit's
+    # metadata: what it stores is compared with the source by the text that is embedded.
+    by_text = isinstance(context.collection, IndexView)
+    if by_text and not any(snapshot.text_hashes):
+        return CheckOutcome("staleness", False, note="the index stores no document text to compare")
     diff = compare_hashes(
         snapshot.ids,
-        snapshot.hashes,
-        source.content,
+        snapshot.text_hashes if by_text else snapshot.hashes,
+        source.text if by_text else source.content,
         indexed_texts=snapshot.text_hashes,
         source_texts=source.text,
     )
+    where = context.collection
     findings = [
         config.finding(code, f"{len(doc_ids)} {message}", len(doc_ids), doc_ids=doc_ids)
         for code, doc_ids, message in (
             (
                 "changed_at_source",
                 diff.changed,
-                "indexed documents changed at the source since they were indexed; re-index "
-                "them (`evalkit index` re-embeds only those)",
+                "indexed documents changed at the source since they were indexed; "
+                + advice(
+                    where,
+                    "re-index them (`evalkit index` re-embeds only those)",
+                    "embed them again and write them to the {engine} index",
+                ),
             ),
             (
                 "changed_in_index",

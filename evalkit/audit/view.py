@@ -15,7 +15,7 @@ from typing import Any
 from evalkit.errors import ConfigError
 from evalkit.retrievers.contents import Contents, ReadableIndex, Vectors
 
-__all__ = ["IndexView"]
+__all__ = ["IndexView", "advice"]
 
 
 class IndexView:
@@ -38,6 +38,19 @@ class IndexView:
     @cached_property
     def _contents(self) -> Contents:
         return self._index.read_contents()
+
+    @property
+    def stored_as_several(self) -> str | None:
+        """Why ANN recall cannot be measured here: documents stored as several points or
+        rows (chunks under one id), which the index searches each, while exact search has
+        each document's first; None when each document is one."""
+        entries = self._contents.entries
+        if entries is None:
+            return None
+        return (
+            f"the index stores {len(self._contents.ids):,} documents as {entries:,} points "
+            "or rows: its searches rank each, an exact search over documents would not"
+        )
 
     @cached_property
     def _rows(self) -> dict[str, int]:
@@ -76,3 +89,11 @@ class IndexView:
     ) -> dict[str, Any]:
         """The ids the index returns for each query vector (top ``n_results``)."""
         return {"ids": self._index.search_vectors(query_embeddings, n_results)}
+
+
+def advice(collection: object, chroma: str, other: str) -> str:
+    """What to do about a finding: ``chroma`` for a Chroma collection (``evalkit index``,
+    Chroma's calls), ``other`` for another engine's index, its ``{engine}`` named."""
+    if isinstance(collection, IndexView):
+        return other.replace("{engine}", collection.engine)
+    return chroma

@@ -810,20 +810,25 @@ def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | 
 
 def _audit_note(base: RunRecord, cand: RunRecord) -> str | None:
     """The ``evalkit audit`` command that tells whether the lost documents are still
-    indexed, with the arguments it needs; None unless the candidate searched a Chroma
-    collection (the only index an audit can read)."""
+    indexed, with the arguments it needs; None unless the candidate searched an index an
+    audit can read (a Chroma or Qdrant collection, a pgvector table)."""
     config = cand.spec.retriever_config
     kinds = (cand.spec.retriever_kind, config.get("kind"), config.get("adapter"))
     collection = cand.spec.collection
-    if not collection or not any(str(kind or "").startswith("chroma") for kind in kinds):
-        return None
-    url = config.get("url")
-    server = f" --chroma-url {url}" if url else ""
     gold = f" --goldset {cand.spec.goldset_name}" if cand.spec.goldset_name else ""
+    if collection and any(str(kind or "").startswith("chroma") for kind in kinds):
+        url = config.get("url")
+        server = f" --chroma-url {url}" if url else ""
+        command = f"evalkit audit --collection {collection}{server}{gold}"
+    elif collection and cand.spec.retriever_kind == "qdrant":
+        command = f"evalkit audit --retriever qdrant --collection {collection}{gold}"
+    elif collection and cand.spec.retriever_kind == "pgvector":
+        command = f"evalkit audit --retriever pgvector{gold}"
+    else:
+        return None
     return (
         f"no index audit since the baseline started ({base.started_at:%Y-%m-%d %H:%M} UTC): "
-        f"`evalkit audit --collection {collection}{server}{gold}` tells whether the lost "
-        "documents are still indexed"
+        f"`{command}` tells whether the lost documents are still indexed"
     )
 
 

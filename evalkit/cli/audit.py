@@ -16,7 +16,7 @@ from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
-from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
+from evalkit.records.audit import AUDIT_DEFAULTS, AUDITED_KINDS, CHECK_NAMES, AuditConfig
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
@@ -132,6 +132,8 @@ def audit(
     embeds = "model" in checks or bool(goldset and {"ann_recall", "coverage"} & set(checks))
     model_modules = local_model_modules(config) if embeds else ()
     kind, collection = _audited_index(collection, retriever_spec, config.retriever)
+    if kind != "chroma" and chroma_url:
+        raise ConfigError(f"--chroma-url is for a Chroma collection, not a {kind} index")
     if kind == "chroma":
         require_all(("chromadb", *model_modules), "`evalkit audit`")
     audit_config = AuditConfig(
@@ -178,10 +180,6 @@ def audit(
         _print(report, audit_id, fail_on, failed)
     if failed:
         raise typer.Exit(FINDINGS_EXIT_CODE)
-
-
-AUDITED_KINDS = ("chroma", "qdrant", "pgvector")
-"""The retrievers whose index evalkit can read back, so audit."""
 
 
 def _audited_index(

@@ -140,9 +140,10 @@ def chroma_collections_by_server(
     tables: Mapping[str, Any], chroma_url: str | None
 ) -> dict[str | None, set[str]]:
     """The Chroma collections of ``collections_named``, by the server holding them: a job's
-    own ``chroma_url`` (as written) when it differs from the settings' ``chroma_url``, else
-    None (the Chroma the settings name: that server, or the embedded store). A rule's
-    collection is taken to be where a job reads it, else in the settings' Chroma."""
+    own ``chroma_url`` (without a trailing slash) when it differs from the settings'
+    ``chroma_url``, else None (the Chroma the settings name: that server, or the embedded
+    store). A rule's collection is taken to be where a job reads it, else in the settings'
+    Chroma."""
     chroma = collections_named(tables)
     jobs = tables.get("jobs")
     by_server: dict[str | None, set[str]] = {}
@@ -158,11 +159,17 @@ def chroma_collections_by_server(
 
 
 def _own_chroma(job: Any, chroma_url: str | None) -> str | None:
-    """The Chroma server ``job`` reads when it is not the settings' (its ``chroma_url``)."""
+    """The Chroma server ``job`` reads when it is not the settings' (its ``chroma_url``,
+    without a trailing slash)."""
     url = job.get("chroma_url") if isinstance(job, Mapping) else None
-    if url is None or str(url).rstrip("/") == (chroma_url or "").rstrip("/"):
+    if url is None or _server(url) == _server(chroma_url or ""):
         return None
-    return str(url)
+    return _server(url)
+
+
+def _server(url: Any) -> str:
+    """A Chroma server's URL as one server has one: without a trailing slash."""
+    return str(url).rstrip("/")
 
 
 def pointed_at_copies(
@@ -179,7 +186,8 @@ def pointed_at_copies(
     every freshness job that reads some, and ``traffic`` (the drill's traffic log) the only
     log of every traffic job, and each BM25 index folder (a job's ``retriever_options``,
     ``[retriever] options``) its copy's, and a job's own ``chroma_url`` the one
-    ``chroma_urls`` gives it (the drill's proxy in front of that server); ``tables`` itself
+    ``chroma_urls`` gives its server (the drill's proxy in front of it; keys without a
+    trailing slash); ``tables`` itself
     is unchanged. The drill's store is given to ``load_settings`` as an argument, which
     outranks the environment, as tables do not."""
     rewritten = dict(tables)
@@ -214,8 +222,10 @@ def pointed_at_copies(
         ]
     if chroma_urls and isinstance(rewritten.get("jobs"), list):
         rewritten["jobs"] = [
-            {**job, "chroma_url": chroma_urls[job["chroma_url"]]}
-            if isinstance(job, Mapping) and job.get("chroma_url") in chroma_urls
+            {**job, "chroma_url": chroma_urls[_server(job["chroma_url"])]}
+            if isinstance(job, Mapping)
+            and job.get("chroma_url")
+            and _server(job["chroma_url"]) in chroma_urls
             else job
             for job in rewritten["jobs"]
         ]

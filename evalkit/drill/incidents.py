@@ -44,7 +44,6 @@ REVISION = " (revised)"
 """What a withheld change appends to a document's text."""
 CHUNK_WORDS = 48
 """The words of a chunk the chunking drift cuts a document into (its last one shorter)."""
-"""Chroma's HNSW settings where a collection's configuration leaves them out."""
 
 Rebuild = Callable[[Mapping[str, Any]], object]
 """Copies the live index again in place of the copy, with these HNSW settings."""
@@ -293,6 +292,11 @@ def _ann_degradation(target: _Target) -> Injected:
     # hnswlib and pgvector need two neighbours a node; a search breadth below k is searched
     # at k.
     lowered = {key: max(2, round(int(value) * (1 - target.share))) for key, value in live.items()}
+    if "ef_construction" in lowered and "max_neighbors" in lowered:
+        # pgvector builds an HNSW index only with ef_construction at least 4 and 2 * m.
+        lowered["ef_construction"] = max(
+            lowered["ef_construction"], 2 * lowered["max_neighbors"], 4
+        )
     target.rebuild(lowered)
     changed = ", ".join(f"{key} {live[key]} -> {value}" for key, value in lowered.items())
     return Injected("ann_degradation", target.share, (), f"HNSW index rebuilt with {changed}")

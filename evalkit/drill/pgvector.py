@@ -356,15 +356,21 @@ class PgvectorCopies:
         conn = self._open()
         for number, (live, copy) in enumerate(self.names.items()):
             held = split_table_name(self._held(copy))[-1]
-            with conn.transaction():  # a copy that fails leaves the quiet one where it was
-                aside = f"{DRILL_PREFIX}{self._drill_id}-{number}"
-                self._indexes_held[copy] = self._rename_indexes(conn, copy, aside)
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                        sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
+            try:
+                with conn.transaction():  # a copy that fails leaves the quiet one where it was
+                    aside = f"{DRILL_PREFIX}{self._drill_id}-{number}"
+                    renamed = self._rename_indexes(conn, copy, aside)
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                            sql.Identifier(*split_table_name(copy)), sql.Identifier(held)
+                        )
                     )
-                )
-                copy_pgvector_table(conn, live, self._drill_id)
+                    copy_pgvector_table(conn, live, self._drill_id)
+            except psycopg.Error as error:
+                raise RetrieverError(
+                    f"cannot set pgvector copy {copy!r} aside: {describe_exception(error)}"
+                ) from error
+            self._indexes_held[copy] = renamed  # only once the transaction has committed
 
     @staticmethod
     def _rename_indexes(
@@ -388,23 +394,37 @@ class PgvectorCopies:
         return renamed
 
     def restore(self) -> None:
-        """Drop the changed copies and put back those ``hold`` set aside, indexes and all."""
+        """Drop the changed copies and put back those ``hold`` set aside, indexes and all (a
+        copy whose hold failed is still the quiet one, and stays)."""
         conn = self._open()
         for copy in self.names.values():
+            if copy not in self._indexes_held:
+                continue
             *schema, name = split_table_name(copy)
-            with conn.transaction():
-                _drop(conn, copy)
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-                        sql.Identifier(*split_table_name(self._held(copy))), sql.Identifier(name)
-                    )
-                )
-                for index, aside in self._indexes_held.pop(copy, []):
+            try:
+                with conn.transaction():
                     conn.execute(
-                        sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-                            sql.Identifier(*schema, aside), sql.Identifier(index)
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            sql.Identifier(*split_table_name(copy))
                         )
                     )
+                    conn.execute(
+                        sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                            sql.Identifier(*split_table_name(self._held(copy))),
+                            sql.Identifier(name),
+                        )
+                    )
+                    for index, aside in self._indexes_held[copy]:
+                        conn.execute(
+                            sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                                sql.Identifier(*schema, aside), sql.Identifier(index)
+                            )
+                        )
+            except psycopg.Error as error:
+                raise RetrieverError(
+                    f"cannot put pgvector copy {copy!r} back: {describe_exception(error)}"
+                ) from error
+            del self._indexes_held[copy]
 
     def rebuild(self, live: str, hnsw: Mapping[str, Any]) -> None:
         """Rebuild the HNSW indexes of ``live``'s copy with ``hnsw``'s ``max_neighbors`` (as

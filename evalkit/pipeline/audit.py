@@ -72,7 +72,7 @@ def audit_collection(
         if retriever in (None, "chroma"):
             if not collection:
                 raise ConfigError("an audit of a Chroma collection needs its name (collection)")
-            audited, location = _chroma_collection(settings, collection, chroma_url)
+            audited, location = _chroma_collection(settings, collection, chroma_url, stack)
         else:
             index = _readable_index(settings, retriever, collection, embedder)
             stack.enter_context(closing_retriever(index))
@@ -103,16 +103,18 @@ def audit_collection(
 
 
 def _chroma_collection(
-    settings: Settings, collection: str, chroma_url: str | None
+    settings: Settings, collection: str, chroma_url: str | None, stack: contextlib.ExitStack
 ) -> tuple[Collection, str]:
+    """The Chroma collection, its client closed when ``stack`` ends; and where it is."""
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
-    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     url = chroma_url or settings.chroma_url
     if not url:  # an audit measures the collection as it is searched, not at a sweep's value
         restore_interrupted_ef_search(settings.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    stack.callback(close_client, client)
     return get_collection(client, collection), url or str(settings.resolved_chroma_path)
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "AUDITED_KINDS",
     "AUDIT_DEFAULTS",
     "CHECK_NAMES",
     "DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE",
@@ -340,6 +341,9 @@ class Reembedding:
 DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE: Final = 0.01
 """Above 1 % of a goldset's relevant documents missing, its recall figures no longer
 describe the retriever: every query that judged one is capped below 1, whatever is tried."""
+
+AUDITED_KINDS: tuple[str, ...] = ("chroma", "qdrant", "pgvector")
+"""The retrievers whose index evalkit can read back, so audit."""
 
 CHECK_NAMES: tuple[str, ...] = (
     "duplicates",

@@ -26,6 +26,9 @@ class Contents:
     embeddings: Vectors
     documents: list[str | None]
     metadatas: list[Mapping[str, Any] | None]
+    entries: int | None = None
+    """The points or rows read, when more than the documents (a document stored as several:
+    its first is its document here); None when each is one."""
 
 
 def vector_rows(vectors: Sequence[Any], count: int) -> Vectors:

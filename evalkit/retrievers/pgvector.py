@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -571,7 +571,8 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
                 ) from error
             for position, doc_id, _ in rows:
                 found[start + int(position) - 1].append(str(doc_id))
-        return found
+        # Rows sharing an id are one document, ranked where its first row is.
+        return [list(dict.fromkeys(ids)) for ids in found]
 
     def describe(self) -> dict[str, Any]:
         """Kind, server, table, columns, metric and search settings; never the password."""
@@ -704,26 +705,27 @@ def open_connection(dsn: str, *, connect_timeout: float) -> psycopg.Connection[A
 def read_pgvector_contents(
     conn: psycopg.Connection[Any], settings: PgvectorSettings, table: sql.Identifier
 ) -> Contents:
-    """Every row of ``table`` as a document, as the pgvector retriever reads it: its id from
-    ``id_column``, its vector ``embedding_column``, its text ``text_column``, its other
-    columns as metadata."""
+    """Every row of ``table`` with a vector as a document, as the pgvector retriever reads
+    it: its id from ``id_column``, its vector ``embedding_column``, its text
+    ``text_column``, its other columns as metadata; rows sharing an id once, the first."""
+    embedding = sql.Identifier(settings.embedding_column)
     rows = conn.execute(
-        sql.SQL("SELECT {}::text, {}::real[], to_jsonb(t) FROM {} AS t").format(
-            sql.Identifier(settings.id_column), sql.Identifier(settings.embedding_column), table
-        )
+        sql.SQL(
+            "SELECT {}::text, {}::real[], to_jsonb(t) - %s FROM {} AS t WHERE {} IS NOT NULL"
+        ).format(sql.Identifier(settings.id_column), embedding, table, embedding),
+        [settings.embedding_column],
     ).fetchall()
-    kept = {settings.id_column, settings.embedding_column, settings.text_column}
-    documents = [
-        None if settings.text_column is None else row[2].get(settings.text_column) for row in rows
-    ]
-    metadatas: list[Mapping[str, Any] | None] = [
-        {key: value for key, value in row[2].items() if key not in kept} for row in rows
-    ]
+    kept = {settings.id_column, settings.text_column}
+    first = list({str(row[0]): row for row in rows[::-1]}.values())[::-1]  # each id's first
     return Contents(
-        [str(row[0]) for row in rows],
-        vector_rows([row[1] for row in rows], len(rows)),
-        documents,
-        metadatas,
+        [str(row[0]) for row in first],
+        vector_rows([row[1] for row in first], len(first)),
+        [
+            None if settings.text_column is None else row[2].get(settings.text_column)
+            for row in first
+        ],
+        [{key: value for key, value in row[2].items() if key not in kept} for row in first],
+        len(rows) if len(rows) > len(first) else None,
     )
 
 

@@ -356,7 +356,10 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
                     f"querying Qdrant collection {self._collection!r} failed: "
                     f"{describe_exception(error)}"
                 ) from error
-            found += [[self._doc_id(point) for point in response.points] for response in responses]
+            found += [
+                list(dict.fromkeys(self._doc_id(point) for point in response.points))
+                for response in responses
+            ]
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -445,12 +448,14 @@ def read_qdrant_contents(
     metadatas: list[Mapping[str, Any] | None] = []
     id_key, text_key = settings.id_payload_key, settings.text_payload_key
     seen: set[str] = set()
+    entries = 0
     offset: Any = None
     while True:
         points, offset = client.scroll(
             collection, limit=_PAGE, offset=offset, with_payload=True, with_vectors=True
         )
         for point in points:
+            entries += 1
             payload = dict(point.payload or {})
             doc_id = str(payload.get(id_key, point.id) if id_key else point.id)
             if on_point is not None:
@@ -467,7 +472,13 @@ def read_qdrant_contents(
             )
         if offset is None:
             break
-    return Contents(ids, vector_rows(vectors, len(ids)), documents, metadatas)
+    return Contents(
+        ids,
+        vector_rows(vectors, len(ids)),
+        documents,
+        metadatas,
+        entries if entries > len(ids) else None,
+    )
 
 
 def stored_vector(stored: Any, vector_name: str | None) -> list[float]:

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from evalkit.config import Duration
+from evalkit.config import Duration, Settings
 from evalkit.embedding import build_document_embedder, close_embedder
+from evalkit.errors import ConfigError
 from evalkit.pipeline import (
     DriftOutcome,
     audit_collection,
@@ -25,7 +26,7 @@ from evalkit.pipeline import (
     check_named_index_freshness,
     query_drift_methods,
 )
-from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
+from evalkit.records.audit import AUDIT_DEFAULTS, AUDITED_KINDS, CHECK_NAMES, AuditConfig
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
@@ -280,15 +281,14 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
 class AuditParams(JobParams):
     """``kind = "audit"``: the checks of ``evalkit audit``, stored."""
 
-    retriever: Literal["chroma", "qdrant", "pgvector"] = Field(
-        default="chroma",
+    retriever: Literal["chroma", "qdrant", "pgvector"] | None = Field(
+        default=None,
         description="Engine of the index: chroma, qdrant or pgvector ([retriever.pgvector]'s "
-        "table).",
+        "table); default chroma with a collection, else [retriever] kind.",
     )
     collection: str | None = Field(
         default=None,
-        description="Collection to audit: Chroma's (required), Qdrant's (default: "
-        "[retriever.qdrant]'s).",
+        description="Collection to audit: Chroma's, or Qdrant's (default: [retriever.qdrant]'s).",
     )
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
@@ -316,15 +316,31 @@ class AuditParams(JobParams):
 
     @model_validator(mode="after")
     def _named_index(self) -> Self:
-        if self.retriever == "chroma":
-            if self.collection is None:
-                raise ValueError("an audit of a Chroma collection needs `collection`")
+        if self.retriever == "chroma" and self.collection is None:
+            raise ValueError("an audit of a Chroma collection needs `collection`")
+        if self.retriever in (None, "chroma") and self.collection is not None:
             _checked_collection(self.collection)
-        elif self.retriever == "pgvector" and self.collection is not None:
+        if self.retriever == "pgvector" and self.collection is not None:
             raise ValueError(
                 "`collection` is not for pgvector: the audit reads [retriever.pgvector]'s table"
             )
+        if self.retriever not in (None, "chroma") and self.chroma_url is not None:
+            raise ValueError(
+                f"`chroma_url` is for a Chroma collection, not a {self.retriever} index"
+            )
         return self
+
+    def kind(self, settings: Settings) -> str:
+        """The engine audited: ``retriever``, else chroma for a ``collection``, else
+        ``[retriever] kind``; ConfigError when evalkit cannot read that one's index."""
+        kind = self.retriever or ("chroma" if self.collection else settings.retriever.kind)
+        if kind not in AUDITED_KINDS:
+            raise ConfigError(
+                f"an audit job reads a Chroma or Qdrant collection or a pgvector table; "
+                f"[retriever] kind {kind!r} is none of them: give the job a `collection` or "
+                "`retriever`"
+            )
+        return kind
 
 
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
@@ -352,7 +368,7 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
             chroma_url=params.chroma_url,
             source=params.source,
             goldset=params.goldset,
-            retriever=params.retriever,
+            retriever=params.kind(settings),
         )
     finally:
         close_embedder(embedder)
