@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalkit.audit.runner import run_audit
 from evalkit.audit.view import IndexView
 from evalkit.errors import ConfigError, StoreError
 from evalkit.pipeline.runs import closing_retriever
 from evalkit.retrievers.contents import ReadableIndex
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store.access import WriterAccess
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.goldsets import load_stored_goldset
@@ -61,8 +63,6 @@ def audit_collection(
     """
     if store is None and (save or goldset):
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
-    from evalkit.audit import run_audit
-
     gold = None
     if store is not None and goldset:  # a goldset that is not there fails before any index work
         with store.writer("audit") as opened:
@@ -123,8 +123,6 @@ def _readable_index(
 ) -> ReadableIndex:
     """The retriever of ``kind``, its index readable (``ReadableIndex``); its model is the
     audit's to check, so it is not refused for another."""
-    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-
     options = RetrieverOptions(
         kind=kind,
         collection=collection,
