@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from demo_index import demo_documents, demo_goldset, demo_vectors
 from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
-from test_drill_run import CONFIG, JOB_FAILURE_RULE, on_the_retriever_table
+from test_drill_run import AUDITED, CONFIG, JOB_FAILURE_RULE, on_the_retriever_table
 from test_retrievers_model_check import HashEmbedder
 
 from evalkit.config import load_settings
@@ -234,21 +234,8 @@ text_column = "content"
 """
     + on_the_retriever_table(CONFIG)
     + JOB_FAILURE_RULE
-    + """
-[[jobs]]
-name = "health"
-kind = "audit"
-retriever = "pgvector"
-goldset = "demo"
-
-[[alerts.rules]]
-name = "index-health"
-kind = "audit_findings"
-
-[[alerts.rules]]
-name = "wrong-model"
-kind = "model_mismatch"
-"""
+    # The audit job and rules of the Chroma drill, the job reading the table instead.
+    + AUDITED.replace('collection = "demo-kb"\n', 'retriever = "pgvector"\n')
 )
 
 
