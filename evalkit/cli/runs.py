@@ -22,6 +22,7 @@ from evalkit.cli._output import (
     key_values,
     print_text,
     say,
+    settings,
     table,
 )
 from evalkit.cli._store import open_store
@@ -29,6 +30,7 @@ from evalkit.cli._store import open_store
 if TYPE_CHECKING:
     import pandas as pd
 
+    from evalkit.pipeline.slices import GoldsetSlice
     from evalkit.store import RunRecord, Store
 
 RunId = Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")]
@@ -180,13 +182,21 @@ def show_run(
         typer.Option(help="Also print every query's values, and every failed query's error."),
     ] = False,
     sort: SortOption = "id",
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="Also each slice's measures over its queries alone: tag, tag:KEY (tags "
+            "KEY:VALUE), tenant or topic (the traffic topics; embeds the goldset's queries)."
+        ),
+    ] = None,
     output: Format = OutputFormat.table,
 ) -> None:
     """Show one run: what it was, its status and its metrics (and its answers' scores).
 
     A traffic replay run shows its window, tenants, sample size and label-free figures.
 
-    Example: evalkit runs show 20261121T183500-3f9a1c --per-query --sort worst --format json
+    Example: evalkit runs show 20261121T183500-3f9a1c --per-query --sort worst --by tag:locale
+    --format json
     """
     from evalkit.cli.answers import print_answer_summaries
     from evalkit.store.answers import answer_summaries, list_scorings
@@ -198,6 +208,7 @@ def show_run(
         failed = _failed_queries(run_queries(store, run.run_id)) if per_query else None
         traffic = _traffic_facts(store, run.run_id) if run.spec.kind == "traffic" else None
         scorings = list_scorings(store, run_id=run.run_id, limit=1)
+        sliced = _slices(store, run.run_id, by) if by is not None else None
         answers = (
             {**scorings[0].to_dict(), "summaries": answer_summaries(store, scorings[0].scoring_id)}
             if scorings
@@ -211,10 +222,16 @@ def show_run(
         data["per_query"] = {str(query_id): row.to_dict() for query_id, row in values.iterrows()}
     if failed is not None:
         data["failed_queries"] = failed
+    if sliced is not None:
+        data["slices"] = {"by": by, "slices": [s.to_dict() for s in sliced]}
     if output is OutputFormat.json:
         emit_json(data)
         return
     print_run(data)
+    if sliced is not None:
+        from evalkit.cli._slices import print_goldset_slices
+
+        print_goldset_slices(sliced, run.spec.measures)
     print_answer_summaries(answers)
     if values is not None and not values.empty:
         rows = [[str(qid), *row.tolist()] for qid, row in values.iterrows()]
@@ -227,6 +244,20 @@ def show_run(
                 [[item["query_id"], item["error"]] for item in failed],
             )
         )
+
+
+def _slices(store: Store, run_id: str, by: str) -> list[GoldsetSlice]:
+    """A goldset run's measures per slice ``by``; topics embed its queries with the
+    configured model (loaded only then: it takes seconds)."""
+    from evalkit.pipeline.slices import goldset_run_slices, goldset_topics
+
+    if by == "topic":
+        # sentence-transformers (or ONNX Runtime) loads here, only for topics.
+        from evalkit.embedding.lazy import LazyEmbedder
+
+        embedder = LazyEmbedder.from_settings(settings())
+        return goldset_run_slices(store, run_id, by, topic_of=goldset_topics(store, embedder))
+    return goldset_run_slices(store, run_id, by)
 
 
 def _failed_queries(replayed: pd.DataFrame) -> list[dict[str, str]]:

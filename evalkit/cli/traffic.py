@@ -337,6 +337,14 @@ def replay(
             "calibrated on the newest goldset run of the same retriever and model (no LLM).",
         ),
     ] = False,
+    with_slices: Annotated[
+        bool,
+        typer.Option(
+            "--slices",
+            help="Then cut the window into slices and test them against the baseline "
+            "(as `traffic slices` does).",
+        ),
+    ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
@@ -375,6 +383,7 @@ def replay(
         judge=judge,
         max_judgments=max_judgments,
         estimate=estimate,
+        slices=with_slices,
     )
     texts = (
         texts_to_judge("--judge", corpus, retriever.collection, retriever.chroma_url)
@@ -397,6 +406,8 @@ def replay(
     assert outcome is not None, "the command's request replays"
     if cycle.estimate_note is not None:
         say(f"no estimate: {cycle.estimate_note}")
+    if cycle.slices_note is not None:
+        say(f"no slices: {cycle.slices_note}")
     scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
@@ -410,6 +421,13 @@ def replay(
             if estimate
             else None
         ),
+        "slices": (
+            cycle.slices.to_dict()
+            if cycle.slices
+            else {"note": cycle.slices_note}
+            if with_slices
+            else None
+        ),
     }
     if output is OutputFormat.json:
         emit_json(data)
@@ -420,6 +438,10 @@ def replay(
             print_window_judging(judged)
         if estimated is not None:
             print_window_estimate(estimated)
+        if cycle.slices is not None:
+            from evalkit.cli._slices import print_window_slices
+
+            print_window_slices(cycle.slices)
     if outcome.run.status != "complete":
         raise typer.Exit(RetrieverError.exit_code)
 
@@ -702,3 +724,109 @@ def _print_agreements(
         print_text(f"assessor {labeller}: {line}")
     if windows_of:
         print_text(ASSESSOR_BIAS_NOTE)
+
+
+class SliceKind(StrEnum):
+    """What ``traffic slices --by`` cuts a window by."""
+
+    topic = "topic"
+    tenant = "tenant"
+    tag = "tag"
+
+
+@traffic_app.command("slices")
+def slices(
+    window: WindowOption,
+    by: Annotated[
+        list[SliceKind] | None,
+        typer.Option(help="Slice by topic, tenant, tag (repeat; default all three)."),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="Window to test against (default: the one the topics were fitted on)."),
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Fit the topics again on this window.")
+    ] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Fit the topics again on --window.")
+    ] = False,
+    topics: Annotated[
+        int | None, typer.Option(min=2, help="Topics to fit (default: sqrt(queries / 2)).")
+    ] = None,
+    false_discovery_rate: Annotated[
+        float,
+        typer.Option(help="Expected share of wrongly flagged slices among those flagged."),
+    ] = 0.05,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Cut a replayed window into slices (topics, tenants, tags), store each slice's figures
+    and test them against the baseline window, false discoveries controlled over the slices.
+
+    The first call fits the reference topics on the first replayed window; later windows are
+    assigned to them (docs/slices.md). Exits 1 when a slice's precision dropped or an
+    out-of-scope topic grew (a content gap).
+
+    Example: evalkit traffic slices --window 2026-11-21 --by topic --by tenant --format json
+    """
+    from evalkit.cli._slices import print_window_slices
+    from evalkit.pipeline.slices import window_slices
+    from evalkit.traffic.windows import parse_window
+
+    def label(text: str | None) -> str | None:
+        return None if text is None else parse_window(text).label
+
+    sliced = window_slices(
+        CommandStore(purpose="traffic slices"),
+        label(window),
+        baseline=label(baseline),
+        reference=label(reference),
+        refit=refit,
+        n_topics=topics,
+        kinds=[kind.value for kind in by or SliceKind],
+        false_discovery_rate=false_discovery_rate,
+    )
+    if output is OutputFormat.json:
+        emit_json(sliced.to_dict())
+    else:
+        print_window_slices(sliced)
+    if any(change.dropped for change in sliced.changes) or sliced.content_gaps:
+        raise typer.Exit(1)
+
+
+@traffic_app.command("gaps")
+def gaps(
+    window: WindowOption,
+    queue_for: Annotated[
+        str | None,
+        typer.Option(help="Queue the gaps' central queries for review into this goldset."),
+    ] = None,
+    per_gap: Annotated[int, typer.Option(min=1, help="Central queries queued per gap.")] = 3,
+    output: Format = OutputFormat.table,
+) -> None:
+    """List the content gaps of a window: out-of-scope topics whose share of traffic grew,
+    with their terms and central queries; --queue-for sends those queries to the review
+    queue as drafts with no judged document.
+
+    Example: evalkit traffic gaps --window 2026-11-21 --queue-for support
+    """
+    from evalkit.cli._slices import print_gaps
+    from evalkit.pipeline.slices import queue_content_gaps, window_slices
+    from evalkit.traffic.windows import parse_window
+
+    access = CommandStore(purpose="traffic gaps")
+    sliced = window_slices(access, parse_window(window).label, kinds=["topic"])
+    queued = None
+    if queue_for is not None:
+        queued = queue_content_gaps(access, sliced, queue_for, per_gap=per_gap)
+    if output is OutputFormat.json:
+        emit_json(
+            {
+                "window": sliced.window_label,
+                "baseline_window": sliced.baseline_window,
+                "gaps": [gap.to_dict() for gap in sliced.content_gaps],
+                "queued": None if queued is None else queued.to_dict(),
+            }
+        )
+    else:
+        print_gaps(sliced, queued)

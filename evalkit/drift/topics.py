@@ -11,8 +11,8 @@ from it than all but ``OUTSIDE_SHARE`` of the topic's own reference queries, in 
 queries of no known topic, where a new subject shows first. ``match_topics`` maps a refitted
 set's topics to the old ones (Hungarian assignment on centroid cosine) and says which are new
 and which are gone.
-``slice_share_changes`` tests each slice's share of a window against the reference window
-(two-proportion z-tests) with the Benjamini-Hochberg correction over the slices.
+``slice_terms`` names any partition of a window's queries the same way (the queries outside
+every topic, say). A set is stored and read back with ``to_dict`` / ``TopicSet.from_dict``.
 """
 
 from __future__ import annotations
@@ -25,20 +25,19 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 from scipy.optimize import linear_sum_assignment
 
 from evalkit.errors import ConfigError
 
 __all__ = [
     "OUTSIDE",
-    "SliceChange",
     "Topic",
     "TopicMatch",
     "TopicSet",
     "fit_topics",
     "match_topics",
-    "slice_share_changes",
+    "slice_terms",
+    "topic_slice",
 ]
 
 FloatMatrix = npt.NDArray[np.float32]
@@ -98,6 +97,45 @@ class TopicSet:
         for topic in self.topics:
             digest.update("\x1f".join(topic.terms).encode())
         return digest.hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, read back by ``from_dict`` into an equal set (same version)."""
+        return {
+            "version": self.version,
+            "model_fingerprint": self.model_fingerprint,
+            "seed": self.seed,
+            "centroids": [[float(x) for x in row] for row in self.centroids],
+            "topics": [
+                {
+                    "number": t.number,
+                    "terms": list(t.terms),
+                    "central_queries": list(t.central_queries),
+                    "reference_share": t.reference_share,
+                    "floor": t.floor,
+                }
+                for t in self.topics
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TopicSet:
+        """The set ``to_dict`` wrote."""
+        topics = tuple(
+            Topic(
+                number=int(t["number"]),
+                terms=tuple(t["terms"]),
+                central_queries=tuple(t["central_queries"]),
+                reference_share=float(t["reference_share"]),
+                floor=float(t["floor"]),
+            )
+            for t in data["topics"]
+        )
+        centroids = np.asarray(data["centroids"], dtype=np.float32).reshape(len(topics), -1)
+        return cls(centroids, topics, str(data["model_fingerprint"]), int(data["seed"]))
+
+    def topic(self, number: int) -> Topic | None:
+        """The topic numbered ``number``; None for ``OUTSIDE``."""
+        return self.topics[number] if 0 <= number < len(self.topics) else None
 
     def assign(self, vectors: FloatMatrix, model_fingerprint: str) -> npt.NDArray[np.int64]:
         """The topic number of each row of ``vectors``: the nearest centroid by cosine, or
@@ -161,6 +199,28 @@ def fit_topics(
         for number in range(len(centroids))
     )
     return TopicSet(centroids, topics, model_fingerprint, seed)
+
+
+def topic_slice(number: int) -> str:
+    """The slice name of topic ``number``: ``topic:3``, or ``topic:outside`` for ``OUTSIDE``."""
+    return "topic:outside" if number == OUTSIDE else f"topic:{number}"
+
+
+def slice_terms(
+    vectors: FloatMatrix, texts: Sequence[str], labels: Sequence[int]
+) -> dict[int, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Each label's distinctive terms among the labels of ``texts`` (class-based TF-IDF, as
+    topics are named) and its central queries (the nearest its members' mean), by label."""
+    numbers = sorted(set(labels))
+    index = {number: i for i, number in enumerate(numbers)}
+    dense = np.asarray([index[label] for label in labels], dtype=np.int64)
+    unit = _unit(vectors)
+    centroids = _unit(np.vstack([unit[dense == i].mean(axis=0) for i in range(len(numbers))]))
+    terms = _distinctive_terms(texts, dense, len(numbers))
+    return {
+        number: (terms[i], _central(unit, texts, dense, centroids, i))
+        for i, number in enumerate(numbers)
+    }
 
 
 def _unit(vectors: npt.ArrayLike) -> FloatMatrix:
@@ -258,61 +318,3 @@ def match_topics(old: TopicSet, new: TopicSet) -> TopicMatch:
         new=tuple(n for n in range(len(new.topics)) if n not in same),
         gone=tuple(o for o in range(len(old.topics)) if o not in set(same.values())),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class SliceChange:
-    """One slice's share of the window against the reference window: both shares, the
-    two-proportion test's p-value and the Benjamini-Hochberg q-value over the window's
-    slices; ``significant`` when q is at most the false discovery rate."""
-
-    slice: str
-    reference_share: float
-    share: float
-    p_value: float
-    q_value: float
-    significant: bool
-
-    @property
-    def grew(self) -> bool:
-        """Whether the slice's share grew significantly."""
-        return self.significant and self.share > self.reference_share
-
-
-def slice_share_changes(
-    reference: Mapping[str, int],
-    current: Mapping[str, int],
-    *,
-    false_discovery_rate: float = 0.05,
-) -> list[SliceChange]:
-    """Each slice's share of the current window (query counts by slice) against the
-    reference window's, a two-proportion z-test each (pooled), the p-values corrected by
-    Benjamini-Hochberg over the slices (``scipy.stats.false_discovery_control``): among the
-    slices flagged, at most ``false_discovery_rate`` are expected flagged wrongly. Slices in
-    the order of their p-value."""
-    if not 0 < false_discovery_rate < 1:
-        raise ConfigError(f"false_discovery_rate must be in (0, 1), got {false_discovery_rate}")
-    slices = sorted(set(reference) | set(current))
-    n_ref, n_cur = sum(reference.values()), sum(current.values())
-    if not slices or n_ref == 0 or n_cur == 0:
-        return []
-    p_values = []
-    for name in slices:
-        a, b = reference.get(name, 0), current.get(name, 0)
-        pooled = (a + b) / (n_ref + n_cur)
-        spread = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
-        z = 0.0 if spread == 0 else (b / n_cur - a / n_ref) / spread
-        p_values.append(float(2 * stats.norm.sf(abs(z))))
-    q_values = stats.false_discovery_control(p_values, method="bh")
-    changes = [
-        SliceChange(
-            slice=name,
-            reference_share=reference.get(name, 0) / n_ref,
-            share=current.get(name, 0) / n_cur,
-            p_value=p,
-            q_value=float(q),
-            significant=bool(q <= false_discovery_rate),
-        )
-        for name, p, q in zip(slices, p_values, q_values, strict=True)
-    ]
-    return sorted(changes, key=lambda change: (change.p_value, change.slice))

@@ -26,6 +26,7 @@ __all__ = [
     "LabelledFigure",
     "judged_share",
     "labelled_figures",
+    "labelled_per_query",
     "mean_interval",
 ]
 
@@ -86,17 +87,31 @@ def mean_interval(values: FloatArray, *, confidence: float = 0.95) -> tuple[floa
     return low, high
 
 
+def labelled_per_query(
+    grades: GradeMatrix, *, threshold: int = 2
+) -> tuple[npt.NDArray[np.bool_], dict[str, FloatArray]]:
+    """Which rows of ``grades`` are fully labelled, and each measure's value for each of
+    those rows (in row order), plus ``max_grade@k``: the highest grade in the row's top k
+    (-1 when it retrieved nothing)."""
+    if grades.ndim != 2 or grades.shape[1] == 0:
+        raise EvalkitError("labelled figures need a depth of at least 1")
+    complete = ~(grades == UNLABELLED).any(axis=1)
+    labelled = grades[complete]
+    per_query = _per_query(labelled, threshold)
+    highest = labelled.max(axis=1, initial=NO_DOCUMENT).astype(np.float64)
+    per_query[f"max_grade@{grades.shape[1]}"] = np.where(highest < 0, -1.0, highest)
+    return complete, per_query
+
+
 def labelled_figures(
     grades: GradeMatrix, *, threshold: int = 2, confidence: float = 0.95
 ) -> list[LabelledFigure]:
     """The window's figures over its fully labelled queries (see the module docstring),
     each with its ``mean_interval`` over those queries. With no fully labelled query (or no
     query) every figure has no value (``n_queries`` 0)."""
-    if grades.ndim != 2 or grades.shape[1] == 0:
-        raise EvalkitError("labelled figures need a depth of at least 1")
-    labelled = grades[~(grades == UNLABELLED).any(axis=1)]
-    per_query = _per_query(labelled, threshold)
-    n = labelled.shape[0]
+    complete, per_query = labelled_per_query(grades, threshold=threshold)
+    del per_query[f"max_grade@{grades.shape[1]}"]
+    n = int(complete.sum())
     if n == 0:
         return [LabelledFigure(measure, None, None, None, 0) for measure in per_query]
     figures = []

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
 from evalkit.pipeline.judge_pool import DocumentTexts, Progress, settings_assessor
+from evalkit.pipeline.slices import WindowSlices, window_slices
 from evalkit.pipeline.traffic import (
     TrafficReplay,
     newest_sample,
@@ -38,15 +39,17 @@ __all__ = ["TrafficCycle", "run_traffic_cycle"]
 @dataclass(frozen=True, slots=True)
 class TrafficCycle:
     """What a traffic cycle did: the sample it drew (None when it replayed a stored one),
-    the replay (None when the sample was only drawn), the window's judged figures and its
-    estimate (None when not asked for, or, for the estimate, when none could be made:
-    ``estimate_note`` says why)."""
+    the replay (None when the sample was only drawn), the window's judged figures, its
+    estimate and its slices (None when not asked for, or when none could be made:
+    ``estimate_note`` and ``slices_note`` say why)."""
 
     sample: StoredSample | None
     replay: TrafficReplay | None
     judged: WindowJudging | None = None
     estimate: WindowEstimate | None = None
     estimate_note: str | None = None
+    slices: WindowSlices | None = None
+    slices_note: str | None = None
 
 
 def run_traffic_cycle(
@@ -63,11 +66,13 @@ def run_traffic_cycle(
     between: Callable[[], None] | None = None,
 ) -> TrafficCycle:
     """Replay a window's sample against the retriever ``retriever`` builds, then judge and estimate
-    it, as ``request`` asks (with ``draw``, a new sample is drawn and stored first).
+    it, and cut it into slices, as ``request`` asks (with ``draw``, a new sample is drawn and
+    stored first).
 
     Judge settings, assessor and sample are checked before the retriever is built. ``texts`` feed
     the assessor; ``between`` runs before the judging. The replay stays stored whatever happens to
-    the estimate; ``estimate_note`` says why one could not be made.
+    the estimate and the slices; ``estimate_note`` and ``slices_note`` say why they could not be
+    made.
     """
     replay = request.replay
     if request.judge and texts is None:
@@ -119,4 +124,12 @@ def run_traffic_cycle(
             if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
                 raise
             note = str(error)
-    return TrafficCycle(sample, replayed, judged, estimated, note)
+    sliced, slices_note = None, None
+    if request.slices:
+        try:
+            sliced = window_slices(access, run_id=run_id)
+        except EvalkitError as error:
+            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
+                raise
+            slices_note = str(error)
+    return TrafficCycle(sample, replayed, judged, estimated, note, sliced, slices_note)

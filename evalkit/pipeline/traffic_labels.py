@@ -24,6 +24,7 @@ from evalkit.judging.window import (
     WINDOW_INTERVAL,
     judged_share,
     labelled_figures,
+    labelled_per_query,
 )
 from evalkit.pipeline.judge_pool import (
     OVER_BUDGET,
@@ -47,6 +48,7 @@ from evalkit.store.judging import (
     save_run_figures,
 )
 from evalkit.store.runs import RunRecord, get_run, list_runs, run_queries, run_results
+from evalkit.store.slices import save_query_values
 from evalkit.store.store import Store
 from evalkit.store.traffic import (
     StoredWindowSummary,
@@ -62,7 +64,9 @@ __all__ = [
     "WindowEstimate",
     "WindowJudging",
     "calibration_key",
+    "calibration_run",
     "estimate_traffic_run",
+    "found_top_scores",
     "judge_traffic_run",
     "judging_order",
 ]
@@ -262,8 +266,20 @@ def judge_traffic_run(
                 )
                 for figure in measured
             )
+        sampled = _sampled_queries(order, replayed, reached)
+        complete, values = labelled_per_query(
+            _grade_matrix(replayed, sampled, grade_of, request.k), threshold=assessor_threshold
+        )
+        labelled = [query_id for query_id, ok in zip(sampled, complete, strict=True) if ok]
         with access.writer("judge traffic") as store:
             save_run_figures(store, figures)
+            save_query_values(
+                store,
+                run.run_id,
+                ASSESSOR_SOURCE,
+                assessor.name,
+                {m: dict(zip(labelled, v.tolist(), strict=True)) for m, v in values.items()},
+            )
     return WindowJudging(
         run=run,
         window_label=summary.window_label,
@@ -312,6 +328,41 @@ def calibration_key(run: RunRecord) -> str:
     return f"{run.retriever_id}|{run.spec.model_fingerprint or 'no model'}"
 
 
+def calibration_run(store: Store, run: RunRecord, k: int) -> RunRecord:
+    """The newest complete goldset run of ``run``'s retriever and query model retrieved to
+    depth ``k`` or more: what a traffic window's scores are read against. ConfigError when
+    there is none."""
+    for candidate in list_runs(store, status="complete", kind="goldset", limit=1000):
+        if (
+            candidate.retriever_id == run.retriever_id
+            and candidate.spec.same_query_model(run.spec) is True
+            and candidate.spec.k >= k
+        ):
+            return candidate
+    raise ConfigError(
+        f"no complete goldset run of the same retriever and model as run {run.run_id} "
+        f"({calibration_key(run)}), retrieved to depth {k} or more, to calibrate its scores "
+        "on: replay a goldset with this retriever first (`evalkit run --goldset NAME ...`)"
+    )
+
+
+def found_top_scores(store: Store, goldset_run: RunRecord, k: int) -> list[float]:
+    """The top-1 score of each query of a goldset run whose top ``k`` holds a document the
+    goldset judges relevant."""
+    goldset = load_stored_goldset(
+        store, str(goldset_run.spec.goldset_name), goldset_run.spec.goldset_version
+    )
+    threshold = goldset_run.spec.relevance_threshold
+    relevant = {(j.query_id, j.doc_id) for j in goldset.judgments if j.relevance >= threshold}
+    results = run_results(store, goldset_run.run_id)
+    ranked = results[results["rank"] <= k]
+    found = ranked[
+        [(q, d) in relevant for q, d in zip(ranked["query_id"], ranked["doc_id"], strict=True)]
+    ]
+    top = ranked[ranked["rank"] == 1].set_index("query_id")["score"]
+    return [float(top[q]) for q in sorted(set(found["query_id"])) if q in top.index]
+
+
 def estimate_traffic_run(
     access: WriterAccess,
     run_id: str,
@@ -330,20 +381,7 @@ def estimate_traffic_run(
         run, summary = _traffic_run(store, run_id)
         answered, n_failed = _answered(store, run, k)
         key = calibration_key(run)
-        candidates = [
-            candidate
-            for candidate in list_runs(store, status="complete", kind="goldset", limit=1000)
-            if candidate.retriever_id == run.retriever_id
-            and candidate.spec.same_query_model(run.spec) is True
-            and candidate.spec.k >= k
-        ]
-        if not candidates:
-            raise ConfigError(
-                f"no complete goldset run of the same retriever and model as run {run.run_id} "
-                f"({key}), retrieved to depth {k} or more, to calibrate its scores on: replay a "
-                "goldset with this retriever first (`evalkit run --goldset NAME ...`)"
-            )
-        calibrating = candidates[0]
+        calibrating = calibration_run(store, run, k)
         goldset = load_stored_goldset(
             store, str(calibrating.spec.goldset_name), calibrating.spec.goldset_version
         )
@@ -396,4 +434,11 @@ def estimate_traffic_run(
     )
     with access.writer("judge estimate") as store:
         save_run_figures(store, [figure])
+        save_query_values(
+            store,
+            run.run_id,
+            ESTIMATE_SOURCE,
+            figure.labeller,
+            {figure.measure: dict(zip(answered, estimate.per_query, strict=True))},
+        )
     return WindowEstimate(run, summary.window_label, calibrating, estimate, figure)

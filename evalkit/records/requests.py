@@ -424,7 +424,8 @@ class TrafficCycleRequest:
     """One pass of the traffic cycle over a window's sample: replay (None: only drawn),
     then with ``judge`` label the top-k by the ``[judge]`` assessor, with ``estimate``
     estimate precision@k from calibrated scores. The sample is ``sample_id`` (an id or
-    unique prefix), else the newest of ``window``, unless the cycle draws one itself."""
+    unique prefix), else the newest of ``window``, unless the cycle draws one itself. With
+    ``slices`` the window is cut into slices and tested against the baseline last."""
 
     replay: TrafficReplayRequest | None = TRAFFIC_REPLAY_DEFAULTS
     sample_id: str | None = None
@@ -432,6 +433,7 @@ class TrafficCycleRequest:
     judge: bool = False
     max_judgments: int | None = JUDGING_DEFAULTS.max_judgments
     estimate: bool = False
+    slices: bool = False
 
     def __post_init__(self) -> None:
         if self.sample_id is not None and self.window is not None:

@@ -803,6 +803,60 @@ WHERE source IN ('assessor', 'assessor_logged')
   AND run_id IN (SELECT run_id FROM traffic_window_summaries);
 """
 
+# Slices of traffic (docs/slices.md): the reference topics a window's queries are assigned to,
+# each query's figures from the assessor or the estimate (a slice's figure is their mean over
+# its queries), and each window's figures per slice.
+_M28_SLICES = """
+CREATE TABLE topic_sets (
+    version VARCHAR PRIMARY KEY,
+    fitted_at TIMESTAMP NOT NULL,
+    model_fingerprint VARCHAR NOT NULL,
+    reference_run_id VARCHAR NOT NULL,
+    reference_window VARCHAR NOT NULL,
+    n_queries INTEGER NOT NULL,
+    seed BIGINT NOT NULL,
+    centroids JSON NOT NULL,
+    topics JSON NOT NULL,
+    previous_version VARCHAR,
+    matched JSON
+);
+CREATE TABLE judged_query_values (
+    run_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    labeller VARCHAR NOT NULL,
+    measure VARCHAR NOT NULL,
+    query_id VARCHAR NOT NULL,
+    value DOUBLE NOT NULL,
+    PRIMARY KEY (run_id, source, labeller, measure, query_id)
+);
+CREATE TABLE traffic_slice_figures (
+    run_id VARCHAR NOT NULL,
+    window_label VARCHAR NOT NULL,
+    topic_version VARCHAR,
+    slice VARCHAR NOT NULL,
+    n_queries INTEGER NOT NULL,
+    share DOUBLE NOT NULL,
+    share_low DOUBLE NOT NULL,
+    share_high DOUBLE NOT NULL,
+    n_out_of_scope INTEGER,
+    out_of_scope_share DOUBLE,
+    out_of_scope_low DOUBLE,
+    out_of_scope_high DOUBLE,
+    low_confidence_share DOUBLE,
+    churn DOUBLE,
+    precision_source VARCHAR,
+    precision_labeller VARCHAR,
+    precision_measure VARCHAR,
+    precision DOUBLE,
+    precision_low DOUBLE,
+    precision_high DOUBLE,
+    n_precision INTEGER NOT NULL,
+    computed_at TIMESTAMP NOT NULL,
+    details JSON NOT NULL,
+    PRIMARY KEY (run_id, slice)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -831,4 +885,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(25, "review_source_emails", _M25_REVIEW_SOURCE_EMAILS),
     Migration(26, "judged_pool_flags", _M26_JUDGED_POOL_FLAGS),
     Migration(27, "window_ndcg_judged", _M27_WINDOW_NDCG_JUDGED),
+    Migration(28, "slices", _M28_SLICES),
 )

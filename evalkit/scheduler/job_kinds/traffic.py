@@ -222,6 +222,12 @@ class TrafficParams(RetrieverParams, _IngestParams):
         description="Estimate the window's precision@k without labels, from the scores "
         "calibrated on the newest goldset run of the same retriever and model (no LLM).",
     )
+    slices: bool = Field(
+        default=False,
+        description="Cut the window into slices (topics, tenants, tags) and test each against "
+        "the baseline window (docs/slices.md), for the slice_precision_drop and "
+        "slice_emerged rules.",
+    )
 
     @model_validator(mode="after")
     def _judge_needs_a_corpus(self) -> Self:
@@ -281,6 +287,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
             judge=params.judge,
             max_judgments=params.max_judgments,
             estimate=params.estimate,
+            slices=params.slices,
         ),
         ctx.settings,
         partial(params.build, ctx.settings),
@@ -331,6 +338,16 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         }
     elif cycle.estimate_note is not None:
         summary["estimate"] = {"note": cycle.estimate_note}
+    if cycle.slices is not None:
+        summary["slices"] = {
+            "topic_version": None if cycle.slices.topics is None else cycle.slices.topics.version,
+            "baseline_window": cycle.slices.baseline_window,
+            "grew": [c.slice for c in cycle.slices.changes if c.grew],
+            "dropped": [c.slice for c in cycle.slices.changes if c.dropped],
+            "content_gaps": [f.slice for f in cycle.slices.content_gaps],
+        }
+    elif cycle.slices_note is not None:
+        summary["slices"] = {"note": cycle.slices_note}
     return JobOutcome.of_run(run, summary)
 
 

@@ -1,0 +1,200 @@
+"""Slices in the store: the reference topic sets, each labelled query's figures, and each
+window's figures per slice (docs/slices.md; columns: docs/store.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from evalkit.clock import utc_now
+from evalkit.records.slices import SliceFigures, SlicePrecision
+from evalkit.store.columns import column_names, json_text, json_value, placeholders
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = [
+    "current_topic_set",
+    "query_values",
+    "save_query_values",
+    "save_slice_figures",
+    "save_topic_set",
+    "slice_figures_of_run",
+    "slice_series",
+]
+
+
+_SET_COLUMNS = (
+    "version, fitted_at, model_fingerprint, reference_run_id, reference_window, n_queries,"
+    " seed, centroids, topics, previous_version, matched"
+)
+
+_JSON_COLUMNS = ("centroids", "topics", "matched")
+
+
+def save_topic_set(store: Store, described: Mapping[str, Any]) -> None:
+    """Store a topic set described by the columns of ``topic_sets`` (``centroids``, ``topics``
+    and ``matched`` as JSON-ready values); an equal set stored before is kept as it was."""
+    row = [
+        json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
+        for name in column_names(_SET_COLUMNS)
+        for value in (described[name],)
+    ]
+    with store.writing(f"cannot store topic set {described['version']}") as con:
+        con.execute(
+            f"INSERT OR IGNORE INTO topic_sets ({_SET_COLUMNS}) VALUES ({placeholders(11)})", row
+        )
+
+
+def current_topic_set(store: Store, version: str | None = None) -> dict[str, Any] | None:
+    """The newest fitted topic set (or the one of ``version``) as ``save_topic_set`` took it;
+    None when none is stored."""
+    rows = store.fetch(
+        f"SELECT {_SET_COLUMNS} FROM topic_sets WHERE ? IS NULL OR version = ?"
+        " ORDER BY fitted_at DESC LIMIT 1",
+        [version, version],
+    )
+    if not rows:
+        return None
+    found = dict(zip(column_names(_SET_COLUMNS), rows[0], strict=True))
+    for name in _JSON_COLUMNS:
+        found[name] = json_value(found[name], empty=lambda: None)
+    return found
+
+
+def save_query_values(
+    store: Store, run_id: str, source: str, labeller: str, values: Mapping[str, Mapping[str, float]]
+) -> None:
+    """Store each query's figures (``values[measure][query_id]``) of a run from one source and
+    labeller, replacing what that source and labeller stored for the run before."""
+    rows = [
+        [run_id, source, labeller, measure, query_id, float(value)]
+        for measure, by_query in values.items()
+        for query_id, value in by_query.items()
+    ]
+    with store.writing(f"cannot store the per-query figures of run {run_id}") as con:
+        con.execute(
+            "DELETE FROM judged_query_values WHERE run_id = ? AND source = ? AND labeller = ?",
+            [run_id, source, labeller],
+        )
+        if rows:
+            con.executemany("INSERT INTO judged_query_values VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def query_values(
+    store: Store, run_id: str, source: str, measure: str
+) -> tuple[str, dict[str, float]]:
+    """The figure ``measure`` of each query of run ``run_id`` from ``source``, by the labeller
+    whose figures of the run were computed last: (labeller, ``{query_id: value}``);
+    ``("", {})`` when none is stored."""
+    newest = store.fetch(
+        "SELECT labeller FROM judged_run_figures WHERE run_id = ? AND source = ?"
+        " ORDER BY computed_at DESC, labeller LIMIT 1",
+        [run_id, source],
+    )
+    if not newest:
+        return "", {}
+    labeller = str(newest[0][0])
+    rows = store.fetch(
+        "SELECT query_id, value FROM judged_query_values"
+        " WHERE run_id = ? AND source = ? AND labeller = ? AND measure = ?",
+        [run_id, source, labeller, measure],
+    )
+    return labeller, {str(q): float(v) for q, v in rows}
+
+
+_FIGURE_COLUMNS = (
+    "run_id, window_label, topic_version, slice, n_queries, share, share_low, share_high,"
+    " n_out_of_scope, out_of_scope_share, out_of_scope_low, out_of_scope_high,"
+    " low_confidence_share, churn, precision_source, precision_labeller, precision_measure,"
+    " precision, precision_low, precision_high, n_precision, computed_at, details"
+)
+
+
+def save_slice_figures(
+    store: Store,
+    run_id: str,
+    window_label: str,
+    topic_version: str | None,
+    figures: Sequence[SliceFigures],
+) -> datetime:
+    """Store a window's slice figures, replacing the run's earlier ones; returns when."""
+    now = utc_now()
+    rows = []
+    for f in figures:
+        p = f.precision
+        rows.append(
+            [
+                run_id, window_label, topic_version, f.slice, f.n_queries, f.share, f.share_low,
+                f.share_high, f.n_out_of_scope, f.out_of_scope_share, f.out_of_scope_low,
+                f.out_of_scope_high, f.low_confidence_share, f.churn,
+                None if p is None else p.source, None if p is None else p.labeller,
+                None if p is None else p.measure, None if p is None else p.value,
+                None if p is None else p.low, None if p is None else p.high,
+                0 if p is None else p.n_queries, now, json_text(dict(f.details)),
+            ]
+        )  # fmt: skip
+    with store.writing(f"cannot store the slices of window {window_label}") as con:
+        con.execute("DELETE FROM traffic_slice_figures WHERE run_id = ?", [run_id])
+        if rows:
+            con.executemany(
+                f"INSERT INTO traffic_slice_figures ({_FIGURE_COLUMNS})"
+                f" VALUES ({placeholders(23)})",
+                rows,
+            )
+    return now
+
+
+def _figures(row: Sequence[Any]) -> SliceFigures:
+    (_, _, _, name, n, share, low, high, n_oos, oos, oos_low, oos_high, low_conf, churn,
+     source, labeller, measure, value, p_low, p_high, n_precision, _, details) = row  # fmt: skip
+    return SliceFigures(
+        slice=name,
+        n_queries=int(n),
+        share=share,
+        share_low=low,
+        share_high=high,
+        n_out_of_scope=n_oos,
+        out_of_scope_share=oos,
+        out_of_scope_low=oos_low,
+        out_of_scope_high=oos_high,
+        low_confidence_share=low_conf,
+        churn=churn,
+        precision=None
+        if source is None
+        else SlicePrecision(source, labeller, measure, value, p_low, p_high, int(n_precision)),
+        details=json_value(details),
+    )
+
+
+def slice_figures_of_run(
+    store: Store, run_id: str
+) -> tuple[str | None, datetime | None, list[SliceFigures]]:
+    """A window replay's stored slice figures: the topic version, when they were computed, and
+    the figures (``all`` first, then by size); ``(None, None, [])`` when none are stored."""
+    rows = store.fetch(
+        f"SELECT {_FIGURE_COLUMNS} FROM traffic_slice_figures WHERE run_id = ?"
+        " ORDER BY slice = 'all' DESC, n_queries DESC, slice",
+        [run_id],
+    )
+    if not rows:
+        return None, None, []
+    return rows[0][2], rows[0][21], [_figures(row) for row in rows]
+
+
+def slice_series(store: Store, slice_name: str, *, limit: int = 100) -> list[dict[str, Any]]:
+    """One slice's figures over the windows (their newest replay each), oldest first."""
+    frame = store.fetch_frame(
+        "SELECT f.window_label, w.window_start, f.run_id, f.topic_version, f.n_queries, f.share,"
+        " f.share_low, f.share_high, f.out_of_scope_share, f.out_of_scope_low,"
+        " f.out_of_scope_high, f.precision_source, f.precision_measure, f.precision,"
+        " f.precision_low, f.precision_high, f.n_precision"
+        " FROM traffic_slice_figures f JOIN traffic_window_summaries w USING (run_id)"
+        " WHERE f.slice = ?"
+        " QUALIFY row_number() OVER (PARTITION BY f.window_label ORDER BY w.computed_at DESC) = 1"
+        " ORDER BY w.window_start DESC LIMIT ?",
+        [slice_name, limit],
+    )
+    return [{str(k): v for k, v in row.items()} for row in frame.iloc[::-1].to_dict("records")]

@@ -1,0 +1,337 @@
+"""Slices end to end through the CLI, on real text against an embedded Chroma collection:
+SciFact's claims as traffic for three days, then a day with Vaswani's physics queries mixed
+in. The physics queries are found as a topic slice that grew, named by their terms, mostly
+out of scope (a content gap) and queued for review; the days of SciFact alone flag nothing.
+Then a goldset run's measures per tag equal the measures of each tag's queries alone."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_store_docs import ShuffledJudgments
+
+from evalkit.cli import invoke
+from evalkit.drift.slices import ALL, SlicedQuery, slice_changes, slice_figures
+from evalkit.goldset import load_goldset
+from evalkit.metrics import Evaluator
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records.requests import GoldsetRunRequest
+from evalkit.store import Store
+from evalkit.store.goldsets import save_goldset
+from evalkit.store.review import list_items
+from evalkit.store.runs import run_results
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SCIFACT = SHARED / "beir_scifact"
+VASWANI = SHARED / "vaswani_npl" / "tests" / "fixtures" / "vaswani_npl" / "query-text.trec"
+DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
+DAYS = ("2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05")
+PER_DAY = 150
+FOREIGN_SHARE = 0.3
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str, expect: int | None = 0) -> Any:
+    capsys.readouterr()
+    code = invoke([*args, "--format", "json"])
+    captured = capsys.readouterr()
+    if expect is not None:
+        assert code == expect, captured.err + captured.out
+    return json.loads(captured.out) if captured.out.strip() else None
+
+
+def _scifact(tmp_path: Path) -> tuple[Path, list[str], list[str]]:
+    """A BEIR folder of SciFact's test claims over the titles of their judged abstracts and
+    1,000 others (titles: quick to embed), and the training claims for traffic."""
+    test_qrels = (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()
+    judged = {line.split()[1] for line in test_qrels[1:]}
+    rng = random.Random(0)
+    corpus = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines()]
+    others = [d for d in corpus if d["_id"] not in judged]
+    kept = [d for d in corpus if d["_id"] in judged] + rng.sample(others, 1000)
+    folder = tmp_path / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d["_id"], "title": "", "text": d["title"]}) + "\n" for d in kept)
+    )
+    (folder / "qrels" / "test.tsv").write_text("\n".join(test_qrels) + "\n")
+    queries = [json.loads(line) for line in (SCIFACT / "queries.jsonl").read_text().splitlines()]
+    test_ids = {line.split()[0] for line in test_qrels[1:]}
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps(q) + "\n" for q in queries if q["_id"] in test_ids)
+    )
+    train = [q["text"] for q in queries if q["_id"] not in test_ids]
+    physics = re.findall(r"<title>\s*(.*?)\s*</title>", VASWANI.read_text(), re.DOTALL)
+    return folder, train, [" ".join(text.split()).lower() for text in physics]
+
+
+def _traffic(path: Path, claims: list[str], physics: list[str]) -> None:
+    rng = random.Random(1)
+    rng.shuffle(claims)
+    lines = []
+    for day_number, day in enumerate(DAYS):
+        foreign = round(PER_DAY * FOREIGN_SHARE) if day == DAYS[-1] else 0
+        texts = claims[day_number * PER_DAY : (day_number + 1) * PER_DAY - foreign]
+        texts += rng.sample(physics, foreign)
+        for n, text in enumerate(texts):
+            tenant = "acme" if n % 2 else "globex"
+            lines.append(
+                {
+                    "query_id": f"{day}-{n}",
+                    "timestamp": f"{day}T{n % 24:02d}:{n % 60:02d}:00Z",
+                    "text": text,
+                    "tenant": tenant,
+                    "tags": {"locale": "en" if n % 3 else "de"},
+                }
+            )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.fixture(scope="module")
+def sliced_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A store with the goldset run, four replayed days and each day's slices."""
+    if not SCIFACT.is_dir():
+        pytest.skip("../shared/data is not present")
+    tmp = tmp_path_factory.mktemp("slices")
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("EVALKIT_HOME", str(tmp / "home"))
+    monkey.delenv("EVALKIT_CONFIG", raising=False)
+    monkey.delenv("EVALKIT_CHROMA_URL", raising=False)
+    monkey.chdir(tmp)
+    folder, claims, physics = _scifact(tmp)
+    _traffic(tmp / "traffic.jsonl", claims, physics)
+
+    def run(*args: str, expect: int | None = 0) -> Any:
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = invoke([*args, "--format", "json"])
+        if expect is not None:
+            assert code == expect, out.getvalue()[-2000:]
+        return json.loads(out.getvalue()) if out.getvalue().strip() else None
+
+    run("index", "--corpus", str(folder), "--collection", "scifact-titles")
+    run(
+        "run", "--goldset", str(folder), "--goldset-format", "beir",
+        "--collection", "scifact-titles", "--k", "10",
+    )  # fmt: skip
+    run("traffic", "ingest", str(tmp / "traffic.jsonl"))
+    slices = {}
+    for day in DAYS:
+        run("traffic", "sample", "--window", day, "--n", str(PER_DAY))
+        run(
+            "traffic", "replay", "--window", day, "--collection", "scifact-titles",
+            "--estimate", "--no-tenant-isolation",
+        )  # fmt: skip
+    for day in DAYS:
+        slices[day] = run("traffic", "slices", "--window", day, expect=None)
+    yield {"home": tmp / "home", "slices": slices, "run": run, "tmp": tmp}
+    monkey.undo()
+
+
+@pytest.mark.slow
+def test_the_first_day_fits_the_topics_and_is_its_own_baseline(sliced_store: dict) -> None:
+    first = sliced_store["slices"][DAYS[0]]
+    topics = first["topics"]
+    assert topics["reference_window"] == DAYS[0]
+    assert 2 <= len(topics["topics"]) <= 40
+    assert all(topic["terms"] for topic in topics["topics"])
+    assert first["baseline_window"] == DAYS[0]
+    assert not any(c["grew"] or c["shrank"] or c["dropped"] for c in first["changes"])
+
+
+@pytest.mark.slow
+def test_days_of_one_population_flag_no_slice(sliced_store: dict) -> None:
+    for day in DAYS[1:3]:
+        sliced = sliced_store["slices"][day]
+        assert sliced["topics"]["version"] == sliced_store["slices"][DAYS[0]]["topics"]["version"]
+        flagged = [c["slice"] for c in sliced["changes"] if c["grew"] or c["dropped"]]
+        assert flagged == [], (day, flagged)
+        assert sliced["content_gaps"] == []
+        whole = sliced["figures"][0]
+        assert whole["slice"] == ALL
+        # The floor lets through 95 % of the goldset's answerable claims; traffic of the same
+        # population is out of scope at about the rate of unanswerable claims, far from most.
+        assert whole["out_of_scope_share"] < 0.3
+        assert whole["precision"]["source"] == "estimate"
+
+
+@pytest.mark.slow
+def test_the_foreign_topic_is_found_named_out_of_scope_and_a_content_gap(
+    sliced_store: dict,
+) -> None:
+    sliced = sliced_store["slices"][DAYS[-1]]
+    figures = {f["slice"]: f for f in sliced["figures"]}
+    gaps = sliced["content_gaps"]
+    assert gaps, sliced["changes"][:3]
+    gap = figures[gaps[0]]
+    assert gap["out_of_scope_share"] >= 0.5
+    terms = set(gap["details"]["window_terms"])
+    physics_terms = {
+        "electron", "electrons", "plasma", "magnetic", "field", "fields", "theory", "waves",
+        "wave", "frequency", "circuits", "circuit", "energy", "nuclear", "ionosphere",
+        "ionospheric", "scattering", "transistor",
+    }  # fmt: skip
+    assert terms & physics_terms, terms
+    change = next(c for c in sliced["changes"] if c["slice"] == gaps[0])
+    assert change["grew"]
+    assert change["share_q"] <= 0.05
+    # Nothing else: the planted slice (and the tenants and tags, drawn at random) only.
+    others = [
+        c["slice"]
+        for c in sliced["changes"]
+        if (c["grew"] or c["dropped"]) and c["slice"] not in gaps
+    ]
+    assert len(others) <= 1, others
+    # The whole window's out-of-scope share grew with the foreign queries.
+    assert (
+        figures[ALL]["out_of_scope_share"]
+        > sliced_store["slices"][DAYS[1]]["figures"][0]["out_of_scope_share"]
+    )
+
+
+@pytest.mark.slow
+def test_gaps_go_to_the_review_queue_as_drafts_with_no_document(sliced_store: dict) -> None:
+    run = sliced_store["run"]
+    listed = run("traffic", "gaps", "--window", DAYS[-1], "--queue-for", "scifact")
+    assert listed["gaps"]
+    assert listed["queued"]["added"] >= 1
+    with Store(sliced_store["home"] / "evalkit.duckdb", read_only=True) as store:
+        items = list_items(store, goldset="scifact")
+    gap_items = [item for item in items if "content-gap" in item.item.query.tags]
+    assert gap_items
+    assert all(item.item.documents == () for item in gap_items)
+    assert all(item.item.reason.startswith("content gap") for item in gap_items)
+    again = run("traffic", "gaps", "--window", DAYS[-1], "--queue-for", "scifact")
+    assert again["queued"]["added"] == 0
+
+
+@pytest.mark.slow
+def test_slices_are_stored_and_a_refit_maps_the_old_topics(sliced_store: dict) -> None:
+    run = sliced_store["run"]
+    refitted = run("traffic", "slices", "--window", DAYS[1], "--refit", expect=None)
+    topics = refitted["topics"]
+    assert topics["reference_window"] == DAYS[1]
+    assert topics["previous_version"] == sliced_store["slices"][DAYS[0]]["topics"]["version"]
+    matched = topics["matched"]
+    assert len(matched["same"]) >= len(topics["topics"]) // 2
+    assert any("refitted" in note for note in refitted["notes"])
+
+
+# --- a goldset run's slices: the exact measures of each slice's queries alone ----------------
+
+
+def test_a_goldset_run_s_measures_per_tag_equal_each_tag_s_queries_alone(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    goldset = load_goldset(DEMO, name="demo")
+    tags = {tag for query in goldset.queries for tag in query.tags}
+    assert len(tags) >= 2
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    store_path = evalkit_home / "evalkit.duckdb"
+    with Store.open(store_path) as store:
+        save_goldset(store, goldset)
+        run = evaluate_goldset(
+            store, goldset, ShuffledJudgments(goldset, 3), GoldsetRunRequest(k=10, answers=False)
+        ).run
+        results = run_results(store, run.run_id)
+    shown = cli(capsys, "runs", "show", run.run_id, "--by", "tag")
+    by_slice = {s["slice"]: s for s in shown["slices"]["slices"]}
+    assert set(by_slice) == {f"tag:{tag}" for tag in tags}
+    for tag in tags:
+        members = {q.id for q in goldset.queries if tag in q.tags}
+        exact = Evaluator(
+            [j for j in goldset.judgments if j.query_id in members],
+            run.spec.measures,
+            relevance_threshold=run.spec.relevance_threshold,
+        ).evaluate(results[results["query_id"].isin(members)], query_ids=members)
+        shown_slice = by_slice[f"tag:{tag}"]
+        assert shown_slice["n_queries"] == exact.n_queries
+        assert set(shown_slice["measures"]) == set(exact.aggregate)
+        for measure, value in exact.aggregate.items():
+            assert shown_slice["measures"][measure]["value"] == pytest.approx(value, abs=1e-12)
+            low, high = (
+                shown_slice["measures"][measure]["low"],
+                shown_slice["measures"][measure]["high"],
+            )
+            assert low <= value <= high
+
+
+def test_runs_show_by_an_unknown_slicing_says_what_works(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    goldset = load_goldset(DEMO, name="demo")
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        save_goldset(store, goldset)
+        run = evaluate_goldset(
+            store, goldset, ShuffledJudgments(goldset, 3), GoldsetRunRequest(k=10, answers=False)
+        ).run
+    capsys.readouterr()
+    assert invoke(["runs", "show", run.run_id, "--by", "colour"]) == 2
+    assert "use tag, tag:KEY, tenant or topic" in capsys.readouterr().err
+    assert invoke(["runs", "show", run.run_id, "--by", "topic"]) == 2
+    assert "no topics are fitted yet" in capsys.readouterr().err
+
+
+# --- the tests and their correction, on counts -----------------------------------------------
+
+
+def _window(counts: dict[str, int]) -> list[SlicedQuery]:
+    return [
+        SlicedQuery(f"{name}-{n}", (name,), None, False)
+        for name, count in counts.items()
+        for n in range(count)
+    ]
+
+
+def test_a_slice_that_grew_is_flagged_and_the_others_are_not() -> None:
+    before = slice_figures(_window({"topic:0": 100, "topic:1": 100, "topic:2": 100}))
+    after = slice_figures(
+        _window({"topic:0": 100, "topic:1": 100, "topic:2": 100, "topic:outside": 60})
+    )
+    changes = {c.slice: c for c in slice_changes(before, after)}
+    assert changes["topic:outside"].grew
+    assert changes["topic:outside"].baseline_share == 0.0
+    assert not any(c.grew for name, c in changes.items() if name != "topic:outside")
+
+
+def test_a_slice_whose_precision_dropped_is_flagged_only_from_one_source() -> None:
+    def window(precision: float, source: str = "assessor") -> list[Any]:
+        queries = [
+            SlicedQuery(f"q{n}", (f"topic:{n % 2}",), False, False, None,
+                        (1.0 if n % 10 < precision * 10 else 0.0) if n % 2 else 0.5)
+            for n in range(400)
+        ]  # fmt: skip
+        return slice_figures(queries, precision_of=(source, "judge@1", "precision@10"))
+
+    changes = {c.slice: c for c in slice_changes(window(0.8), window(0.3))}
+    assert changes["topic:1"].dropped
+    assert not changes["topic:0"].dropped
+    mixed = {c.slice: c for c in slice_changes(window(0.8), window(0.3, source="estimate"))}
+    assert mixed["topic:1"].drop_p is None
+    assert not mixed["topic:1"].dropped
+
+
+def test_false_discoveries_over_windows_of_one_population_stay_at_the_rate() -> None:
+    rng = random.Random(5)
+    names = [f"topic:{n}" for n in range(30)]
+    weights = [rng.uniform(1, 5) for _ in names]
+    windows_with_a_flag = 0
+    trials = 200
+    for _ in range(trials):
+        base = rng.choices(names, weights, k=1500)
+        now = rng.choices(names, weights, k=1500)
+        changes = slice_changes(
+            slice_figures(_window({n: base.count(n) for n in names})),
+            slice_figures(_window({n: now.count(n) for n in names})),
+        )
+        windows_with_a_flag += any(c.grew or c.shrank for c in changes)
+    # With no true change every flag is false: BH keeps the chance of any at the rate.
+    assert windows_with_a_flag / trials <= 0.05 + 2 * (0.05 * 0.95 / trials) ** 0.5
