@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from demo_index import minilm
 
-from evalkit.drift.topics import OUTSIDE, fit_topics, match_topics, slice_share_changes
+from evalkit.drift.slices import SlicedQuery, SliceFigures, slice_changes, slice_figures
+from evalkit.drift.topics import OUTSIDE, TopicSet, fit_topics, match_topics, topic_slice
 from evalkit.errors import ConfigError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -38,9 +39,24 @@ def vectors(texts: tuple[str, ...]) -> np.ndarray:
 MODEL = "minilm-test"
 
 
-def _counts(labels: np.ndarray) -> dict[str, int]:
-    values, counts = np.unique(labels, return_counts=True)
-    return {str(value): int(count) for value, count in zip(values, counts, strict=True)}
+def _window(labels: np.ndarray) -> list:
+    """The slice figures of a window whose queries are in the topics ``labels``."""
+    return slice_figures(
+        [
+            SlicedQuery(str(n), (topic_slice(int(label)),), None, False)
+            for n, label in enumerate(labels)
+        ]
+    )
+
+
+def _counted(counts: np.ndarray) -> list[SliceFigures]:
+    """A window's slices by their query counts alone (what the share test reads)."""
+    total = int(counts.sum())
+    return [
+        SliceFigures(name, int(n), n / total, 0.0, 1.0, None, None, None, None, None, None, None)
+        for name, n in [("all", total), *((f"topic:{i}", c) for i, c in enumerate(counts))]
+        if n
+    ]
 
 
 pytestmark = pytest.mark.skipif(not SCIFACT.is_file(), reason="../shared/data is not present")
@@ -65,8 +81,8 @@ def test_a_foreign_domain_is_a_new_topic_named_by_its_terms_and_its_share_flagge
     baseline = topics.assign(vectors(tuple(claims[700:1000])), MODEL)
     assert np.mean(labels[len(claims[400:700]) :] == OUTSIDE) > 0.8
     assert np.mean(baseline == OUTSIDE) < 0.1, "a few unseen claims of the domain, too"
-    changes = slice_share_changes(_counts(baseline), _counts(labels))
-    assert [change.slice for change in changes if change.grew] == [str(OUTSIDE)]
+    changes = slice_changes(_window(baseline), _window(labels))
+    assert [change.slice for change in changes if change.grew] == ["topic:outside"]
 
     # Refitted on the mixed window: physics is a topic of its own, new against the old set.
     refit = fit_topics(vectors(mixed), mixed, model_fingerprint=MODEL, seed=0)
@@ -108,6 +124,20 @@ def test_a_set_matches_itself_and_refuses_vectors_of_another_model() -> None:
         fit_topics(vectors(texts), texts, model_fingerprint=MODEL, n_topics=101)
 
 
+def test_the_reference_window_is_outside_as_often_as_unseen_queries_of_its_population() -> None:
+    claims, _ = queries()
+    reference = tuple(claims[:400])
+    topics = fit_topics(vectors(reference), reference, model_fingerprint=MODEL, seed=0)
+    in_sample = np.mean(topics.assign(vectors(reference), MODEL) == OUTSIDE)
+    held_out = np.mean(topics.assign(vectors(reference), MODEL, reference=True) == OUTSIDE)
+    unseen = np.mean(topics.assign(vectors(tuple(claims[400:1000])), MODEL) == OUTSIDE)
+    # Measured against centroids they made, reference queries are almost never outside;
+    # each left out of its own, they are outside about as often as unseen claims.
+    assert in_sample < held_out
+    assert abs(held_out - unseen) < 0.05, (in_sample, held_out, unseen)
+    assert TopicSet.from_dict(topics.to_dict()).version == topics.version
+
+
 def test_over_windows_of_one_population_false_flags_stay_within_the_rate() -> None:
     rng = np.random.default_rng(7)
     shares = rng.dirichlet(np.ones(30))
@@ -116,12 +146,8 @@ def test_over_windows_of_one_population_false_flags_stay_within_the_rate() -> No
     for _ in range(windows):
         reference = rng.multinomial(2000, shares)
         current = rng.multinomial(2000, shares)
-        changes = slice_share_changes(
-            {str(n): int(c) for n, c in enumerate(reference)},
-            {str(n): int(c) for n, c in enumerate(current)},
-            false_discovery_rate=0.05,
-        )
-        flagged_windows += any(change.significant for change in changes)
+        changes = slice_changes(_counted(reference), _counted(current), false_discovery_rate=0.05)
+        flagged_windows += any(change.grew or change.shrank for change in changes)
     # Every slice unchanged: a window with any flag is a false discovery, and BH holds its
     # rate (0.05) for such windows; the bound leaves room for 400 windows' sampling error.
     assert flagged_windows / windows <= 0.08, flagged_windows

@@ -35,6 +35,7 @@ from evalkit.records.slices import SliceFigures, SlicePrecision
 
 __all__ = [
     "ALL",
+    "CONTENT_GAP_SHARE",
     "DEFAULT_FALSE_DISCOVERY_RATE",
     "OUT_OF_SCOPE_QUANTILE",
     "SLICE_KINDS",
@@ -54,6 +55,9 @@ DEFAULT_FALSE_DISCOVERY_RATE = 0.05
 OUT_OF_SCOPE_QUANTILE = 0.05
 """The share of answerable goldset queries whose best score lies below the out-of-scope floor:
 the rate at which a query the corpus can answer is called out of scope."""
+CONTENT_GAP_SHARE = 0.5
+"""A topic slice with this share of its queries out of scope or more is one the corpus does
+not cover; when its share of traffic grows, it is a content gap."""
 _Z95 = NormalDist().inv_cdf(0.975)
 
 
@@ -96,11 +100,13 @@ def slice_figures(
     """The figures of ``all`` and of every slice ``queries`` are in, ``all`` first, then by
     size. ``precision_of`` names the source, labeller and measure of the queries' precision
     (None: the window has none)."""
-    names = sorted({name for query in queries for name in query.slices})
+    groups: dict[str, list[SlicedQuery]] = {ALL: list(queries)}
+    for query in queries:
+        for name in query.slices:
+            groups.setdefault(name, []).append(query)
     window = len(queries)
     figures = []
-    for name in [ALL, *names]:
-        members = [q for q in queries if name == ALL or name in q.slices]
+    for name, members in groups.items():
         if not members:
             continue
         inside = np.zeros(window, dtype=np.float64)

@@ -72,6 +72,10 @@ class Topic:
     reference_share: float
     floor: float
     """The cosine to the centroid below which a query is outside the topic."""
+    members: int = 0
+    """Reference queries in the topic."""
+    spread: float = 1.0
+    """The length of the mean of its members' unit vectors (1: all alike)."""
 
     @property
     def label(self) -> str:
@@ -112,6 +116,8 @@ class TopicSet:
                     "central_queries": list(t.central_queries),
                     "reference_share": t.reference_share,
                     "floor": t.floor,
+                    "members": t.members,
+                    "spread": t.spread,
                 }
                 for t in self.topics
             ],
@@ -127,6 +133,8 @@ class TopicSet:
                 central_queries=tuple(t["central_queries"]),
                 reference_share=float(t["reference_share"]),
                 floor=float(t["floor"]),
+                members=int(t["members"]),
+                spread=float(t["spread"]),
             )
             for t in data["topics"]
         )
@@ -137,10 +145,15 @@ class TopicSet:
         """The topic numbered ``number``; None for ``OUTSIDE``."""
         return self.topics[number] if 0 <= number < len(self.topics) else None
 
-    def assign(self, vectors: FloatMatrix, model_fingerprint: str) -> npt.NDArray[np.int64]:
+    def assign(
+        self, vectors: FloatMatrix, model_fingerprint: str, *, reference: bool = False
+    ) -> npt.NDArray[np.int64]:
         """The topic number of each row of ``vectors``: the nearest centroid by cosine, or
         ``OUTSIDE`` below that topic's floor; ConfigError when they were embedded by another
-        model than the set's."""
+        model than the set's. ``reference``: the rows are the reference queries themselves,
+        each measured against its topic's centroid without it (as the floors were), so that
+        the reference window's share outside is the one a later window of the same traffic
+        has, not the near-zero share of queries measured against a centroid they made."""
         if model_fingerprint != self.model_fingerprint:
             raise ConfigError(
                 f"the topics (version {self.version}) were fitted on vectors of model "
@@ -149,10 +162,16 @@ class TopicSet:
             )
         if len(vectors) == 0:
             return np.zeros(0, dtype=np.int64)
-        similarity = _unit(vectors) @ self.centroids.T
-        nearest = np.argmax(similarity, axis=1)
+        unit = _unit(vectors)
+        nearest = np.argmax(unit @ self.centroids.T, axis=1)
+        own = self.centroids[nearest]
+        if reference:
+            sizes = np.asarray([t.members * t.spread for t in self.topics], dtype=np.float32)
+            without = own * sizes[nearest, np.newaxis] - unit
+            single = np.asarray([t.members <= 1 for t in self.topics])[nearest]
+            own = np.where(single[:, np.newaxis], own, _unit(without))
         floors = np.asarray([topic.floor for topic in self.topics], dtype=np.float32)
-        inside = similarity[np.arange(len(nearest)), nearest] >= floors[nearest]
+        inside = np.sum(unit * own, axis=1) >= floors[nearest]
         return np.where(inside, nearest, OUTSIDE).astype(np.int64)
 
 
@@ -181,12 +200,13 @@ def fit_topics(
     count = n_topics if n_topics is not None else max(2, min(40, round(math.sqrt(len(texts) / 2))))
     model = _kmeans(count, seed).fit(unit)
     labels = np.asarray(model.labels_, dtype=np.int64)
-    centroids = _unit(np.asarray(model.cluster_centers_, dtype=np.float32))
     # Numbered by size, largest first, so that topic 0 is the reference window's biggest.
-    order = np.argsort(-np.bincount(labels, minlength=len(centroids)), kind="stable")
+    order = np.argsort(-np.bincount(labels, minlength=count), kind="stable")
     renumber = np.empty_like(order)
     renumber[order] = np.arange(len(order))
-    labels, centroids = renumber[labels], centroids[order]
+    labels = renumber[labels]
+    means = np.vstack([unit[labels == number].mean(axis=0) for number in range(count)])
+    centroids = _unit(means)
     terms = _distinctive_terms([texts[i] for i in range(len(texts))], labels, len(centroids))
     topics = tuple(
         Topic(
@@ -195,6 +215,8 @@ def fit_topics(
             central_queries=_central(unit, texts, labels, centroids, number),
             reference_share=float(np.mean(labels == number)),
             floor=_floor(unit[labels == number]),
+            members=int(np.sum(labels == number)),
+            spread=float(np.linalg.norm(means[number])),
         )
         for number in range(len(centroids))
     )

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from evalkit.clock import utc_now
 from evalkit.drift.slices import (
     ALL,
+    CONTENT_GAP_SHARE,
     DEFAULT_FALSE_DISCOVERY_RATE,
     OUT_OF_SCOPE_QUANTILE,
     SliceChange,
@@ -85,9 +86,6 @@ __all__ = [
     "window_slices",
 ]
 
-CONTENT_GAP_SHARE = 0.5
-"""A topic slice most of whose queries are out of scope (this share or more) is one the
-corpus does not cover; when its share of traffic grows, it is a content gap."""
 _PRECISION_SOURCES = ("assessor", "estimate")
 
 
@@ -323,7 +321,11 @@ def _assigned(
             "fitted with: fit them again on a window of this model "
             f"(`evalkit traffic slices --window {summary.window_label} --refit`)"
         )
-    labels = topics.topics.assign(vectors, topics.topics.model_fingerprint)
+    labels = topics.topics.assign(
+        vectors,
+        topics.topics.model_fingerprint,
+        reference=summary.run_id == topics.reference_run_id,
+    )
     window_texts = [texts.get(q, "") for q in ids]
     named = {
         number: {"window_terms": list(terms), "window_central_queries": list(central)}

@@ -17,12 +17,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "current_topic_set",
+    "newest_sliced_window",
     "query_values",
     "save_query_values",
     "save_slice_figures",
     "save_topic_set",
     "slice_figures_of_run",
     "slice_series",
+    "sliced_run_of_window",
+    "topic_reference_window",
 ]
 
 
@@ -198,3 +201,32 @@ def slice_series(store: Store, slice_name: str, *, limit: int = 100) -> list[dic
         [slice_name, limit],
     )
     return [{str(k): v for k, v in row.items()} for row in frame.iloc[::-1].to_dict("records")]
+
+
+def newest_sliced_window(store: Store) -> tuple[str, str, str | None] | None:
+    """The run id, window label and topic version of the newest window (by its start, then
+    its newest replay) whose slices are stored; None when none are."""
+    rows = store.fetch(
+        "SELECT f.run_id, f.window_label, any_value(f.topic_version)"
+        " FROM traffic_slice_figures f JOIN traffic_window_summaries w USING (run_id)"
+        " GROUP BY f.run_id, f.window_label, w.window_start, w.computed_at"
+        " ORDER BY w.window_start DESC, w.computed_at DESC LIMIT 1"
+    )
+    return (str(rows[0][0]), str(rows[0][1]), rows[0][2]) if rows else None
+
+
+def sliced_run_of_window(store: Store, window_label: str, topic_version: str | None) -> str | None:
+    """The newest replay of ``window_label`` whose slices were stored with ``topic_version``."""
+    rows = store.fetch(
+        "SELECT f.run_id FROM traffic_slice_figures f JOIN traffic_window_summaries w"
+        " USING (run_id) WHERE f.window_label = ? AND f.topic_version IS NOT DISTINCT FROM ?"
+        " ORDER BY w.computed_at DESC LIMIT 1",
+        [window_label, topic_version],
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def topic_reference_window(store: Store, version: str) -> str | None:
+    """The window the topic set ``version`` was fitted on."""
+    rows = store.fetch("SELECT reference_window FROM topic_sets WHERE version = ?", [version])
+    return str(rows[0][0]) if rows else None

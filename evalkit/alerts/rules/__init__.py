@@ -27,6 +27,12 @@ from evalkit.alerts.rules.freshness import FRESHNESS_LAG, FreshnessLagParams
 from evalkit.alerts.rules.jobs import JOB_FAILURE, JobFailureParams
 from evalkit.alerts.rules.latency import LATENCY_REGRESSION, LatencyRegressionParams
 from evalkit.alerts.rules.precision import PRECISION_REGRESSION, PrecisionRegressionParams
+from evalkit.alerts.rules.slices import (
+    SLICE_EMERGED,
+    SLICE_PRECISION_DROP,
+    SliceEmergedParams,
+    SlicePrecisionDropParams,
+)
 from evalkit.alerts.rules.traffic import (
     LOW_CONFIDENCE_RATE,
     TRAFFIC_PRECISION_DROP,
@@ -49,6 +55,8 @@ __all__ = [
     "RuleContext",
     "RuleKind",
     "RuleParams",
+    "SliceEmergedParams",
+    "SlicePrecisionDropParams",
     "TrafficPrecisionDropParams",
     "describe_params",
     "register_rule_kind",
@@ -64,6 +72,8 @@ for _kind in (
     JOB_FAILURE,
     LOW_CONFIDENCE_RATE,
     TRAFFIC_PRECISION_DROP,
+    SLICE_PRECISION_DROP,
+    SLICE_EMERGED,
     LATENCY_REGRESSION,
     FRESHNESS_LAG,
 ):
