@@ -53,6 +53,7 @@ PAGES = {
     "goldsets": "Goldsets",
     "drift": "Drift",
     "traffic": "Traffic",
+    "slices": "Slices",
     "answers": "Answers",
     "index_health": "Index health",
     "alerts": "Alerts",

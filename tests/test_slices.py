@@ -339,3 +339,48 @@ def test_the_rules_fire_on_the_grown_slice_and_link_the_slices_page(sliced_store
     assert f"window={DAYS[-1]}" in link
     assert "slice=topic%3Aoutside" in link
     assert "content gap" in fired[0]["title"]
+
+
+@pytest.mark.slow
+def test_the_slices_page_opens_the_alert_s_slice(
+    sliced_store: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+    from test_dashboard_pages import APP, TIMEOUT
+
+    monkeypatch.setenv("EVALKIT_STORE_PATH", str(sliced_store["home"] / "evalkit.duckdb"))
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.query_params["window"] = DAYS[-1]
+    app.query_params["slice"] = "topic:outside"
+    app.switch_page("views/slices.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["content gaps"] == "1"
+    assert app.selectbox[0].value == DAYS[-1]
+    assert app.selectbox[1].value == "topic:outside"
+    assert any("Content gap" in m.value and "outside" in m.value for m in app.markdown)
+    table = next(d.value for d in app.dataframe if "out of scope" in d.value.columns)
+    assert any("content gap" in str(change) for change in table["change"])
+    # A slice the window does not have is refused, never replaced by another.
+    stale = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    stale.query_params["window"] = DAYS[0]
+    stale.query_params["slice"] = "topic:99"
+    stale.switch_page("views/slices.py").run()
+    assert any("does not exist" in e.value for e in stale.error)
+
+
+@pytest.mark.slow
+def test_the_slices_page_renders_in_chromium(sliced_store: dict, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from test_dashboard_browser import _render, _serving, chromium_driver
+
+    store = sliced_store["home"] / "evalkit.duckdb"
+    with _serving(store, tmp_path / "dashboard.log") as url, chromium_driver() as driver:
+        shown = _render(driver, f"{url}/slices?window={DAYS[-1]}&slice=topic%3Aoutside", charts=2)
+        driver.save_screenshot(str(tmp_path / "slices.png"))
+        text = driver.find_element(By.TAG_NAME, "body").text
+    assert "1" in shown  # one content gap
+    assert "Content gap: topic:outside" in text
+    assert (tmp_path / "slices.png").stat().st_size > 10_000

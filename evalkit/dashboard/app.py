@@ -32,6 +32,7 @@ PAGES = {
     "Monitoring": [
         st.Page("views/drift.py", title="Drift", icon=":material/moving:"),
         st.Page("views/traffic.py", title="Traffic", icon=":material/traffic:"),
+        st.Page("views/slices.py", title="Slices", icon=":material/donut_small:"),
         st.Page("views/answers.py", title="Answers", icon=":material/question_answer:"),
         st.Page("views/index_health.py", title="Index health", icon=":material/health_and_safety:"),
         st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),

@@ -25,6 +25,7 @@ __all__ = [
     "slice_figures_of_run",
     "slice_series",
     "sliced_run_of_window",
+    "sliced_windows",
     "topic_reference_window",
 ]
 
@@ -230,3 +231,17 @@ def topic_reference_window(store: Store, version: str) -> str | None:
     """The window the topic set ``version`` was fitted on."""
     rows = store.fetch("SELECT reference_window FROM topic_sets WHERE version = ?", [version])
     return str(rows[0][0]) if rows else None
+
+
+def sliced_windows(store: Store, *, limit: int = 200) -> list[tuple[str, str, str | None]]:
+    """Each window whose slices are stored, newest first: its label, the newest sliced replay
+    and the topic version of its slices."""
+    rows = store.fetch(
+        "SELECT f.window_label, f.run_id, any_value(f.topic_version)"
+        " FROM traffic_slice_figures f JOIN traffic_window_summaries w USING (run_id)"
+        " GROUP BY f.window_label, f.run_id, w.window_start, w.computed_at"
+        " QUALIFY row_number() OVER (PARTITION BY f.window_label ORDER BY w.computed_at DESC) = 1"
+        " ORDER BY w.window_start DESC LIMIT ?",
+        [limit],
+    )
+    return [(str(label), str(run_id), version) for label, run_id, version in rows]

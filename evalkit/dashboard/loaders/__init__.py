@@ -25,6 +25,7 @@ from evalkit.dashboard.loaders import (
     query,
     review,
     shared,
+    slices,
     story,
     traffic,
 )
@@ -52,6 +53,7 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "drift": drift.drift,
     "projection": drift.projection,
     "traffic": traffic.traffic,
+    "slices": slices.slices,
     "answers": answers.answers,
     "answer_items": answers.answer_items,
     "index_health": index_health.index_health,

@@ -66,6 +66,8 @@ AREA_HINTS: Mapping[str, str] = {
     "alerts": "`evalkit alerts evaluate` (or `evalkit serve` with `[[alerts.rules]]` in "
     "evalkit.toml) stores alerts and their deliveries.",
     "jobs": "`evalkit serve` (or `evalkit jobs run JOB`) records job runs.",
+    "slices": "`evalkit traffic slices --window W` (or the `traffic` job with `slices = true`) "
+    "cuts a replayed window into topics, tenants and tags and stores their figures.",
     "judging": "`evalkit traffic replay --judge --corpus C` (or `evalkit judge traffic RUN "
     "--corpus C`) labels a replayed window with the [judge] LLM assessor and stores its "
     "judged figures.",

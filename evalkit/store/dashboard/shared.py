@@ -44,6 +44,7 @@ AREA_TABLES: dict[str, tuple[str, ...]] = {
     "jobs": ("job_runs",),
     "judging": ("judge_agreements", "judged_run_figures"),
     "review": ("review_items", "reviews", "review_publications"),
+    "slices": ("traffic_slice_figures", "topic_sets"),
 }
 """The tables each area of evalkit writes (an area's page needs all of its tables)."""
 
