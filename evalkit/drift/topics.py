@@ -34,6 +34,7 @@ __all__ = [
     "Topic",
     "TopicMatch",
     "TopicSet",
+    "emerging_subjects",
     "fit_topics",
     "match_topics",
     "slice_terms",
@@ -242,6 +243,30 @@ def slice_terms(
     return {
         number: (terms[i], _central(unit, texts, dense, centroids, i))
         for i, number in enumerate(numbers)
+    }
+
+
+def emerging_subjects(vectors: FloatMatrix, texts: Sequence[str]) -> dict[str, Any]:
+    """What the queries outside every topic (``MIN_QUERIES`` or more) are about: clustered
+    among themselves, each subject by its terms, central queries and share, largest first
+    (``emerging``); ``window_terms`` and ``window_central_queries`` take the first of each.
+    Named among themselves, not among the window's topics: there, their distinctive terms
+    are the words the new subjects share ("use", "high"), not what they are about."""
+    found = fit_topics(vectors, texts, model_fingerprint="outside")
+    subjects: list[dict[str, Any]] = [
+        {
+            "terms": list(topic.terms),
+            "central_queries": list(topic.central_queries),
+            "share": topic.reference_share,
+        }
+        for topic in found.topics
+    ]
+    return {
+        "window_terms": [s["terms"][0] for s in subjects if s["terms"]],
+        "window_central_queries": [
+            s["central_queries"][0] for s in subjects if s["central_queries"]
+        ],
+        "emerging": subjects,
     }
 
 

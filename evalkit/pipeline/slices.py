@@ -39,6 +39,7 @@ from evalkit.drift.topics import (
     OUTSIDE,
     TopicMatch,
     TopicSet,
+    emerging_subjects,
     fit_topics,
     match_topics,
     slice_terms,
@@ -333,31 +334,8 @@ def _assigned(
     }
     outside = np.flatnonzero(labels == OUTSIDE)
     if len(outside) >= MIN_QUERIES:
-        named[OUTSIDE] = _emerging(vectors[outside], [window_texts[i] for i in outside])
+        named[OUTSIDE] = emerging_subjects(vectors[outside], [window_texts[i] for i in outside])
     return dict(zip(ids, (int(x) for x in labels), strict=True)), named
-
-
-def _emerging(vectors: npt.NDArray[np.float32], texts: Sequence[str]) -> dict[str, Any]:
-    """The queries outside every topic clustered among themselves: what new subjects arrived,
-    each by its terms and central queries (largest first). The slice is named by the first
-    terms of each: its terms among the window's other slices are the words those subjects
-    share, not what they are about."""
-    found = fit_topics(vectors, texts, model_fingerprint="outside")
-    subjects: list[dict[str, Any]] = [
-        {
-            "terms": list(topic.terms),
-            "central_queries": list(topic.central_queries),
-            "share": topic.reference_share,
-        }
-        for topic in found.topics
-    ]
-    return {
-        "window_terms": [s["terms"][0] for s in subjects if s["terms"]],
-        "window_central_queries": [
-            s["central_queries"][0] for s in subjects if s["central_queries"]
-        ],
-        "emerging": subjects,
-    }
 
 
 def _tags(store: Store, query_ids: Sequence[str]) -> dict[str, dict[str, str]]:
