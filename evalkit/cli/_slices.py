@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from evalkit.cli._output import console, format_interval, format_share, key_values, say, table
 
 if TYPE_CHECKING:
-    from evalkit.pipeline.slices import GoldsetSlice, SliceFigures, WindowSlices
+    from evalkit.pipeline.goldset_slices import GoldsetSlice
+    from evalkit.pipeline.slices import SliceFigures, WindowSlices
     from evalkit.store.review import QueueCounts
 
 __all__ = ["print_gaps", "print_goldset_slices", "print_window_slices"]

@@ -30,7 +30,7 @@ from evalkit.cli._store import open_store
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalkit.pipeline.slices import GoldsetSlice
+    from evalkit.pipeline.goldset_slices import GoldsetSlice
     from evalkit.store import RunRecord, Store
 
 RunId = Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")]
@@ -249,7 +249,7 @@ def show_run(
 def _slices(store: Store, run_id: str, by: str) -> list[GoldsetSlice]:
     """A goldset run's measures per slice ``by``; topics embed its queries with the
     configured model (loaded only then: it takes seconds)."""
-    from evalkit.pipeline.slices import goldset_run_slices, goldset_topics
+    from evalkit.pipeline.goldset_slices import goldset_run_slices, goldset_topics
 
     if by == "topic":
         # sentence-transformers (or ONNX Runtime) loads here, only for topics.
