@@ -125,12 +125,16 @@ def sliced_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     slices = {}
     for day in DAYS:
         run("traffic", "sample", "--window", day, "--n", str(PER_DAY))
-        run(
+        replayed = run(
             "traffic", "replay", "--window", day, "--collection", "scifact-titles",
-            "--estimate", "--no-tenant-isolation",
+            "--estimate", "--no-tenant-isolation", "--slices",
         )  # fmt: skip
-    for day in DAYS:
-        slices[day] = run("traffic", "slices", "--window", day, expect=None)
+        slices[day] = replayed["slices"]
+        # Sliced once more on its own: the stored figures are the replay's.
+        assert (
+            run("traffic", "slices", "--window", day, expect=None)["figures"]
+            == (slices[day]["figures"])
+        )
     yield {"home": tmp / "home", "slices": slices, "run": run, "tmp": tmp}
     monkey.undo()
 
