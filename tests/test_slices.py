@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from test_store_docs import ShuffledJudgments
 
 from evalkit.cli import invoke
 from evalkit.drift.slices import ALL, SlicedQuery, slice_changes, slice_figures
 from evalkit.goldset import load_goldset
+from evalkit.judging.window import mean_interval
 from evalkit.metrics import Evaluator
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records.requests import GoldsetRunRequest
@@ -388,3 +390,24 @@ def test_the_slices_page_renders_in_chromium(sliced_store: dict, tmp_path: Path)
     assert "1" in shown  # one content gap
     assert "Content gap: topic:outside" in text
     assert (tmp_path / "slices.png").stat().st_size > 10_000
+
+
+def test_a_slice_whose_estimates_differ_only_by_rounding_has_a_finite_interval() -> None:
+    # Queries whose scores fall on one plateau of the calibration get one estimate, up to
+    # rounding: their variance of 1e-35 once gave a NaN interval, and a NaN p-value that
+    # the Benjamini-Hochberg correction refuses.
+    queries = [
+        SlicedQuery(f"q{n}", ("topic:0",), False, False, None, 0.05 + (n % 2) * 1e-13)
+        for n in range(40)
+    ]
+    (whole, topic) = slice_figures(
+        queries, precision_of=("estimate", "calibration:r", "precision@10")
+    )
+    assert topic.precision is not None
+    assert 0 <= topic.precision.low <= 0.05 <= topic.precision.high <= 1
+    nearly = np.full(40, 0.05)
+    nearly[0] += 1e-8  # a real, if tiny, spread: an interval of almost no width
+    low, high = mean_interval(nearly)
+    assert low <= nearly.mean() <= high
+    assert high - low < 1e-5
+    assert slice_changes([whole, topic], [whole, topic])[0].drop_p is not None

@@ -38,6 +38,13 @@ NO_DOCUMENT = -2
 GradeMatrix = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
+_EQUAL = 1e-9
+"""Values of a window closer than this are equal."""
+_LARGEST_SIZE = 1e12
+"""The largest effective size an interval is computed at: values that barely differ give
+sizes of 1e20 and more, at which the beta quantiles are NaN (at 1e12 the interval is
+already narrower than 1e-6)."""
+
 WINDOW_INTERVAL = "korn-graubard"
 """The name of ``mean_interval`` in a stored figure's details (``interval``): figures
 stored before it have a percentile bootstrap interval and ``resamples`` instead."""
@@ -74,10 +81,11 @@ def mean_interval(values: FloatArray, *, confidence: float = 0.95) -> tuple[floa
         return 0.0, 1.0
     mean = float(values.mean())
     tail = (1.0 - confidence) / 2.0
-    # Equal values compared exactly: their floating-point variance can be 1e-35, which would
-    # read as an effective size without bound and a zero-width interval.
-    variance = float(values.var(ddof=1)) if np.ptp(values) > 0 else 0.0
-    n_eff = n * mean * (1.0 - mean) / variance if variance > 0 else float(n)
+    # Equal values (up to rounding: estimates from one calibration plateau differ by 1e-17)
+    # are taken as equal: their floating-point variance, 1e-35, would read as an effective
+    # size without bound, and the beta quantiles of such a size are NaN.
+    variance = float(values.var(ddof=1)) if np.ptp(values) > _EQUAL else 0.0
+    n_eff = min(n * mean * (1.0 - mean) / variance, _LARGEST_SIZE) if variance > 0 else float(n)
     normal = float(scipy.stats.norm.ppf(1.0 - tail))
     student = float(scipy.stats.t.ppf(1.0 - tail, n - 1))
     size = n_eff * (normal / student) ** 2
