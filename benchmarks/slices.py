@@ -40,8 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.drift.slices import (
-    CONTENT_GAP_SHARE,
     SlicedQuery,
+    content_gaps,
     scope_floor,
     slice_changes,
     slice_figures,
@@ -191,6 +191,14 @@ def _figures(world: World, rows: npt.NDArray[np.int64], topics, rng, *, referenc
     )
 
 
+def _reference(world: World, rng: np.random.Generator, size: int, seed: int):  # type: ignore[no-untyped-def]
+    """Topics fitted on a window of claims, and that window's slices (the baseline)."""
+    reference = world.window(rng, size, 0.0)
+    texts = [world.texts[r] for r in reference]
+    topics = fit_topics(world.vectors[reference], texts, model_fingerprint=MODEL, seed=seed)
+    return topics, _figures(world, reference, topics, rng, reference=True)
+
+
 def detection(world: World, *, reps: int, size: int, windows: int) -> list[dict[str, object]]:
     rows_out = []
     for share in SHARES:
@@ -198,26 +206,11 @@ def detection(world: World, *, reps: int, size: int, windows: int) -> list[dict[
         named = 0
         for seed in range(reps):
             rng = np.random.default_rng(seed)
-            reference = world.window(rng, size, 0.0)
-            topics = fit_topics(
-                world.vectors[reference],
-                [world.texts[r] for r in reference],
-                model_fingerprint=MODEL,
-                seed=seed,
-            )
-            base = _figures(world, reference, topics, rng, reference=True)
+            topics, base = _reference(world, rng, size, seed)
             first = None
             for number in range(1, windows + 1):
                 current = _figures(world, world.window(rng, size, share), topics, rng)
-                changes = {c.slice: c for c in slice_changes(base, current)}
-                gaps = [
-                    f
-                    for f in current
-                    if f.kind == "topic"
-                    and (f.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
-                    and f.slice in changes
-                    and changes[f.slice].grew
-                ]
+                gaps = content_gaps(current, slice_changes(base, current))
                 if gaps:
                     first = number
                     named += bool(set(gaps[0].details.get("window_terms", [])) & PHYSICS_WORDS)
@@ -241,14 +234,7 @@ def false_discoveries(world: World, *, pairs: int, size: int) -> dict[str, objec
     tested = []
     for seed in range(pairs):
         rng = np.random.default_rng(10_000 + seed)
-        reference = world.window(rng, size, 0.0)
-        topics = fit_topics(
-            world.vectors[reference],
-            [world.texts[r] for r in reference],
-            model_fingerprint=MODEL,
-            seed=seed,
-        )
-        base = _figures(world, reference, topics, rng, reference=True)
+        topics, base = _reference(world, rng, size, seed)
         current = _figures(world, world.window(rng, size, 0.0), topics, rng)
         changes = slice_changes(base, current)
         tested.append(len(changes))

@@ -43,6 +43,7 @@ __all__ = [
     "SliceFigures",
     "SlicePrecision",
     "SlicedQuery",
+    "content_gaps",
     "scope_floor",
     "slice_changes",
     "slice_figures",
@@ -273,3 +274,19 @@ def slice_changes(
             )
         changes.append(change)
     return sorted(changes, key=lambda c: (min(c.share_q, c.drop_q or 1.0), c.slice))
+
+
+def content_gaps(
+    figures: Iterable[SliceFigures], changes: Iterable[SliceChange]
+) -> list[SliceFigures]:
+    """The topic slices of a window (``topic:outside`` included) at least
+    ``CONTENT_GAP_SHARE`` out of scope whose share grew significantly against the baseline:
+    subjects the corpus does not cover, asked more and more."""
+    grew = {change.slice for change in changes if change.grew}
+    return [
+        figure
+        for figure in figures
+        if figure.kind == "topic"
+        and figure.slice in grew
+        and (figure.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
+    ]

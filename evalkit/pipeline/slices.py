@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.drift.slices import (
-    CONTENT_GAP_SHARE,
     DEFAULT_FALSE_DISCOVERY_RATE,
     SliceChange,
     SliceFigures,
+    content_gaps,
     slice_changes,
 )
 from evalkit.drift.topic_sets import StoredTopicSet
@@ -41,7 +41,6 @@ from evalkit.store.traffic import (
 )
 
 __all__ = [
-    "CONTENT_GAP_SHARE",
     "SliceFigures",
     "StoredTopicSet",
     "WindowSlices",
@@ -78,16 +77,8 @@ class WindowSlices:
 
     @property
     def content_gaps(self) -> tuple[SliceFigures, ...]:
-        """Topic slices mostly out of scope (``CONTENT_GAP_SHARE``) whose share grew
-        significantly against the baseline."""
-        return tuple(
-            f
-            for f in self.figures
-            if f.kind == "topic"
-            and (f.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
-            and (change := self.change(f.slice)) is not None
-            and change.grew
-        )
+        """The window's content gaps (``evalkit.drift.slices.content_gaps``)."""
+        return tuple(content_gaps(self.figures, self.changes))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

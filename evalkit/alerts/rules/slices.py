@@ -14,9 +14,9 @@ from pydantic import Field
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, close_unwatched
 from evalkit.drift.slices import (
-    CONTENT_GAP_SHARE,
     DEFAULT_FALSE_DISCOVERY_RATE,
     SliceChange,
+    content_gaps,
     slice_changes,
 )
 from evalkit.records.slices import SliceFigures
@@ -176,14 +176,16 @@ def _precision_drop(ctx: RuleContext, params: SlicePrecisionDropParams) -> list[
 
 
 def _emerged(ctx: RuleContext, params: SliceEmergedParams) -> list[Signal]:
+    def gap(change: SliceChange, figure: SliceFigures) -> bool:
+        return bool(content_gaps([figure], [change]))
+
     def flagged(change: SliceChange, figure: SliceFigures) -> bool:
-        gap = (figure.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
-        return change.grew and (gap or not params.out_of_scope_only)
+        return change.grew and (gap(change, figure) or not params.out_of_scope_only)
 
     def describe(change: SliceChange, figure: SliceFigures) -> str:
         scope = (
             f", {figure.out_of_scope_share:.0%} of it out of scope (a content gap)"
-            if (figure.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
+            if gap(change, figure)
             else ""
         )
         verb = "grew" if change.grew else "holds"

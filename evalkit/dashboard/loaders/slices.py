@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evalkit.drift.slices import CONTENT_GAP_SHARE, SliceChange, slice_changes
+from evalkit.drift.slices import SliceChange, content_gaps, slice_changes
 from evalkit.records.slices import SliceFigures
 from evalkit.store import Store
 from evalkit.store.slices import (
@@ -56,14 +56,7 @@ def slices(store: Store, *, window: str | None = None, slice_name: str | None = 
     if base_run is not None:
         _, _, base_figures = slice_figures_of_run(store, base_run)
         changes = slice_changes(base_figures, figures)
-    grown = {c.slice for c in changes if c.grew}
-    gaps = tuple(
-        f.slice
-        for f in figures
-        if f.kind == "topic"
-        and f.slice in grown
-        and (f.out_of_scope_share or 0.0) >= CONTENT_GAP_SHARE
-    )
+    gaps = tuple(f.slice for f in content_gaps(figures, changes))
     series = None
     if slice_name is not None:
         series = pd.DataFrame(slice_series(store, slice_name))
