@@ -411,3 +411,70 @@ def test_a_slice_whose_estimates_differ_only_by_rounding_has_a_finite_interval()
     assert low <= nearly.mean() <= high
     assert high - low < 1e-5
     assert slice_changes([whole, topic], [whole, topic])[0].drop_p is not None
+
+
+@pytest.mark.slow
+def test_a_goldset_run_by_topic_embeds_its_queries_into_the_traffic_topics(
+    sliced_store: dict,
+) -> None:
+    with Store.open(sliced_store["home"] / "evalkit.duckdb", read_only=True) as store:
+        (run_id,) = store.fetch("SELECT run_id FROM runs WHERE kind = 'goldset'")[0]
+        values = store.fetch_frame(
+            "SELECT query_id, value FROM query_metrics WHERE run_id = ? AND measure = 'ndcg@10'",
+            [run_id],
+        ).set_index("query_id")["value"]
+    shown = sliced_store["run"]("runs", "show", run_id, "--by", "topic")
+    topics = shown["slices"]["slices"]
+    assert all(s["slice"].startswith("topic:") for s in topics)
+    assert sum(s["n_queries"] for s in topics) == len(values)
+    # The goldset's claims are the traffic's domain: few fall outside every topic.
+    outside = sum(s["n_queries"] for s in topics if s["slice"] == "topic:outside")
+    assert outside < 0.2 * len(values)
+    assert values.mean() == pytest.approx(
+        sum(s["measures"]["ndcg@10"]["value"] * s["n_queries"] for s in topics) / len(values)
+    )
+
+
+@pytest.mark.slow
+def test_a_judged_window_takes_the_assessor_s_precision_and_its_zero_grades_as_out_of_scope(
+    sliced_store: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relevance_judge import GradingJudge, grading_judge, judge_env
+
+    claims = set(_scifact(sliced_store["tmp"] / "again")[1])
+
+    class ClaimsJudge(GradingJudge):
+        def grade(self, query: str, passage: str) -> int:
+            return 2 if query in claims else 0
+
+    run = sliced_store["run"]
+    run_id = sliced_store["slices"][DAYS[-1]]["run_id"]
+    with grading_judge(ClaimsJudge(known={})) as judge:
+        for name, value in judge_env(judge).items():
+            monkeypatch.setenv(name, value)
+        run(
+            "judge", "traffic", run_id, "--collection", "scifact-titles",
+            "--max-judgments", "600",
+        )  # fmt: skip
+    sliced = run("traffic", "slices", "--window", DAYS[-1], expect=None)
+    whole = sliced["figures"][0]
+    assert whole["precision"]["source"] == "assessor"
+    assert whole["precision"]["labeller"].startswith("grader-1")
+    assert 0 < whole["precision"]["n_queries"] < whole["n_queries"]
+    # The baseline day has estimates only: never compared with the assessor's figures.
+    assert all(change["drop_p"] is None for change in sliced["changes"])
+    with Store.open(sliced_store["home"] / "evalkit.duckdb", read_only=True) as store:
+        graded = dict(
+            store.fetch(
+                "SELECT query_id, value FROM judged_query_values"
+                " WHERE run_id = ? AND measure = 'max_grade@10'",
+                [run_id],
+            )
+        )
+        texts = dict(store.fetch("SELECT query_id, text FROM traffic_records"))
+    assert graded
+    zero = [q for q, grade in graded.items() if grade == 0]
+    assert zero
+    assert all(texts[q] not in claims for q in zero)
+    outside = next(f for f in sliced["figures"] if f["slice"] == "topic:outside")
+    assert outside["out_of_scope_share"] >= 0.9
