@@ -59,6 +59,7 @@ _PRECISION_SOURCES = ("assessor", "estimate")
 
 
 def current_topics(store: Store) -> StoredTopicSet | None:
+    """The newest fitted topic set; None when none is stored."""
     found = current_topic_set(store)
     return None if found is None else StoredTopicSet.from_dict(found)
 
@@ -66,6 +67,7 @@ def current_topics(store: Store) -> StoredTopicSet | None:
 def window_queries(
     store: Store, summary: StoredWindowSummary
 ) -> tuple[dict[str, str], list[str], npt.NDArray[np.float32]]:
+    """A replayed window's query texts by id, and the ids and vectors of those embedded."""
     texts = load_sample_queries(store, summary.sample_id)
     ids, vectors = window_embeddings(store, summary.run_id)
     return (
@@ -117,6 +119,10 @@ def topic_set_for(
     n_topics: int | None,
     seed: int,
 ) -> tuple[StoredTopicSet, bool]:
+    """The topics ``window`` is sliced by, and whether they were fitted now: the stored set,
+    or (none stored, ``refit``, or a ``reference`` window named) a set fitted on
+    ``reference``, on ``window`` itself when refitting, else on the first replayed window of
+    the same model, stored with how it maps to the set before."""
     stored = current_topics(store)
     if stored is not None and not refit and reference is None:
         return stored, False
@@ -335,6 +341,8 @@ def window_figures(
     *,
     recompute: bool,
 ) -> tuple[list[SliceFigures], list[str]]:
+    """The window's slice figures and notes: the stored ones when they are of ``topics``
+    and not ``recompute``, else computed and stored (replacing the run's earlier ones)."""
     version, _, stored = slice_figures_of_run(store, summary.run_id)
     if stored and not recompute and version == (None if topics is None else topics.version):
         return stored, list(stored[0].details.get("notes", []))
