@@ -142,14 +142,21 @@ def sliced_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_the_first_day_fits_the_topics_and_is_its_own_baseline(sliced_store: dict) -> None:
+def test_the_first_day_fits_the_topics_and_its_own_queries_are_held_out(
+    sliced_store: dict,
+) -> None:
     first = sliced_store["slices"][DAYS[0]]
     topics = first["topics"]
     assert topics["reference_window"] == DAYS[0]
     assert 2 <= len(topics["topics"]) <= 40
     assert all(topic["terms"] for topic in topics["topics"])
     assert first["baseline_window"] == DAYS[0]
-    assert not any(c["grew"] or c["shrank"] or c["dropped"] for c in first["changes"])
+    figures = {f["slice"]: f for f in first["figures"]}
+    # Each reference query measured against its topic without it: some fall outside, as
+    # unseen claims do (measured against centroids they made, almost none would).
+    assert 0 < figures["topic:outside"]["n_queries"] < 0.2 * figures["all"]["n_queries"]
+    topic_shares = sum(f["share"] for name, f in figures.items() if name.startswith("topic:"))
+    assert topic_shares == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -216,6 +223,10 @@ def test_gaps_go_to_the_review_queue_as_drafts_with_no_document(sliced_store: di
     assert all(item.item.reason.startswith("content gap") for item in gap_items)
     again = run("traffic", "gaps", "--window", DAYS[-1], "--queue-for", "scifact")
     assert again["queued"]["added"] == 0
+    # Listing the gaps leaves the window's other slices stored.
+    sliced = run("traffic", "slices", "--window", DAYS[-1], expect=None)
+    assert any(f["slice"].startswith("tenant:") for f in sliced["figures"])
+    assert any(f["slice"].startswith("tag:locale=") for f in sliced["figures"])
 
 
 @pytest.mark.slow
@@ -228,6 +239,14 @@ def test_slices_are_stored_and_a_refit_maps_the_old_topics(sliced_store: dict) -
     matched = topics["matched"]
     assert len(matched["same"]) >= len(topics["topics"]) // 2
     assert any("refitted" in note for note in refitted["notes"])
+    # Back to the first window: the first set is the current one again, and stays so.
+    back = run("traffic", "slices", "--window", DAYS[2], "--reference", DAYS[0], expect=None)
+    first_version = sliced_store["slices"][DAYS[0]]["topics"]["version"]
+    assert back["topics"]["version"] == first_version
+    again = run("traffic", "slices", "--window", DAYS[2], expect=None)
+    assert again["topics"]["version"] == first_version
+    # The rules below read the refit on the second day.
+    run("traffic", "slices", "--window", DAYS[1], "--refit", expect=None)
 
 
 # --- a goldset run's slices: the exact measures of each slice's queries alone ----------------
@@ -295,6 +314,34 @@ def _window(counts: dict[str, int]) -> list[SlicedQuery]:
         for name, count in counts.items()
         for n in range(count)
     ]
+
+
+def test_a_slice_s_share_is_of_its_family_and_a_family_sliced_once_is_not_tested() -> None:
+    # Half the queries embedded (a topic each), all with a tenant, a third tagged.
+    queries = [
+        SlicedQuery(
+            f"q{n}",
+            ((f"topic:{n % 3}",) if n % 2 else ())
+            + (f"tenant:{n % 2}",)
+            + (("tag:locale=de",) if n % 3 == 0 else ()),
+            None,
+            False,
+        )
+        for n in range(600)
+    ]
+    figures = {f.slice: f for f in slice_figures(queries)}
+    assert sum(f.share for n, f in figures.items() if n.startswith("topic:")) == pytest.approx(1)
+    assert figures["topic:1"].n_family == 300
+    assert figures["tenant:0"].share == pytest.approx(0.5)
+    assert figures["tag:locale=de"].share == 1.0
+    # A window sliced by topic alone against one sliced by all: only topics are tested.
+    topics_only = [
+        SlicedQuery(q.query_id, tuple(s for s in q.slices if s.startswith("topic:")), None, False)
+        for q in queries
+    ]
+    changes = slice_changes(slice_figures(topics_only), slice_figures(queries))
+    assert {c.slice for c in changes} == {"topic:0", "topic:1", "topic:2"}
+    assert not any(c.grew or c.shrank for c in changes)
 
 
 def test_a_slice_that_grew_is_flagged_and_the_others_are_not() -> None:

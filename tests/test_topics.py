@@ -53,7 +53,7 @@ def _counted(counts: np.ndarray) -> list[SliceFigures]:
     """A window's slices by their query counts alone (what the share test reads)."""
     total = int(counts.sum())
     return [
-        SliceFigures(name, int(n), n / total, 0.0, 1.0, None, None, None, None, None, None, None)
+        SliceFigures(name, int(n), total, n / total, 0.0, 1.0, *[None] * 7)
         for name, n in [("all", total), *((f"topic:{i}", c) for i, c in enumerate(counts))]
         if n
     ]

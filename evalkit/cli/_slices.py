@@ -38,6 +38,9 @@ def _flag(sliced: WindowSlices, figure: SliceFigures) -> str:
 
 def print_window_slices(sliced: WindowSlices) -> None:
     """The window's slices, their figures with intervals, and what changed."""
+    if not sliced.figures:
+        say(f"window {sliced.window_label} has no replayed query to slice (every one failed)")
+        return
     whole = sliced.figures[0]
     precision = whole.precision
     facts: dict[str, object] = {

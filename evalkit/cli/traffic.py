@@ -815,7 +815,7 @@ def gaps(
     from evalkit.traffic.windows import parse_window
 
     access = CommandStore(purpose="traffic gaps")
-    sliced = window_slices(access, parse_window(window).label, kinds=["topic"])
+    sliced = window_slices(access, parse_window(window).label)
     queued = None
     if queue_for is not None:
         queued = queue_content_gaps(access, sliced, queue_for, per_gap=per_gap)

@@ -1,11 +1,13 @@
 """Slices of a window's queries, their figures, and their change against a baseline window.
 
 A slice is a set of the window's queries: a topic (``topic:3``, ``topic:outside``), a tenant
-(``tenant:acme``) or a tag's value (``tag:locale=fr``); ``all`` is the whole window. A query is
-in one topic and at most one tenant, but in as many tag slices as it has tags.
+(``tenant:acme``) or a tag's value (``tag:locale=fr``); ``all`` is the whole window. An
+embedded query is in one topic, a query in at most one tenant and one value of each tag key.
+A slice's share is of its family's queries (``slice_family``): a topic's of the embedded
+queries, a tenant's of those with a tenant, ``tag:locale=fr``'s of those tagged ``locale``.
 
-``slice_figures`` gives each slice its share of the window, its out-of-scope and low-confidence
-shares (each with the interval of ``evalkit.judging.window.mean_interval``), its churn, and the
+``slice_figures`` gives each slice its share, its out-of-scope share (each with the interval
+of ``evalkit.judging.window.mean_interval``), its low-confidence share, its churn, and the
 mean of its queries' precision from one source, with the same interval: the figure a window
 stores, computed over the slice's queries alone.
 
@@ -46,6 +48,7 @@ __all__ = [
     "content_gaps",
     "scope_floor",
     "slice_changes",
+    "slice_family",
     "slice_figures",
 ]
 
@@ -102,15 +105,17 @@ def slice_figures(
     size. ``precision_of`` names the source, labeller and measure of the queries' precision
     (None: the window has none)."""
     groups: dict[str, list[SlicedQuery]] = {ALL: list(queries)}
+    families: dict[str, set[str]] = {ALL: {q.query_id for q in queries}}
     for query in queries:
         for name in query.slices:
             groups.setdefault(name, []).append(query)
-    window = len(queries)
+            families.setdefault(slice_family(name), set()).add(query.query_id)
     figures = []
     for name, members in groups.items():
         if not members:
             continue
-        inside = np.zeros(window, dtype=np.float64)
+        family = len(families[slice_family(name)])
+        inside = np.zeros(family, dtype=np.float64)
         inside[: len(members)] = 1.0
         share, share_low, share_high = _share(inside)
         scoped = [q.out_of_scope for q in members if q.out_of_scope is not None]
@@ -134,6 +139,7 @@ def slice_figures(
             SliceFigures(
                 slice=name,
                 n_queries=len(members),
+                n_family=family,
                 share=share,
                 share_low=share_low,
                 share_high=share_high,
@@ -148,6 +154,16 @@ def slice_figures(
             )
         )
     return sorted(figures, key=lambda f: (f.slice != ALL, -f.n_queries, f.slice))
+
+
+def slice_family(name: str) -> str:
+    """What a slice's share is of: the queries in any slice of its family. ``topic`` (the
+    queries assigned a topic: those embedded), ``tenant`` (those with a tenant), ``tag:KEY``
+    (those with that tag), ``all``."""
+    kind, _, rest = name.partition(":")
+    if kind == "tag":
+        return f"tag:{rest.partition('=')[0]}"
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,17 +241,25 @@ def slice_changes(
     after = {f.slice: f for f in current}
     if ALL not in before or ALL not in after:
         return []
-    n_before, n_after = before[ALL].n_queries, after[ALL].n_queries
-    names = sorted((set(before) | set(after)) - {ALL})
-    share_p = [
-        _two_proportion_p(
+    # A slice is tested only where both windows were sliced by its family (a window sliced
+    # by topic alone says nothing of its tenants), each share of its family's queries.
+    family_before = {slice_family(f.slice): f.n_family for f in before.values()}
+    family_after = {slice_family(f.slice): f.n_family for f in after.values()}
+    names = sorted(
+        name
+        for name in (set(before) | set(after)) - {ALL}
+        if family_before.get(slice_family(name)) and family_after.get(slice_family(name))
+    )
+    counts = [
+        (
             before[n].n_queries if n in before else 0,
-            n_before,
+            family_before[slice_family(n)],
             after[n].n_queries if n in after else 0,
-            n_after,
+            family_after[slice_family(n)],
         )
         for n in names
     ]
+    share_p = [_two_proportion_p(*four) for four in counts]
     share_q = _bh(share_p)
     tested = {
         n: p
@@ -247,9 +271,8 @@ def slice_changes(
     }
     drop_q = dict(zip(tested, _bh(list(tested.values())), strict=True))
     changes = []
-    for name, p, q in zip(names, share_p, share_q, strict=True):
-        old_share = before[name].n_queries / n_before if name in before else 0.0
-        new_share = after[name].n_queries / n_after if name in after else 0.0
+    for name, (a, n_a, b, n_b), p, q in zip(names, counts, share_p, share_q, strict=True):
+        old_share, new_share = a / n_a, b / n_b
         significant = q <= false_discovery_rate
         old_precision = before[name].precision if name in before else None
         new_precision = after[name].precision if name in after else None
@@ -273,7 +296,9 @@ def slice_changes(
                 dropped=drop_q[name] <= false_discovery_rate and drop >= max(min_drop, 1e-12),
             )
         changes.append(change)
-    return sorted(changes, key=lambda c: (min(c.share_q, c.drop_q or 1.0), c.slice))
+    return sorted(
+        changes, key=lambda c: (min(c.share_q, 1.0 if c.drop_q is None else c.drop_q), c.slice)
+    )
 
 
 def content_gaps(

@@ -121,8 +121,10 @@ def goldset_topics(
         if same is False or (same is None and model.canary_hash != stored.topics.model_fingerprint):
             raise ConfigError(
                 f"the topics (version {stored.version}) were fitted on queries embedded by "
-                f"{'another model' if fitted_with is None else fitted_with.name}, not "
-                f"{model.name}: set the model they were fitted with, or fit them again"
+                "another model than the configured one "
+                f"({model.name}, whose canary embeddings differ from the topics'): set the "
+                "model they were fitted with, or fit them again "
+                "(`evalkit traffic slices --window WINDOW --refit`)"
             )
         labels = stored.topics.assign(
             embedder.embed([query.text for query in queries]), stored.topics.model_fingerprint
@@ -134,7 +136,7 @@ def goldset_topics(
 
 def _tag_slices(tags: Sequence[str], key: str) -> tuple[str, ...]:
     if not key:
-        return tuple(f"tag:{tag}" for tag in sorted(tags))
+        return tuple(f"tag:{tag}" for tag in sorted(set(tags)))
     found = []
     for tag in tags:
         for separator in (":", "="):
@@ -142,4 +144,4 @@ def _tag_slices(tags: Sequence[str], key: str) -> tuple[str, ...]:
             if sep and name == key:
                 found.append(f"tag:{key}={value}")
                 break
-    return tuple(found)
+    return tuple(dict.fromkeys(found))

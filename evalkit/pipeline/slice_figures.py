@@ -168,10 +168,12 @@ def _assigned(
             "fitted with: fit them again on a window of this model "
             f"(`evalkit traffic slices --window {summary.window_label} --refit`)"
         )
+    # The reference queries themselves (whichever replay of the reference sample embedded
+    # them) are measured against their topics without them.
     labels = topics.topics.assign(
         vectors,
         topics.topics.model_fingerprint,
-        reference=summary.run_id == topics.reference_run_id,
+        reference=reference is not None and reference.sample_id == summary.sample_id,
     )
     window_texts = [texts.get(q, "") for q in ids]
     named = {
@@ -184,11 +186,13 @@ def _assigned(
     return dict(zip(ids, (int(x) for x in labels), strict=True)), named
 
 
-def _tags(store: Store, query_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+def _tags(
+    store: Store, summary: StoredWindowSummary, query_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
     rows = store.fetch(
         "SELECT query_id, tags FROM traffic_records WHERE list_contains(?, query_id)"
-        " AND tags IS NOT NULL",
-        [list(query_ids)],
+        " AND tags IS NOT NULL AND ts >= ? AND ts < ? ORDER BY ts",
+        [list(query_ids), summary.window_start, summary.window_end],
     )
     tags: dict[str, dict[str, str]] = {}
     for query_id, text in rows:
@@ -312,7 +316,7 @@ def _compute(
         max_grades = query_values(store, summary.run_id, "assessor", f"max_grade@{depth}")[1]
     facts = _QueryFacts(
         topic_of=topic_of,
-        tags=_tags(store, ids) if "tag" in kinds else {},
+        tags=_tags(store, summary, ids) if "tag" in kinds else {},
         floor=floor,
         precision=precision,
         max_grades=max_grades,

@@ -37,6 +37,7 @@ from evalkit.store.store import Store
 from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
+    list_window_summaries,
     window_summary_of_run,
 )
 
@@ -107,6 +108,17 @@ def _summary(store: Store, window: str | None, run_id: str | None) -> StoredWind
     return latest_window_summary(store, window)
 
 
+def _baseline(store: Store, label: str, current: StoredWindowSummary) -> StoredWindowSummary:
+    """The newest replay of window ``label`` by ``current``'s retriever (else the newest
+    replay of it): precision and scores are compared within one retriever."""
+    retriever = get_run(store, current.run_id).retriever_id
+    replays = list_window_summaries(store, window_label=label, limit=1000)
+    for replay in replays:
+        if get_run(store, replay.run_id).retriever_id == retriever:
+            return replay
+    return latest_window_summary(store, label)
+
+
 def window_slices(
     access: WriterAccess,
     window: str | None = None,
@@ -138,10 +150,12 @@ def window_slices(
         )
         figures, notes = window_figures(store, summary, topics, kinds, recompute=True)
         base_label = baseline or (None if topics is None else topics.reference_window)
-        base = None if base_label is None else latest_window_summary(store, base_label)
+        base = None if base_label is None else _baseline(store, base_label, summary)
         base_figures: list[SliceFigures] = []
         if base is not None and base.run_id != summary.run_id:
-            base_figures, _ = window_figures(store, base, topics, kinds, recompute=refitted)
+            # Computed again each time: the baseline may have been judged, estimated or
+            # calibrated anew since its figures were stored.
+            base_figures, _ = window_figures(store, base, topics, kinds, recompute=True)
         elif base is not None:
             base_figures = figures
     changes = slice_changes(

@@ -31,6 +31,8 @@ class SliceFigures(JsonReady):
 
     slice: str
     n_queries: int
+    n_family: int
+    """The queries its share is of (``evalkit.drift.slices.slice_family``)."""
     share: float
     share_low: float
     share_high: float

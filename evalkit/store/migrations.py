@@ -835,6 +835,7 @@ CREATE TABLE traffic_slice_figures (
     topic_version VARCHAR,
     slice VARCHAR NOT NULL,
     n_queries INTEGER NOT NULL,
+    n_family INTEGER NOT NULL,
     share DOUBLE NOT NULL,
     share_low DOUBLE NOT NULL,
     share_high DOUBLE NOT NULL,

@@ -40,6 +40,7 @@ _PER_QUERY_TABLES = (
     "traffic_replay_queries",
     "traffic_window_embeddings",
     "answer_items",  # the texts of the run's scored answers; their scores stay
+    "judged_query_values",  # each query's labelled figures; the window's figures stay
 )
 
 

@@ -40,7 +40,8 @@ _JSON_COLUMNS = ("centroids", "topics", "matched")
 
 def save_topic_set(store: Store, described: Mapping[str, Any]) -> None:
     """Store a topic set described by the columns of ``topic_sets`` (``centroids``, ``topics``
-    and ``matched`` as JSON-ready values); an equal set stored before is kept as it was."""
+    and ``matched`` as JSON-ready values). An equal set stored before (a refit back to it) is
+    made the current one again, with what it now replaces."""
     row = [
         json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
         for name in column_names(_SET_COLUMNS)
@@ -48,7 +49,12 @@ def save_topic_set(store: Store, described: Mapping[str, Any]) -> None:
     ]
     with store.writing(f"cannot store topic set {described['version']}") as con:
         con.execute(
-            f"INSERT OR IGNORE INTO topic_sets ({_SET_COLUMNS}) VALUES ({placeholders(11)})", row
+            f"INSERT INTO topic_sets ({_SET_COLUMNS}) VALUES ({placeholders(11)})"
+            " ON CONFLICT (version) DO UPDATE SET fitted_at = excluded.fitted_at,"
+            " reference_run_id = excluded.reference_run_id,"
+            " reference_window = excluded.reference_window, n_queries = excluded.n_queries,"
+            " previous_version = excluded.previous_version, matched = excluded.matched",
+            row,
         )
 
 
@@ -110,7 +116,8 @@ def query_values(
 
 
 _FIGURE_COLUMNS = (
-    "run_id, window_label, topic_version, slice, n_queries, share, share_low, share_high,"
+    "run_id, window_label, topic_version, slice, n_queries, n_family, share, share_low,"
+    " share_high,"
     " n_out_of_scope, out_of_scope_share, out_of_scope_low, out_of_scope_high,"
     " low_confidence_share, churn, precision_source, precision_labeller, precision_measure,"
     " precision, precision_low, precision_high, n_precision, computed_at, details"
@@ -131,7 +138,8 @@ def save_slice_figures(
         p = f.precision
         rows.append(
             [
-                run_id, window_label, topic_version, f.slice, f.n_queries, f.share, f.share_low,
+                run_id, window_label, topic_version, f.slice, f.n_queries, f.n_family, f.share,
+                f.share_low,
                 f.share_high, f.n_out_of_scope, f.out_of_scope_share, f.out_of_scope_low,
                 f.out_of_scope_high, f.low_confidence_share, f.churn,
                 None if p is None else p.source, None if p is None else p.labeller,
@@ -145,18 +153,19 @@ def save_slice_figures(
         if rows:
             con.executemany(
                 f"INSERT INTO traffic_slice_figures ({_FIGURE_COLUMNS})"
-                f" VALUES ({placeholders(23)})",
+                f" VALUES ({placeholders(24)})",
                 rows,
             )
     return now
 
 
 def _figures(row: Sequence[Any]) -> SliceFigures:
-    (_, _, _, name, n, share, low, high, n_oos, oos, oos_low, oos_high, low_conf, churn,
+    (_, _, _, name, n, n_family, share, low, high, n_oos, oos, oos_low, oos_high, low_conf, churn,
      source, labeller, measure, value, p_low, p_high, n_precision, _, details) = row  # fmt: skip
     return SliceFigures(
         slice=name,
         n_queries=int(n),
+        n_family=int(n_family),
         share=share,
         share_low=low,
         share_high=high,
@@ -185,21 +194,26 @@ def slice_figures_of_run(
     )
     if not rows:
         return None, None, []
-    return rows[0][2], rows[0][21], [_figures(row) for row in rows]
+    return rows[0][2], rows[0][22], [_figures(row) for row in rows]
 
 
-def slice_series(store: Store, slice_name: str, *, limit: int = 100) -> list[dict[str, Any]]:
-    """One slice's figures over the windows (their newest replay each), oldest first."""
+def slice_series(
+    store: Store, slice_name: str, *, topic_version: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """One slice's figures over the windows (their newest replay each), oldest first; a
+    topic's only where the windows were sliced by ``topic_version`` (another set's
+    ``topic:3`` is another topic)."""
     frame = store.fetch_frame(
         "SELECT f.window_label, w.window_start, f.run_id, f.topic_version, f.n_queries, f.share,"
         " f.share_low, f.share_high, f.out_of_scope_share, f.out_of_scope_low,"
         " f.out_of_scope_high, f.precision_source, f.precision_measure, f.precision,"
         " f.precision_low, f.precision_high, f.n_precision"
         " FROM traffic_slice_figures f JOIN traffic_window_summaries w USING (run_id)"
-        " WHERE f.slice = ?"
+        " WHERE f.slice = ? AND (NOT starts_with(f.slice, 'topic:')"
+        "  OR f.topic_version IS NOT DISTINCT FROM ?)"
         " QUALIFY row_number() OVER (PARTITION BY f.window_label ORDER BY w.computed_at DESC) = 1"
         " ORDER BY w.window_start DESC LIMIT ?",
-        [slice_name, limit],
+        [slice_name, topic_version, limit],
     )
     return [{str(k): v for k, v in row.items()} for row in frame.iloc[::-1].to_dict("records")]
 

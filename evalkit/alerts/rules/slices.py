@@ -101,7 +101,11 @@ def _signals(
 ) -> list[Signal]:
     found = _windows(ctx, params)
     if found is None:
-        return []
+        # Nothing to compare (no window sliced yet, or the newest is its own baseline, as
+        # after a refit on it): the slices watched before are not watched now.
+        return close_unwatched(
+            ctx, lambda _: False, "the newest sliced window has no baseline window to test against"
+        )
     run_id, window, figures, baseline, base_figures = found
     by_name = {f.slice: f for f in figures}
     changes = slice_changes(

@@ -59,7 +59,7 @@ def slices(store: Store, *, window: str | None = None, slice_name: str | None = 
     gaps = tuple(f.slice for f in content_gaps(figures, changes))
     series = None
     if slice_name is not None:
-        series = pd.DataFrame(slice_series(store, slice_name))
+        series = pd.DataFrame(slice_series(store, slice_name, topic_version=version))
     return SlicesData(
         windows=labels,
         window=label,

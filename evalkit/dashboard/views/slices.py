@@ -142,6 +142,9 @@ def render(page: ui.PageContext) -> None:
         return
     window = ui.choose("Window", list(listed.windows), param="window")
     data: SlicesData = page.load("slices", window=window)
+    if not data.figures:
+        st.info(f"Window {window} has no replayed query to slice.", icon=":material/info:")
+        return
     whole = data.figures[0]
     slice_names = [f.slice for f in data.figures if f.slice != "all"]
     cards = st.columns(4)
