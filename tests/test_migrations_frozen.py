@@ -71,7 +71,7 @@ RELEASED: dict[int, tuple[str, str]] = {
     ),
     26: ("judged_pool_flags", "f5896ac1f98d0a049e1064f66c878149fa58872a73a074a06214f1f199ba337b"),
     27: ("window_ndcg_judged", "b848081902af6d0650cf33b60cb7695353ee51cdca36036fb7fb446aab2cfe8d"),
-    28: ("slices", "bbd9e8a2e19921218e66e651ba2873ba316c755d1030ba23c6fa0001e6285a80"),
+    28: ("slices", "5ddf456d650a79e002af5796f68d9d493f162dedcdbb8cb99ba4203402922d5e"),
 }
 
 SCHEMA_QUERIES = {
