@@ -15,11 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["print_gaps", "print_goldset_slices", "print_window_slices"]
 
 
-def _name(figure: SliceFigures) -> str:
-    terms = figure.details.get("window_terms") or figure.details.get("terms") or []
-    return f"{figure.slice} ({', '.join(terms[:3])})" if terms else figure.slice
-
-
 def _flag(sliced: WindowSlices, figure: SliceFigures) -> str:
     change = sliced.change(figure.slice)
     marks = []
@@ -67,7 +62,7 @@ def print_window_slices(sliced: WindowSlices) -> None:
     console.print(key_values(f"slices of window {sliced.window_label}", facts))
     rows = [
         [
-            _name(f),
+            f.label,
             f.n_queries,
             format_interval(f.share, f.share_low, f.share_high),
             "-"
@@ -111,7 +106,7 @@ def print_gaps(sliced: WindowSlices, queued: QueueCounts | None) -> None:
         central = gap.details.get("window_central_queries") or gap.details.get("central_queries")
         console.print(
             key_values(
-                f"content gap {_name(gap)}",
+                f"content gap {gap.label}",
                 {
                     "share": format_interval(gap.share, gap.share_low, gap.share_high),
                     "out of scope": format_interval(

@@ -811,14 +811,15 @@ def gaps(
     Example: evalkit traffic gaps --window 2026-11-21 --queue-for support
     """
     from evalkit.cli._slices import print_gaps
-    from evalkit.pipeline.slices import queue_content_gaps, window_slices
+    from evalkit.pipeline.slices import window_gaps
     from evalkit.traffic.windows import parse_window
 
-    access = CommandStore(purpose="traffic gaps")
-    sliced = window_slices(access, parse_window(window).label)
-    queued = None
-    if queue_for is not None:
-        queued = queue_content_gaps(access, sliced, queue_for, per_gap=per_gap)
+    sliced, queued = window_gaps(
+        CommandStore(purpose="traffic gaps"),
+        parse_window(window).label,
+        queue_for=queue_for,
+        per_gap=per_gap,
+    )
     if output is OutputFormat.json:
         emit_json(
             {

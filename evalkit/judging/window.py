@@ -24,6 +24,7 @@ __all__ = [
     "UNLABELLED",
     "WINDOW_INTERVAL",
     "LabelledFigure",
+    "figures_of",
     "judged_share",
     "labelled_figures",
     "labelled_per_query",
@@ -117,18 +118,24 @@ def labelled_figures(
     """The window's figures over its fully labelled queries (see the module docstring),
     each with its ``mean_interval`` over those queries. With no fully labelled query (or no
     query) every figure has no value (``n_queries`` 0)."""
-    complete, per_query = labelled_per_query(grades, threshold=threshold)
-    del per_query[f"max_grade@{grades.shape[1]}"]
-    n = int(complete.sum())
-    if n == 0:
-        return [LabelledFigure(measure, None, None, None, 0) for measure in per_query]
+    _, per_query = labelled_per_query(grades, threshold=threshold)
+    return figures_of(per_query, confidence=confidence)
+
+
+def figures_of(
+    per_query: dict[str, FloatArray], *, confidence: float = 0.95
+) -> list[LabelledFigure]:
+    """``labelled_figures`` of the values ``labelled_per_query`` gave (its ``max_grade@k``
+    left out: a grade, not a measure)."""
+    measures = {m: v for m, v in per_query.items() if not m.startswith("max_grade@")}
     figures = []
-    for measure, values in per_query.items():
-        low, high = mean_interval(values, confidence=confidence)
+    for measure, values in measures.items():
+        n = len(values)
+        low, high = mean_interval(values, confidence=confidence) if n else (None, None)
         figures.append(
             LabelledFigure(
                 measure=measure,
-                value=float(values.mean()),
+                value=float(values.mean()) if n else None,
                 low=low,
                 high=high,
                 n_queries=n,

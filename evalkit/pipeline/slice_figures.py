@@ -41,7 +41,6 @@ from evalkit.store.slices import (
     query_values,
     save_slice_figures,
     save_topic_set,
-    slice_figures_of_run,
 )
 from evalkit.store.store import Store
 from evalkit.store.traffic import (
@@ -342,14 +341,10 @@ def window_figures(
     summary: StoredWindowSummary,
     topics: StoredTopicSet | None,
     kinds: Sequence[str],
-    *,
-    recompute: bool,
 ) -> tuple[list[SliceFigures], list[str]]:
-    """The window's slice figures and notes: the stored ones when they are of ``topics``
-    and not ``recompute``, else computed and stored (replacing the run's earlier ones)."""
-    version, _, stored = slice_figures_of_run(store, summary.run_id)
-    if stored and not recompute and version == (None if topics is None else topics.version):
-        return stored, list(stored[0].details.get("notes", []))
+    """The window's slice figures and notes, computed and stored (replacing the run's
+    earlier ones): computed each time, as the window may have been judged, estimated or
+    calibrated anew since."""
     figures, notes = _compute(store, summary, topics, kinds)
     save_slice_figures(
         store,

@@ -46,6 +46,7 @@ __all__ = [
     "StoredTopicSet",
     "WindowSlices",
     "queue_content_gaps",
+    "window_gaps",
     "window_slices",
 ]
 
@@ -148,14 +149,12 @@ def window_slices(
             if "topic" in kinds
             else (None, False)
         )
-        figures, notes = window_figures(store, summary, topics, kinds, recompute=True)
+        figures, notes = window_figures(store, summary, topics, kinds)
         base_label = baseline or (None if topics is None else topics.reference_window)
         base = None if base_label is None else _baseline(store, base_label, summary)
         base_figures: list[SliceFigures] = []
         if base is not None and base.run_id != summary.run_id:
-            # Computed again each time: the baseline may have been judged, estimated or
-            # calibrated anew since its figures were stored.
-            base_figures, _ = window_figures(store, base, topics, kinds, recompute=True)
+            base_figures, _ = window_figures(store, base, topics, kinds)
         elif base is not None:
             base_figures = figures
     changes = slice_changes(
@@ -181,6 +180,17 @@ def window_slices(
         notes=tuple(notes),
         baseline_figures=tuple(base_figures),
     )
+
+
+def window_gaps(
+    access: WriterAccess, window: str, *, queue_for: str | None = None, per_gap: int = 3
+) -> tuple[WindowSlices, QueueCounts | None]:
+    """Window ``window`` sliced (``window_slices``, every kind, so its stored slices stay
+    whole), and, with ``queue_for``, each content gap's central queries queued for review."""
+    sliced = window_slices(access, window)
+    if queue_for is None:
+        return sliced, None
+    return sliced, queue_content_gaps(access, sliced, queue_for, per_gap=per_gap)
 
 
 def queue_content_gaps(

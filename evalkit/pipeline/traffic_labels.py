@@ -22,8 +22,8 @@ from evalkit.judging.window import (
     NO_DOCUMENT,
     UNLABELLED,
     WINDOW_INTERVAL,
+    figures_of,
     judged_share,
-    labelled_figures,
     labelled_per_query,
 )
 from evalkit.pipeline.judge_pool import (
@@ -222,16 +222,22 @@ def judge_traffic_run(
         return pair is None or outcome.ungraded.get(pair.key) != OVER_BUDGET
 
     figures: list[JudgedFigure] = []
+    per_query: dict[str, dict[str, float]] = {}
     if not outcome.dry_run:
         computed_at = utc_now()
         for source, rankings in ((ASSESSOR_SOURCE, replayed), (LOGGED_SOURCE, logged)):
             if not rankings:
                 continue
             sampled = _sampled_queries(order, rankings, reached)
-            measured = labelled_figures(
-                _grade_matrix(rankings, sampled, grade_of, request.k),
-                threshold=assessor_threshold,
+            complete, values = labelled_per_query(
+                _grade_matrix(rankings, sampled, grade_of, request.k), threshold=assessor_threshold
             )
+            if source == ASSESSOR_SOURCE:
+                labelled = [q for q, ok in zip(sampled, complete, strict=True) if ok]
+                per_query = {
+                    m: dict(zip(labelled, v.tolist(), strict=True)) for m, v in values.items()
+                }
+            measured = figures_of(values)
             share = judged_share(_grade_matrix(rankings, list(rankings), grade_of, request.k))
             n_used = measured[0].n_queries
             left_out = {
@@ -266,20 +272,9 @@ def judge_traffic_run(
                 )
                 for figure in measured
             )
-        sampled = _sampled_queries(order, replayed, reached)
-        complete, values = labelled_per_query(
-            _grade_matrix(replayed, sampled, grade_of, request.k), threshold=assessor_threshold
-        )
-        labelled = [query_id for query_id, ok in zip(sampled, complete, strict=True) if ok]
         with access.writer("judge traffic") as store:
             save_run_figures(store, figures)
-            save_query_values(
-                store,
-                run.run_id,
-                ASSESSOR_SOURCE,
-                assessor.name,
-                {m: dict(zip(labelled, v.tolist(), strict=True)) for m, v in values.items()},
-            )
+            save_query_values(store, run.run_id, ASSESSOR_SOURCE, assessor.name, per_query)
     return WindowJudging(
         run=run,
         window_label=summary.window_label,

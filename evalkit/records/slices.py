@@ -52,6 +52,13 @@ class SliceFigures(JsonReady):
         }
 
     @property
+    def label(self) -> str:
+        """``topic:3 (insulin, glucose, diabetes)``: the slice and, for a topic, its first
+        three terms in the window (else its reference terms)."""
+        terms = self.details.get("window_terms") or self.details.get("terms") or []
+        return f"{self.slice} ({', '.join(terms[:3])})" if terms else self.slice
+
+    @property
     def kind(self) -> str:
         """``topic``, ``tenant``, ``tag`` or ``all``."""
         return self.slice.partition(":")[0]

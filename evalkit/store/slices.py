@@ -182,19 +182,14 @@ def _figures(row: Sequence[Any]) -> SliceFigures:
     )
 
 
-def slice_figures_of_run(
-    store: Store, run_id: str
-) -> tuple[str | None, datetime | None, list[SliceFigures]]:
-    """A window replay's stored slice figures: the topic version, when they were computed, and
-    the figures (``all`` first, then by size); ``(None, None, [])`` when none are stored."""
+def slice_figures_of_run(store: Store, run_id: str) -> list[SliceFigures]:
+    """A window replay's stored slice figures, ``all`` first, then by size (none: empty)."""
     rows = store.fetch(
         f"SELECT {_FIGURE_COLUMNS} FROM traffic_slice_figures WHERE run_id = ?"
         " ORDER BY slice = 'all' DESC, n_queries DESC, slice",
         [run_id],
     )
-    if not rows:
-        return None, None, []
-    return rows[0][2], rows[0][22], [_figures(row) for row in rows]
+    return [_figures(row) for row in rows]
 
 
 def slice_series(

@@ -85,8 +85,8 @@ def _windows(
     base_run = None if baseline is None else sliced_run_of_window(ctx.store, baseline, version)
     if base_run is None or base_run == run_id:
         return None
-    _, _, figures = slice_figures_of_run(ctx.store, run_id)
-    _, _, base_figures = slice_figures_of_run(ctx.store, base_run)
+    figures = slice_figures_of_run(ctx.store, run_id)
+    base_figures = slice_figures_of_run(ctx.store, base_run)
     return run_id, window, figures, str(baseline), base_figures
 
 
@@ -153,17 +153,12 @@ def _signals(
     )
 
 
-def _name(figure: SliceFigures) -> str:
-    terms = figure.details.get("window_terms") or figure.details.get("terms") or []
-    return f"{figure.slice} ({', '.join(terms[:3])})" if terms else figure.slice
-
-
 def _precision_drop(ctx: RuleContext, params: SlicePrecisionDropParams) -> list[Signal]:
     def describe(change: SliceChange, figure: SliceFigures) -> str:
         if change.drop_q is None:
-            return f"precision of slice {_name(figure)} not comparable with the baseline"
+            return f"precision of slice {figure.label} not comparable with the baseline"
         return (
-            f"precision of slice {_name(figure)} "
+            f"precision of slice {figure.label} "
             + ("dropped" if change.dropped else "held")
             + f": {change.baseline_precision or 0:.3f} to {change.precision or 0:.3f} "
             f"(q {change.drop_q:.2g})"
@@ -194,7 +189,7 @@ def _emerged(ctx: RuleContext, params: SliceEmergedParams) -> list[Signal]:
         )
         verb = "grew" if change.grew else "holds"
         return (
-            f"topic {_name(figure)} {verb}: {change.baseline_share:.1%} to {change.share:.1%} "
+            f"topic {figure.label} {verb}: {change.baseline_share:.1%} to {change.share:.1%} "
             f"of traffic (q {change.share_q:.2g}){scope}"
         )
 

@@ -49,12 +49,12 @@ def slices(store: Store, *, window: str | None = None, slice_name: str | None = 
     labels = tuple(label for label, _, _ in listed)
     chosen = next((row for row in listed if row[0] == window), listed[0])
     label, run_id, version = chosen
-    _, _, figures = slice_figures_of_run(store, run_id)
+    figures = slice_figures_of_run(store, run_id)
     baseline = None if version is None else topic_reference_window(store, version)
     base_run = None if baseline is None else sliced_run_of_window(store, baseline, version)
     changes: list[SliceChange] = []
     if base_run is not None:
-        _, _, base_figures = slice_figures_of_run(store, base_run)
+        base_figures = slice_figures_of_run(store, base_run)
         changes = slice_changes(base_figures, figures)
     gaps = tuple(f.slice for f in content_gaps(figures, changes))
     series = None

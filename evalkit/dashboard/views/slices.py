@@ -13,11 +13,6 @@ from evalkit.drift.slices import SliceChange
 from evalkit.records.slices import SliceFigures
 
 
-def _name(figure: SliceFigures) -> str:
-    terms = figure.details.get("window_terms") or figure.details.get("terms") or []
-    return f"{figure.slice} ({', '.join(terms[:3])})" if terms else figure.slice
-
-
 def _interval(value: float | None, low: float | None, high: float | None) -> str:
     if value is None:
         return "-"
@@ -57,7 +52,7 @@ def _treemap(data: SlicesData) -> go.Figure:
             if change is None or change.precision is None or change.baseline_precision is None
             else change.precision - change.baseline_precision
         )
-        labels.append(("★ " if flagged else "") + _name(figure))
+        labels.append(("★ " if flagged else "") + figure.label)
         parents.append(figure.kind)
         values.append(figure.n_queries)
         colours.append(delta)
@@ -84,7 +79,7 @@ def _table(data: SlicesData) -> pd.DataFrame:
         precision = figure.precision
         rows.append(
             {
-                "slice": _name(figure),
+                "slice": figure.label,
                 "queries": figure.n_queries,
                 "share": _interval(figure.share, figure.share_low, figure.share_high),
                 "precision": "-"
@@ -174,7 +169,7 @@ def render(page: ui.PageContext) -> None:
     ui.table(_table(data), digits=3)
     for gap in (f for f in data.figures if f.slice in data.gaps):
         with st.container(border=True):
-            st.markdown(f"**Content gap: {ui.md(_name(gap))}**")
+            st.markdown(f"**Content gap: {ui.md(gap.label)}**")
             for subject in gap.details.get("emerging", []):
                 st.markdown(
                     f"- {ui.md(', '.join(subject['terms'][:5]))} ({subject['share']:.0%}): "
@@ -185,7 +180,7 @@ def render(page: ui.PageContext) -> None:
     chosen = ui.choose("Slice", slice_names, param="slice", where=f" in window {window}")
     detail: SlicesData = page.load("slices", window=window, slice_name=chosen)
     figure = next(f for f in data.figures if f.slice == chosen)
-    st.subheader(ui.md(_name(figure)))
+    st.subheader(ui.md(figure.label))
     central = figure.details.get("window_central_queries") or figure.details.get("central_queries")
     if central:
         st.markdown("\n".join(f"- {ui.md(query)}" for query in central))
